@@ -1,0 +1,5 @@
+import sys
+
+from consortium.cli import main
+
+sys.exit(main())

@@ -1,0 +1,256 @@
+"""A federated random forest and local cross-validation.
+
+``forest``: each worker grows trees on its own rows, the forest is their union and predicts
+by averaging the trees' class probabilities (the scheme of Hauschild et al. (2022),
+"Federated Random Forests can improve local performance of predictive models for various
+healthcare applications", Bioinformatics). With ``folds`` it is cross-validated first: for
+each fold, workers grow trees without their rows of that fold and score the merged forest on
+them (the scores are added up securely). The trees are the model and are seen by the
+coordinator; their leaves hold class frequencies of a worker's rows.
+
+``local_cv`` (LocalCrossValidation): each worker cross-validates a forest on its own rows;
+the coordinator gets the pooled accuracy only.
+
+Trees are numeric arrays (children, split features and thresholds, leaf frequencies), never
+pickled estimators; prediction walks them in numpy.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from pydantic import Field, PositiveInt
+
+from consortium.analytics.models import Design, check_features, design, stable_split
+from consortium.analytics.operations import (
+    OPERATIONS,
+    Finished,
+    LocalData,
+    Operation,
+    Partial,
+    State,
+    Statistic,
+)
+from consortium.analytics.tables import TableSpec
+from consortium.runtime import derive_seed
+
+__all__ = ["Forest", "ForestArgs", "LocalCV", "predict_forest"]
+
+
+class ForestArgs(Design):
+    trees: PositiveInt = Field(default=10, description="trees each worker grows")
+    max_depth: PositiveInt | None = 8
+    min_samples_leaf: PositiveInt = 1
+    folds: int = Field(default=0, ge=0, description="cross-validation folds (0: none)")
+
+
+def _grow(
+    args: Any, x: np.ndarray, y: np.ndarray, n_classes: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Grow ``args.trees`` trees on (x, y); their arrays, leaf values as class frequencies
+    over every class of the table (a worker may lack some)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    out: dict[str, np.ndarray] = {}
+    if len(y) == 0:
+        return out
+    forest = RandomForestClassifier(
+        n_estimators=args.trees,
+        max_depth=args.max_depth,
+        min_samples_leaf=args.min_samples_leaf,
+        random_state=seed % 2**32,
+        n_jobs=1,
+    ).fit(x, y)
+    for k, estimator in enumerate(forest.estimators_):
+        tree = estimator.tree_
+        value = np.zeros((tree.node_count, n_classes))
+        value[:, forest.classes_.astype(np.int64)] = tree.value[:, 0, :]
+        value /= np.maximum(value.sum(axis=1, keepdims=True), 1e-300)
+        out.update(
+            {
+                f"t{k}.left": tree.children_left.astype(np.int64),
+                f"t{k}.right": tree.children_right.astype(np.int64),
+                f"t{k}.feature": tree.feature.astype(np.int64),
+                f"t{k}.threshold": tree.threshold.astype(np.float64),
+                f"t{k}.value": value,
+            }
+        )
+    return out
+
+
+def _trees(arrays: Mapping[str, np.ndarray], prefix: str) -> list[dict[str, np.ndarray]]:
+    names = sorted(
+        {k[len(prefix) :].split(".")[0] for k in arrays if k.startswith(prefix)},
+        key=lambda s: int(s[1:]),
+    )
+    return [
+        {f: arrays[f"{prefix}{t}.{f}"] for f in ("left", "right", "feature", "threshold", "value")}
+        for t in names
+    ]
+
+
+def predict_forest(trees: list[dict[str, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    """Class probabilities: the mean over trees of each tree's leaf frequencies. Features
+    are compared as float32, as scikit-learn's trees compare them."""
+    x = np.asarray(x, dtype=np.float32)
+    total = None
+    for t in trees:
+        node = np.zeros(len(x), dtype=np.int64)
+        while True:
+            inner = t["left"][node] >= 0
+            if not inner.any():
+                break
+            rows = np.flatnonzero(inner)
+            at = node[rows]
+            go_left = x[rows, t["feature"][at]] <= t["threshold"][at]
+            node[rows] = np.where(go_left, t["left"][at], t["right"][at])
+        proba = t["value"][node]
+        total = proba if total is None else total + proba
+    assert total is not None
+    return total / len(trees)
+
+
+class Forest(Operation):
+    Args = ForestArgs
+
+    def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
+        super().check(args, tables)
+        spec = tables[args.query.table]
+        check_features(args, spec, args.query.table)
+        if spec.columns[args.label].numeric:
+            raise ValueError(f"forest: label {args.label!r} must be a category")
+        if args.folds == 1:
+            raise ValueError("forest: folds is 0 (no cross-validation) or at least 2")
+
+    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
+        classes = tables[args.query.table].columns[args.label].categories or []
+        plan = [step for f in range(args.folds) for step in (("grow", f), ("score", f))]
+        return {"plan": [*plan, ("grow", -1)], "at": 0, "classes": len(classes), "scores": []}
+
+    def done(self, args: Any, carry: Any) -> bool:
+        return bool(carry["at"] >= len(carry["plan"]))
+
+    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
+        phase, fold = carry["plan"][carry["at"]]
+        out = {"phase": np.array([0 if phase == "grow" else 1, fold], dtype=np.int64)}
+        if phase == "score":
+            out.update(carry["merged"])
+        return out
+
+    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+        x, y = design(args, data)
+        y = y.astype(np.int64)
+        phase, fold = (int(v) for v in request["phase"])
+        folds = np.zeros(len(y), dtype=np.int64) - 1
+        if args.folds:
+            folds[stable_split(data, len(y), "folds")] = np.arange(len(y)) % args.folds
+        n_classes = len(data.tables[args.query.table].spec.columns[args.label].categories or [])
+        if phase == 0:
+            rows = folds != fold
+            seed = derive_seed(
+                zlib.crc32(data.party.encode()), fold + 1, int(data.rng.integers(2**31))
+            )
+            return Partial(plain=_grow(args, x[rows], y[rows], n_classes, seed))
+        rows = folds == fold
+        proba = predict_forest(_trees(request, "m."), x[rows])
+        correct = float(np.sum(np.argmax(proba, axis=1) == y[rows]))
+        loss = float(-np.sum(np.log(np.clip(proba[np.arange(rows.sum()), y[rows]], 1e-15, None))))
+        sums = {
+            k: Statistic(np.array([v]), 0, 0)
+            for k, v in (("n", float(rows.sum())), ("correct", correct), ("loss", loss))
+        }
+        return Partial(sums=sums)
+
+    def combine(
+        self,
+        args: Any,
+        carry: Any,
+        total: Mapping[str, np.ndarray],
+        plain: Mapping[str, Mapping[str, np.ndarray]],
+    ) -> Any:
+        phase, fold = carry["plan"][carry["at"]]
+        if phase == "grow":
+            merged: dict[str, np.ndarray] = {}
+            for party in sorted(plain):
+                for tree in _trees(plain[party], ""):
+                    m = len(merged) // 5
+                    merged.update({f"m.t{m}.{f}": v for f, v in tree.items()})
+            carry["merged"] = merged
+        else:
+            n = float(total["n"][0])
+            carry["scores"].append(
+                {
+                    "fold": fold,
+                    "examples": n,
+                    "accuracy": float(total["correct"][0]) / n if n else float("nan"),
+                    "loss": float(total["loss"][0]) / n if n else float("nan"),
+                }
+            )
+        carry["at"] += 1
+        return carry
+
+    def finish(self, args: Any, carry: Any, state: State) -> Finished:
+        merged = carry["merged"]
+        arrays = {f"forest.{k[2:]}": v for k, v in merged.items()}
+        result: dict[str, Any] = {"trees": len(merged) // 5, "folds": carry["scores"]}
+        metrics: dict[str, float] = {"trees": float(len(merged) // 5)}
+        if carry["scores"]:
+            n = sum(s["examples"] for s in carry["scores"])
+            acc = sum(s["accuracy"] * s["examples"] for s in carry["scores"]) / n
+            result["cv_accuracy"] = acc
+            metrics["cv_accuracy"] = acc
+        meta = {"forest": {"features": list(args.features), "label": args.label}}
+        return Finished(result=result, metrics=metrics, state=state.updated(arrays, meta))
+
+
+class LocalCV(Forest):
+    """Each worker cross-validates a forest on its own rows; the pooled score comes back."""
+
+    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
+        return {"done": False}
+
+    def done(self, args: Any, carry: Any) -> bool:
+        return bool(carry["done"])
+
+    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
+        return {}
+
+    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+        x, y = design(args, data)
+        y = y.astype(np.int64)
+        n_classes = len(data.tables[args.query.table].spec.columns[args.label].categories or [])
+        k = max(args.folds, 2)
+        folds = np.zeros(len(y), dtype=np.int64)
+        folds[stable_split(data, len(y), "folds")] = np.arange(len(y)) % k
+        correct = 0.0
+        for f in range(k):
+            train, test = folds != f, folds == f
+            trees = _trees(_grow(args, x[train], y[train], n_classes, derive_seed(f, len(y))), "")
+            if trees and test.any():
+                correct += float(
+                    np.sum(np.argmax(predict_forest(trees, x[test]), axis=1) == y[test])
+                )
+        sums = {
+            "n": Statistic(np.array([float(len(y))]), 0, 0),
+            "correct": Statistic(np.array([correct]), 0, 0),
+        }
+        return Partial(sums=sums)
+
+    def combine(self, args: Any, carry: Any, total: Mapping[str, np.ndarray], plain: Any) -> Any:
+        n = float(total["n"][0])
+        return {
+            "done": True,
+            "n": n,
+            "accuracy": float(total["correct"][0]) / n if n else float("nan"),
+        }
+
+    def finish(self, args: Any, carry: Any, state: State) -> Finished:
+        result = {"examples": carry["n"], "accuracy": carry["accuracy"]}
+        return Finished(result=result, metrics={"accuracy": carry["accuracy"]}, state=state)
+
+
+OPERATIONS.register("forest", Forest())
+OPERATIONS.register("local_cv", LocalCV())

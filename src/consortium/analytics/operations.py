@@ -1,0 +1,252 @@
+"""Operations: what a workflow step runs, as a registered, validated piece of data.
+
+An operation is split between the coordinator and the workers, with no I/O of its own; the
+scheduler moves its messages. Its run is a small state machine driven by the coordinator:
+
+``start(args, state) -> carry``, then while ``not done(args, carry)``: the coordinator sends
+``request(args, carry)`` (named arrays) to the job's workers; each worker answers
+``local(args, request, data) -> Partial``; the scheduler adds the partials' ``sums`` by
+secure summation (and collects ``plain`` arrays, for operations whose per-party output is
+the point, such as the trees of a forest); ``combine(args, carry, total, plain) -> carry``.
+Finally ``finish(args, carry, state) -> Finished``.
+
+Workers add differential-privacy noise to each released statistic before masking it, with
+the sensitivity the partial declares (computed from public information only: bounds,
+categories, the request). An operation's args name the ``table`` it reads (through
+``query``) and its optional ``dp`` settings, so the privacy cost of a workflow is known
+before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, PositiveFloat, ValidationError, model_validator
+
+from consortium.analytics.query import Query
+from consortium.analytics.tables import Table, TableSpec
+from consortium.errors import ConfigError, PluginError
+from consortium.privacy.dp import MECHANISMS, Budget
+from consortium.registry import Registry
+from consortium.spec import Strict
+
+__all__ = [
+    "OPERATIONS",
+    "DpArgs",
+    "Finished",
+    "LocalData",
+    "Operation",
+    "OperationRef",
+    "Partial",
+    "QueryArgs",
+    "State",
+    "Statistic",
+    "validate_args",
+]
+
+
+class DpArgs(Strict):
+    """Differential privacy for one operation: its mechanism and total cost."""
+
+    mechanism: Literal["laplace", "gaussian"] = "laplace"
+    epsilon: PositiveFloat
+    delta: float = Field(default=0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> DpArgs:
+        if MECHANISMS.get(self.mechanism).needs_delta:
+            if self.delta <= 0:
+                raise ValueError("the gaussian mechanism needs delta > 0")
+            if self.epsilon >= 1:
+                raise ValueError("the gaussian mechanism is calibrated for epsilon < 1")
+        elif self.delta != 0:
+            raise ValueError("the laplace mechanism takes no delta")
+        return self
+
+    @property
+    def cost(self) -> Budget:
+        return Budget(self.epsilon, self.delta)
+
+
+class QueryArgs(Strict):
+    """Args of every operation that reads a table."""
+
+    query: Query
+    dp: DpArgs | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Statistic:
+    """One released vector of sums and its sensitivity to one row (L1 and L2 norms)."""
+
+    values: np.ndarray
+    l1: float
+    l2: float
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """A worker's answer: statistics to add up securely and, for operations that release
+    per-party output by design, plain arrays."""
+
+    sums: Mapping[str, Statistic] = field(default_factory=dict)
+    plain: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What the workflow carries from job to job and gives every worker: named arrays
+    (model weights, fitted transformers) and small JSON-able settings."""
+
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def updated(
+        self, arrays: Mapping[str, np.ndarray] | None = None, meta: Mapping[str, Any] | None = None
+    ) -> State:
+        return State(arrays={**self.arrays, **(arrays or {})}, meta={**self.meta, **(meta or {})})
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """An operation's outcome: a JSON-able result, metrics (floats) and the new state."""
+
+    result: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    state: State
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalData:
+    """What a worker's part of an operation sees: its own tables, the workflow state, and
+    randomness private to it and this job."""
+
+    party: str
+    tables: Mapping[str, Table]
+    state: State
+    rng: np.random.Generator
+
+    def select(self, query: Query) -> Table:
+        return query.apply(self.tables[query.table])
+
+
+class Operation:
+    """Base of every operation. Subclasses set ``Args`` and override the stages they use.
+
+    ``placement`` is ``workers`` (runs on the workers, coordinated) or ``coordinator`` (runs
+    on the coordinator alone: initialise or finalise). ``round_robin`` says whether one
+    party's answer may be seen on its own (true for models handed round a ring, never for
+    statistics).
+    """
+
+    Args: ClassVar[type[BaseModel]] = QueryArgs
+    placement: ClassVar[Literal["workers", "coordinator"]] = "workers"
+    round_robin: ClassVar[bool] = False
+
+    def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
+        """Raise ValueError when ``args`` do not fit the published schema."""
+        query = getattr(args, "query", None)
+        if isinstance(query, Query):
+            query.check(tables)
+
+    def cost(self, args: Any) -> dict[str, Budget]:
+        """The privacy budget this operation spends, per table."""
+        dp = getattr(args, "dp", None)
+        query = getattr(args, "query", None)
+        if dp is None or query is None:
+            return {}
+        return {query.table: dp.cost}
+
+    def releases(self, args: Any) -> int:
+        """How many statistics the operation releases under DP (its ε and δ are split
+        evenly among them)."""
+        return 1
+
+    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
+        """The coordinator's carry before the first request (``tables``: the schema).
+        By default: one request, whose totals become the carry."""
+        return {"done": False}
+
+    def done(self, args: Any, carry: Any) -> bool:
+        return bool(carry.get("done", True))
+
+    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
+        return {}
+
+    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+        return Partial()
+
+    def combine(
+        self,
+        args: Any,
+        carry: Any,
+        total: Mapping[str, np.ndarray],
+        plain: Mapping[str, Mapping[str, np.ndarray]],
+    ) -> Any:
+        return {"done": True, "total": dict(total), "plain": dict(plain)}
+
+    def finish(self, args: Any, carry: Any, state: State) -> Finished:
+        return Finished(result={}, metrics={}, state=state)
+
+
+OPERATIONS: Registry[Operation] = Registry("analytics operation")
+
+
+class OperationRef(Strict):
+    """A registered operation and its args, checked against the operation's model."""
+
+    name: str = Field(min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> OperationRef:
+        try:
+            op = OPERATIONS.get(self.name)
+        except PluginError as exc:
+            raise ValueError(str(exc)) from None
+        validate_args(op, self.args, where=f"operation {self.name!r}")
+        return self
+
+    @property
+    def operation(self) -> Operation:
+        return OPERATIONS.get(self.name)
+
+    def parsed(self) -> Any:
+        return validate_args(self.operation, self.args, where=f"operation {self.name!r}")
+
+
+def validate_args(op: Operation, args: Mapping[str, Any], *, where: str) -> Any:
+    """``args`` validated by the operation's model; errors name each bad field."""
+    try:
+        return op.Args.model_validate(dict(args))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"args.{'.'.join(str(p) for p in e['loc'])}: "
+            + ("unknown key (check its spelling)" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()
+        )
+        raise ValueError(f"{where}: {problems}") from None
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON for the wire."""
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+def args_from_wire(name: str, text: str) -> tuple[Operation, Any]:
+    """An operation and its args from a task message (data, validated; never code)."""
+    try:
+        op = OPERATIONS.get(name)
+        raw = json.loads(text)
+    except (PluginError, ValueError) as exc:
+        raise ConfigError(f"task names an unusable operation {name!r}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"task args for {name!r} must be a JSON object")
+    try:
+        return op, validate_args(op, raw, where=f"operation {name!r}")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,373 @@
+"""Federated preprocessing: transformers fitted on global statistics, applied locally.
+
+A ``preprocess`` step fits a pipeline of transformers over a query's rows across all
+workers. Each transformer is fitted from secure sums over the rows as the transformers before
+it leave them (imputed, scaled, ...), and the fitted pipeline joins the workflow state, so
+every later job's workers apply it to their own rows before using them (``pipeline``):
+
+``imputer``
+    fills missing values: ``mean``, ``median`` (exact, by order statistics), ``constant``,
+    or, for a category, ``most_frequent`` (ties: the first declared category).
+``standard_scaler``
+    ``(x - mean) / std`` with the population std (zero becomes 1), scikit-learn's
+    ``StandardScaler``; two passes (mean, then squared deviations).
+``minmax_scaler``
+    maps ``[min, max]`` onto ``feature_range`` (scikit-learn's ``MinMaxScaler``), with the
+    exact global minimum and maximum.
+``one_hot``
+    a 0/1 column ``<column>=<category>`` for each declared category (all 0 for a missing
+    value); the categories are public, so fitting needs no statistics.
+``binning``
+    the bin index of each value: ``uniform`` bins between the global min and max
+    (scikit-learn's ``KBinsDiscretizer(encode="ordinal", strategy="uniform")``) or
+    ``quantile`` bins at numpy's quantiles.
+
+What the coordinator learns: the fitted parameters (means, scales, minima, maxima, edges), as
+a centralised fit would publish them; never a party's own statistic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field, PositiveInt
+
+from consortium.analytics.operations import (
+    OPERATIONS,
+    Finished,
+    LocalData,
+    Operation,
+    Partial,
+    State,
+    Statistic,
+)
+from consortium.analytics.orderstats import STAGES, Search, float_keys, local_counts
+from consortium.analytics.query import Query, check_column
+from consortium.analytics.tables import ColumnSpec, Table, TableSpec
+from consortium.spec import Strict
+
+__all__ = ["PipelineArgs", "Transformer", "apply_pipeline", "pipeline_from_state"]
+
+
+class _Base(Strict):
+    columns: list[str] = Field(min_length=1)
+
+
+class Imputer(_Base):
+    kind: Literal["imputer"] = "imputer"
+    strategy: Literal["mean", "median", "most_frequent", "constant"] = "mean"
+    fill_value: float | str | None = None
+
+
+class StandardScaler(_Base):
+    kind: Literal["standard_scaler"] = "standard_scaler"
+
+
+class MinMaxScaler(_Base):
+    kind: Literal["minmax_scaler"] = "minmax_scaler"
+    feature_range: tuple[float, float] = (0.0, 1.0)
+
+
+class OneHot(_Base):
+    kind: Literal["one_hot"] = "one_hot"
+
+
+class Binning(_Base):
+    kind: Literal["binning"] = "binning"
+    bins: PositiveInt = 5
+    strategy: Literal["uniform", "quantile"] = "uniform"
+
+
+Transformer = Annotated[
+    Imputer | StandardScaler | MinMaxScaler | OneHot | Binning, Field(discriminator="kind")
+]
+
+
+class PipelineArgs(Strict):
+    query: Query
+    steps: list[Transformer] = Field(min_length=1)
+
+
+def _check(t: Any, spec: TableSpec, table: str) -> None:
+    for c in t.columns:
+        check_column(spec, table, c)
+        is_category = not spec.columns[c].numeric
+        if isinstance(t, OneHot) and not is_category:
+            raise ValueError(f"one_hot: column {c!r} is not a category")
+        if isinstance(t, Imputer):
+            if is_category and t.strategy not in ("most_frequent", "constant"):
+                raise ValueError(f"imputer: category column {c!r} takes most_frequent or constant")
+            if not is_category and t.strategy == "most_frequent":
+                raise ValueError(f"imputer: most_frequent is for category columns, not {c!r}")
+            if t.strategy == "constant" and t.fill_value is None:
+                raise ValueError("imputer: the constant strategy needs a fill_value")
+            known = spec.columns[c].categories or []
+            if t.strategy == "constant" and is_category and str(t.fill_value) not in known:
+                raise ValueError(f"imputer: {t.fill_value!r} is not a category of {c!r}")
+        elif not isinstance(t, OneHot) and is_category:
+            raise ValueError(f"{t.kind}: column {c!r} is a category, not a number")
+
+
+def _after(t: Any, spec: TableSpec) -> TableSpec:
+    """The schema after ``t``: one-hot adds a float column per category."""
+    if not isinstance(t, OneHot):
+        return spec
+    columns = dict(spec.columns)
+    for c in t.columns:
+        for cat in spec.columns[c].categories or []:
+            columns[f"{c}={cat}"] = ColumnSpec(type="float", bounds=(0.0, 1.0))
+    return spec.model_copy(update={"columns": columns})
+
+
+def pipeline_schema(steps: list[Any], spec: TableSpec) -> TableSpec:
+    for t in steps:
+        spec = _after(t, spec)
+    return spec
+
+
+def apply_pipeline(table: Table, steps: list[Any], params: Mapping[str, np.ndarray]) -> Table:
+    """``table`` through the fitted transformers (``params``: ``p<i>.<name>`` arrays)."""
+    for i, t in enumerate(steps):
+        table = _apply(
+            table, t, {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(f"p{i}.")}
+        )
+    return table
+
+
+def _apply(table: Table, t: Any, p: Mapping[str, np.ndarray]) -> Table:
+    columns = dict(table.columns)
+    for j, c in enumerate(t.columns):
+        x = table.columns[c]
+        if isinstance(t, Imputer):
+            missing = ~table.present(c)
+            filled = x.copy()
+            filled[missing] = p["fill"][j]
+            columns[c] = filled.astype(x.dtype)
+        elif isinstance(t, StandardScaler):
+            columns[c] = (x - p["mean"][j]) / p["scale"][j]
+        elif isinstance(t, MinMaxScaler):
+            low, high = t.feature_range
+            span = p["max"][j] - p["min"][j]
+            scale = (high - low) / (span if span != 0 else 1.0)
+            columns[c] = x * scale + (low - p["min"][j] * scale)
+        elif isinstance(t, Binning):
+            edges = p["edges"][j]
+            codes = np.searchsorted(edges[1:-1], x, side="right").astype(np.float64)
+            columns[c] = np.where(np.isnan(x), np.nan, codes)
+        else:
+            for k, cat in enumerate(table.spec.columns[c].categories or []):
+                columns[f"{c}={cat}"] = (x == k).astype(np.float64)
+    return Table(name=table.name, spec=_after(t, table.spec), columns=columns)
+
+
+def pipeline_from_state(state: State) -> tuple[str | None, list[Any], dict[str, np.ndarray]]:
+    """The fitted pipeline the workflow state holds: (table, transformers, parameters)."""
+    meta = state.meta.get("pipeline")
+    if not meta:
+        return None, [], {}
+    args = PipelineArgs.model_validate(meta)
+    prefix = "pipeline."
+    params = {k[len(prefix) :]: v for k, v in state.arrays.items() if k.startswith(prefix)}
+    return args.query.table, list(args.steps), params
+
+
+# The phases of a fit, in the order a transformer needs them.
+_PHASES: dict[str, tuple[str, ...]] = {
+    "mean": ("moments",),
+    "median": ("count", *("zoom",) * STAGES),
+    "most_frequent": ("levels",),
+    "constant": (),
+    "standard_scaler": ("moments", "squares"),
+    "minmax_scaler": ("count", *("zoom",) * STAGES),
+    "uniform": ("count", *("zoom",) * STAGES),
+    "quantile": ("count", *("zoom",) * STAGES),
+    "one_hot": (),
+}
+
+
+def _phases(t: Any) -> tuple[str, ...]:
+    key = t.strategy if isinstance(t, Imputer | Binning) else t.kind
+    return _PHASES[key]
+
+
+class Preprocess(Operation):
+    """Fits a pipeline of transformers across the workers (see the module docstring)."""
+
+    Args = PipelineArgs
+
+    def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
+        super().check(args, tables)
+        spec = tables[args.query.table]
+        for t in args.steps:
+            _check(t, spec, args.query.table)
+            spec = _after(t, spec)
+
+    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
+        carry = {"t": 0, "phase": 0, "params": {}, "spec": tables[args.query.table]}
+        self._skip(args, carry)
+        return carry
+
+    def _skip(self, args: Any, carry: Any) -> None:
+        """Fit the transformers that need no statistics; stop at the next that does."""
+        while carry["t"] < len(args.steps) and carry["phase"] >= len(
+            _phases(args.steps[carry["t"]])
+        ):
+            self._fit(args, carry)
+            carry["t"] += 1
+            carry["phase"] = 0
+
+    def done(self, args: Any, carry: Any) -> bool:
+        return bool(carry["t"] >= len(args.steps))
+
+    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
+        out = {f"fit.{k}": v for k, v in carry["params"].items()}
+        out["at"] = np.array([carry["t"], carry["phase"]], dtype=np.int64)
+        if "mean" in carry:
+            out["mean"] = carry["mean"]
+        if "search" in carry:
+            out["lows"] = np.array(carry["search"].lows, dtype=np.uint64)
+            out["columns"] = np.array(carry["targets"], dtype=np.int64)
+        return out
+
+    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+        t_index, phase_index = (int(v) for v in request["at"])
+        params = {k[4:]: v for k, v in request.items() if k.startswith("fit.")}
+        table = apply_pipeline(data.select(args.query), args.steps[:t_index], params)
+        t = args.steps[t_index]
+        phase = _phases(t)[phase_index]
+        values = [table.columns[c] for c in t.columns]
+        if phase == "levels":
+            k = len(table.spec.columns[t.columns[0]].categories or [])
+            counts = [np.bincount(v[v >= 0], minlength=k) for v in values]
+            return Partial(sums={"levels": Statistic(np.concatenate(counts).astype(float), 0, 0)})
+        present = [v[~np.isnan(v)] for v in values]
+        if phase in ("moments", "count"):
+            sizes = np.array([p.size for p in present], dtype=float)
+            sums = np.array([p.sum() for p in present])
+            return Partial(sums={"count": Statistic(sizes, 0, 0), "sum": Statistic(sums, 0, 0)})
+        if phase == "squares":
+            squares = [np.sum((p - m) ** 2) for p, m in zip(present, request["mean"], strict=True)]
+            return Partial(sums={"squares": Statistic(np.array(squares), 0, 0)})
+        stage = phase_index - 1  # zoom stages follow the count
+        keys = [float_keys(p) for p in present]
+        counts = [
+            local_counts(keys[int(c)], np.array([low], dtype=np.uint64), stage)
+            for c, low in zip(request["columns"], request["lows"], strict=True)
+        ]
+        return Partial(sums={"counts": Statistic(np.concatenate(counts), 0, 0)})
+
+    def combine(
+        self,
+        args: Any,
+        carry: Any,
+        total: Mapping[str, np.ndarray],
+        plain: Mapping[str, Mapping[str, np.ndarray]],
+    ) -> Any:
+        t = args.steps[carry["t"]]
+        phase = _phases(t)[carry["phase"]]
+        if phase == "moments":
+            carry["count"], carry["mean"] = total["count"], total["sum"] / total["count"]
+        elif phase == "squares":
+            carry["squares"] = total["squares"]
+        elif phase == "levels":
+            carry["levels"] = total["levels"]
+        elif phase == "count":
+            carry["count"] = total["count"]
+            targets, ranks = self._targets(t, total["count"])
+            carry["targets"], carry["search"] = targets, Search.begin(ranks)
+        else:
+            carry["search"] = carry["search"].narrow(total["counts"])
+        carry["phase"] += 1
+        self._skip(args, carry)
+        return carry
+
+    @staticmethod
+    def _targets(t: Any, counts: np.ndarray) -> tuple[list[int], tuple[int, ...]]:
+        from consortium.analytics.orderstats import quantile_ranks
+
+        columns: list[int] = []
+        ranks: list[int] = []
+        for j, n in enumerate(round(c) for c in counts):
+            if isinstance(t, Imputer):
+                wanted = quantile_ranks(max(n, 1), [0.5])
+            elif isinstance(t, Binning) and t.strategy == "quantile":
+                wanted = quantile_ranks(max(n, 1), list(np.linspace(0, 1, t.bins + 1)))
+            else:
+                wanted = (0, max(n - 1, 0))
+            columns += [j] * len(wanted)
+            ranks += list(wanted)
+        return columns, tuple(ranks)
+
+    def _fit(self, args: Any, carry: Any) -> None:
+        """Parameters of transformer ``carry["t"]`` from the statistics gathered for it."""
+        from consortium.analytics.orderstats import numpy_quantile
+
+        i, t = carry["t"], args.steps[carry["t"]]
+        p: dict[str, np.ndarray] = {}
+        per_column: list[list[float]] = [[] for _ in t.columns]
+        if "search" in carry:
+            for c, v in zip(carry["targets"], carry["search"].values(), strict=True):
+                per_column[c].append(v)
+        if isinstance(t, Imputer):
+            if t.strategy == "mean":
+                p["fill"] = carry["mean"]
+            elif t.strategy == "median":
+                p["fill"] = np.array(
+                    [
+                        numpy_quantile(round(n), [0.5], v)[0]
+                        for n, v in zip(carry["count"], per_column, strict=True)
+                    ]
+                )
+            elif t.strategy == "most_frequent":
+                k = len(carry["levels"]) // len(t.columns)
+                p["fill"] = np.argmax(carry["levels"].reshape(len(t.columns), k), axis=1).astype(
+                    float
+                )
+            else:
+                p["fill"] = np.array([self._constant(t, c, carry["spec"]) for c in t.columns])
+        elif isinstance(t, StandardScaler):
+            std = np.sqrt(carry["squares"] / carry["count"])
+            p["mean"], p["scale"] = carry["mean"], np.where(std == 0, 1.0, std)
+        elif isinstance(t, MinMaxScaler):
+            p["min"] = np.array([v[0] for v in per_column])
+            p["max"] = np.array([v[1] for v in per_column])
+        elif isinstance(t, Binning):
+            if t.strategy == "uniform":
+                p["edges"] = np.array([np.linspace(v[0], v[1], t.bins + 1) for v in per_column])
+            else:
+                qs = list(np.linspace(0, 1, t.bins + 1))
+                p["edges"] = np.array(
+                    [
+                        numpy_quantile(round(n), qs, v)
+                        for n, v in zip(carry["count"], per_column, strict=True)
+                    ]
+                )
+        carry["params"].update({f"p{i}.{k}": np.asarray(v, dtype=np.float64) for k, v in p.items()})
+        carry["spec"] = _after(t, carry["spec"])
+        for key in ("mean", "count", "squares", "levels", "search", "targets"):
+            carry.pop(key, None)
+
+    @staticmethod
+    def _constant(t: Imputer, column: str, spec: TableSpec) -> float:
+        categories = spec.columns[column].categories
+        if categories is not None:
+            return float(categories.index(str(t.fill_value)))
+        return float(t.fill_value)  # type: ignore[arg-type]
+
+    def finish(self, args: Any, carry: Any, state: State) -> Finished:
+        params = carry["params"]
+        result = {
+            "table": args.query.table,
+            "steps": [t.model_dump(mode="json") for t in args.steps],
+            "params": {k: np.asarray(v).tolist() for k, v in params.items()},
+        }
+        new_state = state.updated(
+            arrays={f"pipeline.{k}": v for k, v in params.items()},
+            meta={"pipeline": args.model_dump(mode="json")},
+        )
+        return Finished(result=result, metrics={}, state=new_state)
+
+
+OPERATIONS.register("preprocess", Preprocess())

@@ -1,0 +1,158 @@
+"""The worker: holds its tables, answers the coordinator's tasks, guards its own privacy.
+
+A worker trusts the job file it was given (its tables, budgets and the minimum number of
+parties in a sum), not the coordinator. For each task it validates the operation and its
+args as data, refuses a mask nonce it has seen before (a reused mask would reveal the
+difference of two answers), refuses a sum over fewer parties than ``min_parties`` unless the
+operation is one whose per-party output is meant to be seen, charges every noisy statistic
+to its own accountant before releasing it, adds its share of the noise, and masks the
+statistics for secure summation.
+
+What a worker sees: the other workers' Diffie-Hellman public keys, the workflow state the
+coordinator distributes (results and models meant for everyone), and its own rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from consortium.analytics.operations import LocalData, Partial, State, args_from_wire, dumps
+from consortium.analytics.settings import AnalyticsSettings
+from consortium.analytics.tables import Table
+from consortium.errors import ConfigError, ConsortiumError
+from consortium.privacy.dp import Accountant, Budget, noise_share
+from consortium.privacy.secure_sum import MaskingParty
+from consortium.runtime import JOIN, STOP, PartyContext, derive_rng
+from consortium.transport import PEER_LOST
+from consortium.wire import Message, MetaValue
+
+__all__ = ["KEYS", "RESULT", "TASK", "Worker", "state_from_wire"]
+
+log = logging.getLogger(__name__)
+
+KEYS = "analytics.keys"  # coordinator -> workers: every worker's public key
+TASK = "analytics.task"  # coordinator -> workers: one request of one job
+RESULT = "analytics.result"  # workers -> coordinator: masked sums and plain arrays, or error
+_NOISE_KEY = 0xD9  # keeps the seeded noise stream apart from the operation's own stream
+
+
+def state_from_wire(msg: Message) -> State:
+    arrays = {k[6:]: v for k, v in msg.tensors.items() if k.startswith("state.")}
+    meta = json.loads(str(msg.meta.get("state", "{}")))
+    return State(arrays=arrays, meta=meta if isinstance(meta, dict) else {})
+
+
+class Worker:
+    """Answers tasks for the parties' tables (``ctx.data``: table name -> :class:`Table`)."""
+
+    def __init__(self, ctx: PartyContext) -> None:
+        self.settings: AnalyticsSettings = ctx.settings
+        self.tables: Mapping[str, Table] = ctx.data or {}
+        self.masking = MaskingParty(ctx.name)
+        self.accountant = Accountant(
+            {
+                name: Budget(spec.privacy.epsilon, spec.privacy.delta)
+                for name, spec in self.settings.tables.items()
+            }
+        )
+        self._nonces: set[int] = set()
+
+    def start(self, ctx: PartyContext) -> None:
+        key = np.frombuffer(self.masking.public_key, dtype=np.uint8)
+        ctx.send(JOIN, ctx.topology.hub, tensors={"dh_public": key})
+
+    def handle(self, ctx: PartyContext, msg: Message) -> bool:
+        if msg.kind == KEYS and msg.sender == ctx.topology.hub:
+            self.masking.agree({k: v.tobytes() for k, v in msg.tensors.items()})
+            return True
+        if msg.kind == TASK and msg.sender == ctx.topology.hub:
+            try:
+                meta, tensors = self._answer(ctx, msg)
+            except ConsortiumError as exc:
+                log.warning("%s refused %s: %s", ctx.name, msg.meta.get("job"), exc)
+                ctx.reply(msg, RESULT, meta={"error": str(exc)[:4000]})
+            else:
+                ctx.reply(msg, RESULT, meta=meta, tensors=tensors)
+            return True
+        if msg.kind == STOP or (msg.kind == PEER_LOST and msg.sender == ctx.topology.hub):
+            return False
+        log.debug("%s ignored %s from %s", ctx.name, msg.kind, msg.sender)
+        return True
+
+    def _answer(
+        self, ctx: PartyContext, msg: Message
+    ) -> tuple[dict[str, MetaValue], dict[str, np.ndarray]]:
+        job = str(msg.meta.get("job", ""))
+        op, args = args_from_wire(str(msg.meta.get("op", "")), str(msg.meta.get("args", "")))
+        parties = json.loads(str(msg.meta.get("parties", "[]")))
+        if op.placement != "workers" or not isinstance(parties, list) or ctx.name not in parties:
+            raise ConfigError(f"task for job {job!r} is not one this worker runs")
+        if len(parties) < self.settings.min_parties and not op.round_robin:
+            raise ConfigError(
+                f"job {job!r} would add up {len(parties)} part(s), fewer than min_parties="
+                f"{self.settings.min_parties}: one party's answer would be seen"
+            )
+        if msg.round in self._nonces:
+            raise ConfigError(f"job {job!r} reuses a mask nonce; refusing to answer")
+        self._nonces.add(msg.round)
+        try:
+            op.check(args, self.settings.tables)
+        except ValueError as exc:
+            raise ConfigError(f"job {job!r}: {exc}") from None
+        request = {k[4:]: v for k, v in msg.tensors.items() if k.startswith("req.")}
+        data = LocalData(
+            party=ctx.name,
+            tables=self.tables,
+            state=state_from_wire(msg),
+            rng=derive_rng(ctx.seed, zlib.crc32(job.encode()), ctx.party.rank),
+        )
+        partial = op.local(args, request, data)
+        names = sorted(partial.sums)
+        vectors = [self._released(ctx, msg, args, op, partial, n, len(parties)) for n in names]
+        flat = np.concatenate(vectors) if vectors else np.zeros(0)
+        masked = self.masking.mask(flat, nonce=msg.round, parties=sorted(parties))
+        layout = [[n, int(v.size)] for n, v in zip(names, vectors, strict=True)]
+        tensors = {"masked": masked, **{f"plain.{k}": v for k, v in partial.plain.items()}}
+        return {"layout": dumps(layout)}, tensors
+
+    def _released(
+        self,
+        ctx: PartyContext,
+        msg: Message,
+        args: Any,
+        op: Any,
+        partial: Partial,
+        name: str,
+        parties: int,
+    ) -> np.ndarray:
+        """One statistic as released: with this party's share of the DP noise, if any."""
+        stat = partial.sums[name]
+        values = np.asarray(stat.values, dtype=np.float64).ravel()
+        dp = getattr(args, "dp", None)
+        if dp is None:
+            return values
+        k = op.releases(args)
+        each = Budget(dp.epsilon / k, dp.delta / k)
+        for table in op.cost(args):
+            self.accountant.charge(table, each, what=f"job {msg.meta.get('job')!r} ({name})")
+        if self.settings.noise.randomness == "seeded":
+            rng = ctx.rng(msg.round, _NOISE_KEY)
+        else:
+            rng = np.random.default_rng(secrets.randbits(128))
+        sensitivity = stat.l2 if dp.mechanism == "gaussian" else stat.l1
+        noise = noise_share(
+            dp.mechanism,
+            rng,
+            sensitivity=sensitivity,
+            cost=each,
+            parties=parties,
+            shape=values.shape,
+        )
+        return values + noise

@@ -1,0 +1,71 @@
+"""Horizontal federated learning: trainers hold different rows of the same features."""
+
+from consortium.horizontal.aggregate import UpdateStack, WeightedSum, check_update
+from consortium.horizontal.asynchronous import AsyncAggregator
+from consortium.horizontal.bulyan import Bulyan
+from consortium.horizontal.fedavg import FedAvg
+from consortium.horizontal.fedavgm import FedAvgM
+from consortium.horizontal.fedbuff import FedBuff
+from consortium.horizontal.feddyn import FedDyn
+from consortium.horizontal.fedmedian import FedMedian
+from consortium.horizontal.fedopt import FedAdagrad, FedAdam, FedYogi
+from consortium.horizontal.fedprox import FedProx
+from consortium.horizontal.fedtrimmedavg import FedTrimmedAvg
+from consortium.horizontal.krum import Krum, MultiKrum
+from consortium.horizontal.programs import SCHEDULES, Aggregator, SyncAggregator, Trainer
+from consortium.horizontal.regional import Regional
+from consortium.horizontal.ring import RingAggregator
+from consortium.horizontal.scaffold import Scaffold
+from consortium.horizontal.selection import SELECTORS, AllSelector, RandomSelector, Selector
+from consortium.horizontal.settings import HorizontalSettings, LocalTraining, StrategyRef
+from consortium.horizontal.strategy import (
+    STRATEGIES,
+    FitInstructions,
+    Round,
+    ServerState,
+    Strategy,
+    build_strategy,
+)
+from consortium.runtime import PROTOCOLS as _PROTOCOLS
+
+_PROTOCOLS.register("horizontal", HorizontalSettings)
+
+__all__ = [
+    "SCHEDULES",
+    "SELECTORS",
+    "STRATEGIES",
+    "Aggregator",
+    "AllSelector",
+    "AsyncAggregator",
+    "Bulyan",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedBuff",
+    "FedDyn",
+    "FedMedian",
+    "FedProx",
+    "FedTrimmedAvg",
+    "FedYogi",
+    "FitInstructions",
+    "HorizontalSettings",
+    "Krum",
+    "LocalTraining",
+    "MultiKrum",
+    "RandomSelector",
+    "Regional",
+    "RingAggregator",
+    "Round",
+    "Scaffold",
+    "Selector",
+    "ServerState",
+    "Strategy",
+    "StrategyRef",
+    "SyncAggregator",
+    "Trainer",
+    "UpdateStack",
+    "WeightedSum",
+    "build_strategy",
+    "check_update",
+]

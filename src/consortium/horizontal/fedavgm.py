@@ -1,0 +1,79 @@
+"""FedAvgM: FedAvg with momentum on the server.
+
+Hsu, Qi, Brown, "Measuring the Effects of Non-Identical Data Distribution for Federated
+Visual Classification", arXiv:1909.06335, 2019 (Section 3.2).
+
+Each round the trainers' models are averaged, weighted by their example counts, into the
+pseudo-gradient Δ_t = Σ_k (n_k / n) x_k - x_t (the paper's Δw with the sign flipped, so that
+it points the way the trainers moved). The server keeps a velocity and steps along it:
+
+    v_t     = β · v_{t-1} + Δ_t          (v_0 = 0)
+    x_{t+1} = x_t + η · v_t
+
+With β = 0 and η = 1 this is FedAvg. The paper explores β in {0.7, 0.9, 0.97, 0.99, 0.997}
+and reads the pair through the effective rate η / (1 - β); it has no single default, so
+ours are η = 1 and β = 0.9. The velocity is kept in float64 in ``ServerState.extra`` and
+only floating tensors are stepped; integer tensors take the weighted mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from pydantic import Field, PositiveFloat
+
+from consortium.horizontal._common import apply_step, pseudo_gradient, too_few_updates
+from consortium.horizontal.fedavg import FedAvgRound
+from consortium.horizontal.strategy import STRATEGIES, FitInstructions, ServerState, Weights
+from consortium.spec import Strict
+
+__all__ = ["FedAvgM", "FedAvgMSettings"]
+
+VELOCITY = "velocity"  # ServerState.extra key: {tensor name: float64 velocity}
+
+
+class FedAvgMSettings(Strict):
+    server_lr: PositiveFloat = Field(default=1.0, description="η: the server's step size")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="β: the velocity's decay")
+
+
+@STRATEGIES.decorator("fedavgm")
+class FedAvgM:
+    """Example-weighted averaging followed by a heavy-ball step on the server."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = FedAvgMSettings.model_validate(settings)
+
+    def init(self, weights: Weights) -> ServerState:
+        velocity = {
+            name: np.zeros(np.shape(x), np.float64)
+            for name, x in weights.items()
+            if np.asarray(x).dtype.kind == "f"
+        }
+        return ServerState(round=0, weights=dict(weights), extra={VELOCITY: velocity})
+
+    def configure(self, round: int, state: ServerState) -> FitInstructions:
+        return FitInstructions(weights=state.weights, config={})
+
+    def begin(self, round: int, state: ServerState, *, expected: int | None = None) -> FedAvgRound:
+        return FedAvgRound(reference=state.weights)
+
+    def aggregate(
+        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+    ) -> tuple[ServerState, dict[str, float]]:
+        assert isinstance(acc, FedAvgRound)
+        if acc.sum.count == 0:
+            raise too_few_updates(
+                "fedavgm", needed=1, received=0, why="a mean of no models", failures=failures
+            )
+        s = self.settings
+        mean = acc.sum.mean()
+        delta = pseudo_gradient(state.weights, mean)
+        previous: Mapping[str, np.ndarray] = state.extra[VELOCITY]
+        velocity = {name: s.momentum * previous[name] + d for name, d in delta.items()}
+        step = {name: s.server_lr * v for name, v in velocity.items()}
+        weights = apply_step(state.weights, mean, step)
+        metrics = {"examples": acc.sum.total_weight, "replies": float(acc.sum.count)}
+        return ServerState(round=round, weights=weights, extra={VELOCITY: velocity}), metrics

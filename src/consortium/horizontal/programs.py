@@ -1,0 +1,250 @@
+"""The horizontal protocol: an aggregator drives rounds, trainers train on local rows.
+
+What each role sees: the aggregator receives each selected trainer's updated model and
+example count (not its data); a trainer receives the global model only. In a hierarchy an
+intermediate aggregator (:mod:`consortium.horizontal.regional`) sees what the root would
+see of its own children, and the root sees each intermediate's aggregate only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from consortium.errors import TransportClosed
+from consortium.horizontal.asynchronous import AsyncAggregator
+from consortium.horizontal.clients import CLIENTS, split_aux
+from consortium.horizontal.evaluation import EVALUATE, evaluate_locally, federated_evaluation
+from consortium.horizontal.ring import ROUTE, pass_on
+from consortium.horizontal.rounds import FIT, FIT_REPLY, fit_round, join_children, parent_of
+from consortium.horizontal.selection import SELECTORS
+from consortium.horizontal.settings import HorizontalSettings, LocalTraining, SemiSynchronous
+from consortium.horizontal.strategy import ServerState, Strategy, build_strategy
+from consortium.registry import Registry
+from consortium.runtime import (
+    JOIN,
+    PROGRAMS,
+    STOP,
+    Outcome,
+    PartyContext,
+)
+from consortium.tracking import RoundRecord
+from consortium.transport import PEER_LOST
+from consortium.wire import Message, MetaValue
+
+__all__ = ["SCHEDULES", "Aggregator", "SyncAggregator", "Trainer"]
+
+SCHEDULES: Registry[Callable[[PartyContext, Strategy], Any]] = Registry("schedule")
+"""How the root aggregator drives a strategy: ``sync`` rounds or ``async`` (buffered)."""
+
+log = logging.getLogger(__name__)
+
+
+class Aggregator:
+    """The root aggregator: runs the strategy on the schedule it declares (synchronous
+    rounds unless the strategy says ``schedule = "async"``)."""
+
+    def __init__(self, ctx: PartyContext) -> None:
+        settings: HorizontalSettings = ctx.settings
+        strategy = build_strategy(settings.strategy.name, settings.strategy.args)
+        self._impl = SCHEDULES.get(getattr(strategy, "schedule", "sync"))(ctx, strategy)
+
+    def run(self, ctx: PartyContext) -> Outcome:
+        return self._impl.run(ctx)
+
+
+class SyncAggregator:
+    """Runs the rounds: select, send the global model, gather with quorum, aggregate, evaluate."""
+
+    def __init__(self, ctx: PartyContext, strategy: Strategy) -> None:
+        self.settings: HorizontalSettings = ctx.settings
+        self.strategy = strategy
+        self._epochs: dict[str, int] = {}  # semi-synchronous: local epochs per trainer
+        self.selector = SELECTORS.get(self.settings.selection.name)(**self.settings.selection.args)
+        self.dropouts: dict[str, str] = {}
+
+    def _drop(self, ctx: PartyContext, party: str, reason: str) -> None:
+        if party not in self.dropouts:
+            self.dropouts[party] = reason
+            if ctx.tracker is not None:
+                ctx.tracker.event("dropout", party=party, reason=reason)
+
+    def run(self, ctx: PartyContext) -> Outcome:
+        alive, missing = join_children(ctx, self.settings)
+        for party, reason in missing.items():
+            self._drop(ctx, party, f"did not join: {reason}")
+        model = ctx.data.model_factory()
+        state = self.strategy.init(model.get_weights())
+        metrics: dict[str, float] = {}
+        try:
+            for rnd in range(1, self.settings.rounds + 1):
+                state, metrics = self._round(ctx, rnd, state, model, alive)
+                alive = [t for t in alive if t not in self.dropouts]
+        finally:
+            for party in alive:
+                with contextlib.suppress(TransportClosed):
+                    ctx.send(STOP, party)
+        return Outcome(
+            metrics=metrics,
+            rounds_completed=self.settings.rounds,
+            dropouts=dict(self.dropouts),
+            model=state.weights,
+        )
+
+    def _size_epochs(
+        self, semi: SemiSynchronous, reported: Mapping[str, Mapping[str, float]]
+    ) -> None:
+        """Next round's epochs per trainer: as many as fit in the budget at the speed it
+        just showed (seconds per epoch), at least one, at most ``max_epochs``."""
+        for party, m in reported.items():
+            seconds, epochs = m.get("train_seconds"), m.get("epochs")
+            if not seconds or not epochs or seconds <= 0:
+                continue
+            per_epoch = seconds / epochs
+            self._epochs[party] = max(1, min(semi.max_epochs, int(semi.budget_s / per_epoch)))
+
+    def _round(
+        self, ctx: PartyContext, rnd: int, state: ServerState, model: Any, alive: list[str]
+    ) -> tuple[ServerState, dict[str, float]]:
+        started = ctx.clock.now()
+        selected = self.selector.select(rnd, alive, seed=ctx.seed)
+        done = fit_round(
+            ctx,
+            strategy=self.strategy,
+            state=state,
+            rnd=rnd,
+            selected=selected,
+            settings=self.settings,
+            epochs=self._epochs,
+        )
+        for party, reason in done.unreachable.items():
+            self._drop(ctx, party, reason)
+        if self.settings.semi_synchronous is not None:
+            self._size_epochs(self.settings.semi_synchronous, done.party_metrics)
+        model.set_weights(done.state.weights)
+        metrics = dict(model.evaluate(ctx.data.test.x, ctx.data.test.y))
+        party_metrics, failures = done.party_metrics, dict(done.failures)
+        ev = self.settings.evaluation
+        if ev.federated and rnd % ev.every == 0:
+            scores = federated_evaluation(
+                ctx,
+                weights=done.state.weights,
+                parties=[p for p in alive if p not in self.dropouts],
+                rnd=rnd,
+                settings=self.settings,
+            )
+            metrics.update({f"federated_{k}": v for k, v in scores.metrics.items()})
+            for party, scored in scores.per_party.items():
+                party_metrics.setdefault(party, {}).update(
+                    {f"eval_{k}": v for k, v in scored.items()}
+                )
+            failures.update({p: f"evaluation: {r}" for p, r in scores.failures.items()})
+        if ctx.tracker is not None:
+            ctx.tracker.round(
+                RoundRecord(
+                    round=rnd,
+                    metrics={**metrics, **done.metrics},
+                    party_metrics=party_metrics,
+                    participants=tuple(done.replied),
+                    failures=failures,
+                    duration_s=ctx.clock.now() - started,
+                )
+            )
+        return done.state, metrics
+
+
+class Trainer:
+    """Trains the global model on its own rows and sends the result back."""
+
+    def __init__(self, ctx: PartyContext) -> None:
+        self._model: Any = None
+        self._local: dict[tuple[MetaValue | None, ...], LocalTraining] = {}
+        self._client_state: dict[str, Any] = {}  # a client algorithm's memory, per party
+
+    def start(self, ctx: PartyContext) -> None:
+        ctx.send(JOIN, parent_of(ctx))
+
+    def handle(self, ctx: PartyContext, msg: Message) -> bool:
+        if msg.kind == FIT:
+            self._fit(ctx, msg)
+            return True
+        if msg.kind == EVALUATE:
+            evaluate_locally(ctx, self._local_model(ctx), msg)
+            return True
+        if msg.kind == STOP or (msg.kind == PEER_LOST and msg.sender == parent_of(ctx)):
+            return False
+        log.debug("%s ignored %s from %s", ctx.name, msg.kind, msg.sender)
+        return True
+
+    def _fit(self, ctx: PartyContext, msg: Message) -> None:
+        cfg = self._settings(msg.meta)
+        received, aux = split_aux(msg.tensors)
+        client_name = msg.meta.get("client")
+        client = None if client_name is None else CLIENTS.get(str(client_name))
+        correction = (
+            None
+            if client is None
+            else client.correction(self._client_state, received, aux, msg.meta)
+        )
+        train = ctx.data.train
+        model = self._local_model(ctx)
+        model.set_weights(received)
+        fit_args: dict[str, Any] = {} if correction is None else {"correction": correction}
+        started = ctx.clock.now()
+        stats = model.fit(
+            train.x,
+            train.y,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            rng=ctx.rng(msg.round),
+            **fit_args,
+        )
+        weights = model.get_weights()
+        extra = (
+            {}
+            if client is None
+            else client.after(self._client_state, received, weights, msg.meta, stats)
+        )
+        weights = self.outgoing(received, weights)
+        reply: dict[str, MetaValue] = {
+            "num_examples": len(train.y),
+            "epochs": cfg.epochs,
+            "train_seconds": ctx.clock.now() - started,
+        }
+        reply.update({f"train_{k}": float(v) for k, v in stats.items()})
+        if ROUTE in msg.meta:
+            pass_on(ctx, msg, weights, reply)
+        else:
+            ctx.reply(msg, FIT_REPLY, meta=reply, tensors={**weights, **extra})
+
+    def outgoing(
+        self, received: Mapping[str, np.ndarray], trained: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The model this trainer sends back: the trained one. Simulated attackers
+        (``examples/attacks.py``) override this."""
+        return trained
+
+    def _local_model(self, ctx: PartyContext) -> Any:
+        if self._model is None:
+            self._model = ctx.data.model_factory()
+        return self._model
+
+    def _settings(self, meta: Mapping[str, MetaValue]) -> LocalTraining:
+        """The local-training settings a fit request carries (validated once per value)."""
+        key = tuple(meta.get(k) for k in ("epochs", "batch_size", "lr"))
+        if key not in self._local:
+            self._local[key] = LocalTraining.model_validate(
+                dict(zip(("epochs", "batch_size", "lr"), key, strict=True))
+            )
+        return self._local[key]
+
+
+SCHEDULES.register("sync", SyncAggregator)
+SCHEDULES.register("async", AsyncAggregator)
+PROGRAMS.register("horizontal/aggregator", Aggregator)
+PROGRAMS.register("horizontal/trainer", Trainer)

@@ -1,0 +1,27 @@
+"""Jobs: the job file, data binding, launchers and the Python API."""
+
+from consortium.jobs.api import resolve_run_dir, run
+from consortium.jobs.data import bind_data
+from consortium.jobs.launchers import LAUNCHERS, Launcher, run_inproc
+from consortium.jobs.load import LoadedJob, apply_overrides, load_job, parse_job
+from consortium.jobs.party import run_party
+from consortium.jobs.processes import run_processes
+from consortium.jobs.result import RunResult
+from consortium.jobs.spec import JobSpec
+
+__all__ = [
+    "LAUNCHERS",
+    "JobSpec",
+    "Launcher",
+    "LoadedJob",
+    "RunResult",
+    "apply_overrides",
+    "bind_data",
+    "load_job",
+    "parse_job",
+    "resolve_run_dir",
+    "run",
+    "run_inproc",
+    "run_party",
+    "run_processes",
+]

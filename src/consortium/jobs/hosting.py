@@ -1,0 +1,103 @@
+"""Hosting the party that records the run: tracker set-up, the driver, and the summary.
+
+Whatever happens in the driver, the run directory gets a summary: "completed" with the final
+metrics, or "failed" with the error, keeping every round finished before the failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from consortium.errors import ConsortiumError
+from consortium.jobs.load import LoadedJob
+from consortium.jobs.result import RunResult
+from consortium.runtime import Outcome, PartyContext
+from consortium.tracking import (
+    MlflowSettings,
+    RunInfo,
+    RunSummary,
+    build_tracker,
+    flatten_params,
+    new_run_id,
+)
+
+__all__ = ["host_driver", "open_tracker"]
+
+log = logging.getLogger(__name__)
+
+
+def open_tracker(job: LoadedJob, run_dir: Path, *, console: Any = None, quiet: bool = False) -> Any:
+    spec = job.spec.tracking
+    mlflow = None
+    if spec.mlflow.enabled:
+        mlflow = MlflowSettings(
+            tracking_uri=spec.mlflow.tracking_uri,
+            experiment=spec.mlflow.experiment or job.spec.name,
+        )
+    tracker = build_tracker(
+        run_dir=run_dir, console=spec.console and not quiet, mlflow=mlflow, console_obj=console
+    )
+    tracker.start(
+        RunInfo(
+            run_id=run_dir.name if run_dir.name else new_run_id(),
+            job_name=job.spec.name,
+            job_hash=job.job_hash,
+            resolved_job=job.resolved,
+            params=flatten_params(job.resolved),
+            rounds=int(getattr(job.algorithm, "rounds", 0)),
+            run_dir=run_dir,
+        )
+    )
+    return tracker
+
+
+def host_driver(
+    job: LoadedJob,
+    ctx: PartyContext,
+    driver: Any,
+    run_dir: Path,
+    *,
+    console: Any = None,
+    quiet: bool = False,
+) -> RunResult:
+    """Run ``driver`` with a tracker attached and always write the summary."""
+    tracker = open_tracker(job, run_dir, console=console, quiet=quiet)
+    ctx.tracker = tracker
+    try:
+        outcome: Outcome = driver.run(ctx)
+        summary = RunSummary(
+            status="completed",
+            metrics=dict(outcome.metrics),
+            rounds_completed=outcome.rounds_completed,
+            duration_s=tracker.elapsed(),
+            dropouts=dict(outcome.dropouts),
+        )
+        model = outcome.model
+    except BaseException as exc:
+        # Record the failure first, so finished rounds are never lost; then a bug (not a
+        # run failure) propagates with its traceback.
+        log.error("run failed: %s", exc)
+        summary = tracker.failure_summary(exc)
+        _finish(tracker, summary, None)
+        if not isinstance(exc, ConsortiumError | KeyboardInterrupt):
+            raise
+    else:
+        _finish(tracker, summary, model)
+    return RunResult(
+        status=summary.status,
+        metrics=summary.metrics,
+        rounds_completed=summary.rounds_completed,
+        run_dir=run_dir,
+        duration_s=summary.duration_s,
+        dropouts=summary.dropouts,
+        error=summary.error,
+    )
+
+
+def _finish(tracker: Any, summary: RunSummary, model: Any) -> None:
+    try:
+        tracker.finish(summary, model)
+    finally:
+        tracker.close()

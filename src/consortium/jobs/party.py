@@ -1,0 +1,148 @@
+"""Running one party by hand: ``consortium party --job JOB --party NAME``.
+
+The hub party listens (``--listen``); every other party dials it (``--connect``). This is
+what the ``processes`` launcher starts for each party, and what an organisation runs on its
+own host in a multi-host run.
+
+Parties speak mutual TLS: each needs the federation's CA certificate, its own certificate
+and its key, given as files (flags, or ``runtime.tls`` in the job file). A party without
+them refuses to start, unless the job says ``runtime.tls.insecure: true``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from consortium.errors import ConfigError
+from consortium.jobs.data import bind_data
+from consortium.jobs.hosting import host_driver
+from consortium.jobs.load import LoadedJob
+from consortium.jobs.result import RunResult
+from consortium.runtime import PartyContext, program_for, serve_actor, serve_driver
+
+if TYPE_CHECKING:
+    from consortium.security import PartyCredentials, TlsFiles
+
+__all__ = ["job_id", "run_party", "tls_files"]
+
+log = logging.getLogger(__name__)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+def job_id(job: LoadedJob) -> str:
+    """The id every message of this job carries: its name and a prefix of its hash."""
+    return f"{job.spec.name}:{job.job_hash[:12]}"
+
+
+def tls_files(job: LoadedJob, name: str) -> TlsFiles | None:
+    """The TLS files ``runtime.tls`` names for party ``name``: ``{party}`` replaced by the
+    name, relative paths taken from the job file's folder. None if it names none."""
+    from consortium.security import TlsFiles
+
+    paths = job.spec.runtime.tls.paths
+    if paths is None:
+        return None
+    base = job.base_dir
+    ca, cert, key = (base / Path(p.replace("{party}", name)).expanduser() for p in paths)
+    return TlsFiles(ca=ca, cert=cert, key=key)
+
+
+def _credentials(
+    job: LoadedJob, name: str, tls: TlsFiles | None, insecure: bool
+) -> PartyCredentials | None:
+    files = tls or tls_files(job, name)
+    if files is not None:
+        return files.load(party=name)
+    if insecure or job.spec.runtime.tls.insecure:
+        return None  # the transport warns on every start
+    raise ConfigError(
+        f"party {name!r} has no TLS material: give --tls-ca, --tls-cert and --tls-key (made "
+        "with `consortium certs`), or name them under runtime.tls in the job file; only on a "
+        "trusted network, runtime.tls.insecure: true runs gRPC in plain text"
+    )
+
+
+def run_party(
+    job: LoadedJob,
+    name: str,
+    *,
+    connect: str | None = None,
+    listen: str | None = None,
+    ready_fd: int | None = None,
+    run_dir: Path | None = None,
+    console: Any = None,
+    tls: TlsFiles | None = None,
+    insecure: bool = False,
+) -> RunResult | None:
+    """Run party ``name`` until its program ends. Returns the run's result on the hub.
+
+    ``tls`` (the CA certificate, this party's certificate and key) overrides what the job
+    file names; ``insecure`` allows plain-text gRPC when there is none.
+    """
+    from consortium.transport import GrpcHub, GrpcSpoke  # gRPC loads only for real parties
+
+    topology = job.topology
+    party = topology.party(name)
+    is_hub = name == topology.hub
+    peers = topology.names()
+    chunk = job.spec.runtime.chunk_bytes
+    creds = _credentials(job, name, tls, insecure)
+    job_key = job_id(job)
+    if is_hub:
+        endpoint: Any = GrpcHub(
+            party=name,
+            peers=peers,
+            address=listen or job.spec.runtime.hub_address,
+            chunk_bytes=chunk,
+            tls=creds,
+            job=job_key,
+        )
+        log.info("hub %s listening on %s", name, endpoint.address)
+        if ready_fd is not None:
+            with os.fdopen(ready_fd, "w") as pipe:
+                pipe.write(f"{endpoint.address}\n")
+    else:
+        if not connect:
+            raise ConfigError(
+                f"party {name!r} is not the hub ({topology.hub!r}): give --connect HOST:PORT"
+            )
+        endpoint = GrpcSpoke(
+            party=name,
+            peers=peers,
+            hub=connect,
+            chunk_bytes=chunk,
+            tls=creds,
+            hub_party=topology.hub,
+            job=job_key,
+        )
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        ctx = PartyContext(
+            party=party,
+            topology=topology,
+            endpoint=endpoint,
+            job_id=job_key,
+            seed=job.spec.seed,
+            settings=job.algorithm,
+            data=bind_data(job, [name])[name],
+        )
+        program: Any = program_for(job.protocol, party.program)(ctx)
+        if is_hub:
+            if run_dir is None:
+                raise ConfigError("the hub party needs a run directory (--out)")
+            return host_driver(job, ctx, program, run_dir, console=console)
+        if hasattr(program, "run"):
+            serve_driver(ctx, program)  # an intermediate aggregator, say
+        else:
+            serve_actor(ctx, program)
+        return None
+    finally:
+        endpoint.close()

@@ -1,0 +1,227 @@
+"""Datasets: one in-memory table of features and targets, and a registry of loaders.
+
+The built-in loaders use scikit-learn's bundled datasets (``load_*``, which read files shipped
+with the package and never touch the network) and its generators (``make_*``). scikit-learn
+is imported inside each loader, so ``import consortium.ml`` stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from consortium.errors import ConfigError
+from consortium.ml._checks import check_plugin_args, check_positive_int, check_seed, sklearn_seed
+from consortium.registry import Registry
+
+__all__ = ["DATASETS", "Dataset", "DatasetLoader", "Task", "load_dataset"]
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dataset:
+    """Rows of features ``x`` (float32, shape ``(n, features)``; images flattened, their
+    shape kept in ``image_shape``) with targets ``y``: int64 class labels in
+    ``[0, n_classes)`` for classification, float32 values for regression."""
+
+    x: np.ndarray
+    y: np.ndarray
+    task: Task
+    n_classes: int | None
+    name: str
+    image_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 2 or self.x.dtype != np.float32:
+            raise ValueError(
+                f"dataset {self.name!r}: x must be a 2-D float32 array, "
+                f"got shape {self.x.shape} dtype {self.x.dtype}"
+            )
+        if self.y.ndim != 1 or len(self.y) != len(self.x):
+            raise ValueError(
+                f"dataset {self.name!r}: y must be 1-D with one value per row of x, "
+                f"got shape {self.y.shape} for {len(self.x)} rows"
+            )
+        if self.task == "classification":
+            if self.y.dtype != np.int64 or self.n_classes is None or self.n_classes < 2:
+                raise ValueError(
+                    f"dataset {self.name!r}: classification needs int64 labels and "
+                    f"n_classes >= 2, got dtype {self.y.dtype} and n_classes={self.n_classes}"
+                )
+            if len(self.y) and (self.y.min() < 0 or self.y.max() >= self.n_classes):
+                raise ValueError(f"dataset {self.name!r}: labels must lie in [0, {self.n_classes})")
+        elif self.task == "regression":
+            if self.y.dtype != np.float32 or self.n_classes is not None:
+                raise ValueError(
+                    f"dataset {self.name!r}: regression needs float32 targets and "
+                    f"n_classes=None, got dtype {self.y.dtype} and n_classes={self.n_classes}"
+                )
+        else:
+            raise ValueError(f"dataset {self.name!r}: unknown task {self.task!r}")
+        if self.image_shape is not None and int(np.prod(self.image_shape)) != self.x.shape[1]:
+            raise ValueError(
+                f"dataset {self.name!r}: image_shape {self.image_shape} does not match "
+                f"{self.x.shape[1]} features"
+            )
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x.shape[1])
+
+    def subset(self, rows: np.ndarray) -> Dataset:
+        """The rows selected by an index array (a copy), everything else unchanged."""
+        return Dataset(
+            x=self.x[rows],
+            y=self.y[rows],
+            task=self.task,
+            n_classes=self.n_classes,
+            name=self.name,
+            image_shape=self.image_shape,
+        )
+
+
+#: A loader is called as ``loader(*, seed=..., **args)`` and returns a :class:`Dataset`.
+DatasetLoader = Callable[..., Dataset]
+
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+
+def load_dataset(name: str, *, seed: int, **args: Any) -> Dataset:
+    """Load the dataset registered as ``name`` with the loader's own ``args``.
+
+    Raises PluginError (a ConfigError) listing the choices for an unknown name, and
+    ConfigError naming the argument for an argument the loader does not take.
+    """
+    loader = DATASETS.get(name)
+    seed = check_seed(seed)
+    check_plugin_args(loader, args, kind="dataset", name=name, reserved=("seed",))
+    try:
+        return loader(seed=seed, **args)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ConfigError(f"dataset {name!r}: {exc}") from exc
+
+
+def _classification(
+    name: str, x: Any, y: Any, image_shape: tuple[int, ...] | None = None
+) -> Dataset:
+    labels = np.asarray(y)
+    classes, codes = np.unique(labels, return_inverse=True)
+    return Dataset(
+        x=np.ascontiguousarray(x, dtype=np.float32),
+        y=codes.astype(np.int64).reshape(-1),
+        task="classification",
+        n_classes=len(classes),
+        name=name,
+        image_shape=image_shape,
+    )
+
+
+def _regression(name: str, x: Any, y: Any) -> Dataset:
+    return Dataset(
+        x=np.ascontiguousarray(x, dtype=np.float32),
+        y=np.ascontiguousarray(y, dtype=np.float32).reshape(-1),
+        task="regression",
+        n_classes=None,
+        name=name,
+    )
+
+
+@DATASETS.decorator("digits")
+def load_digits(*, seed: int) -> Dataset:
+    """8x8 images of handwritten digits, 1,797 rows, 10 classes, pixel values 0-16."""
+    from sklearn.datasets import load_digits as sk_load
+
+    bunch = sk_load()
+    return _classification("digits", bunch.data, bunch.target, image_shape=(8, 8))
+
+
+@DATASETS.decorator("breast_cancer")
+def load_breast_cancer(*, seed: int) -> Dataset:
+    """Wisconsin diagnostic breast cancer: 569 rows, 30 features, 2 classes."""
+    from sklearn.datasets import load_breast_cancer as sk_load
+
+    bunch = sk_load()
+    return _classification("breast_cancer", bunch.data, bunch.target)
+
+
+@DATASETS.decorator("wine")
+def load_wine(*, seed: int) -> Dataset:
+    """Wine recognition: 178 rows, 13 features, 3 classes."""
+    from sklearn.datasets import load_wine as sk_load
+
+    bunch = sk_load()
+    return _classification("wine", bunch.data, bunch.target)
+
+
+@DATASETS.decorator("iris")
+def load_iris(*, seed: int) -> Dataset:
+    """Fisher's iris: 150 rows, 4 features, 3 classes."""
+    from sklearn.datasets import load_iris as sk_load
+
+    bunch = sk_load()
+    return _classification("iris", bunch.data, bunch.target)
+
+
+@DATASETS.decorator("diabetes")
+def load_diabetes(*, seed: int) -> Dataset:
+    """Diabetes progression: 442 rows, 10 (already scaled) features, a real-valued target."""
+    from sklearn.datasets import load_diabetes as sk_load
+
+    bunch = sk_load()
+    return _regression("diabetes", bunch.data, bunch.target)
+
+
+@DATASETS.decorator("synthetic")
+def make_synthetic(
+    *,
+    seed: int,
+    n_samples: int = 1000,
+    n_features: int = 20,
+    n_informative: int = 10,
+    n_redundant: int = 0,
+    n_classes: int = 2,
+    class_sep: float = 1.0,
+) -> Dataset:
+    """A classification problem from :func:`sklearn.datasets.make_classification`."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=check_positive_int(n_samples, "n_samples", minimum=2),
+        n_features=check_positive_int(n_features, "n_features"),
+        n_informative=check_positive_int(n_informative, "n_informative"),
+        n_redundant=check_positive_int(n_redundant, "n_redundant", minimum=0),
+        n_classes=check_positive_int(n_classes, "n_classes", minimum=2),
+        class_sep=float(class_sep),
+        random_state=sklearn_seed(seed),
+    )
+    return _classification("synthetic", x, y)
+
+
+@DATASETS.decorator("synthetic_regression")
+def make_synthetic_regression(
+    *,
+    seed: int,
+    n_samples: int = 1000,
+    n_features: int = 20,
+    n_informative: int = 10,
+    noise: float = 1.0,
+) -> Dataset:
+    """A linear regression problem from :func:`sklearn.datasets.make_regression`."""
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(
+        n_samples=check_positive_int(n_samples, "n_samples", minimum=2),
+        n_features=check_positive_int(n_features, "n_features"),
+        n_informative=check_positive_int(n_informative, "n_informative"),
+        noise=float(noise),
+        random_state=sklearn_seed(seed),
+    )
+    return _regression("synthetic_regression", x, y)

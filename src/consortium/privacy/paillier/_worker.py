@@ -1,0 +1,51 @@
+"""Tasks run in worker processes by :class:`~consortium.privacy.paillier.ParallelPaillier`.
+
+Arguments and results are plain ints, strings, lists and bytes (ciphertexts as fixed-width
+big-endian rows), never objects of this library. A task that meets an invalid ciphertext
+returns ``None`` rather than raising, so no exception object of ours crosses the boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consortium.privacy.paillier import primitives
+from consortium.privacy.paillier._gmp import gmpy2
+from consortium.privacy.paillier.multiexp import multiexp_rows
+
+
+def _split(blob: bytes, width: int) -> list[Any]:
+    from_bytes = gmpy2().mpz.from_bytes
+    return [from_bytes(blob[i : i + width], "big") for i in range(0, len(blob), width)]
+
+
+def _join(values: list[Any], width: int) -> bytes:
+    return b"".join(int(v).to_bytes(width, "big") for v in values)
+
+
+def obfuscators_task(n: int, count: int, width: int) -> bytes:
+    """``count`` fresh ``r^n mod n^2``, drawn from this process's CSPRNG."""
+    g = gmpy2()
+    nn = g.mpz(n)
+    nsq = nn * nn
+    return _join([primitives.obfuscator(nn, nsq) for _ in range(count)], width)
+
+
+def decrypt_task(p: int, q: int, blob: bytes, width: int, out_width: int) -> bytes | None:
+    """Residues of the ciphertexts in ``blob``; ``None`` if any is not a unit below n^2."""
+    g = gmpy2()
+    key = primitives.crt_key(p, q)
+    n = key.p * key.q
+    nsq = n * n
+    out = []
+    for c in _split(blob, width):
+        if not 0 < c < nsq or g.gcd(c, n) != 1:
+            return None
+        out.append(primitives.raw_decrypt(c, key))
+    return _join(out, out_width)
+
+
+def multiexp_task(nsq: int, blob: bytes, width: int, rows: list[list[int]], method: str) -> bytes:
+    """``prod_j c_j^(row_j) mod n^2`` for each row, over the ciphertexts in ``blob``."""
+    bases = _split(blob, width)
+    return _join(multiexp_rows(bases, rows, gmpy2().mpz(nsq), method=method), width)

@@ -1,0 +1,224 @@
+"""Paillier keys: generation, the public key that encrypts, the private key that decrypts.
+
+Paillier, "Public-Key Cryptosystems Based on Composite Degree Residuosity Classes",
+EUROCRYPT 1999; g = n + 1 after Damgård and Jurik, PKC 2001. Decryption works modulo p^2
+and q^2 and recombines with the Chinese remainder theorem (Paillier, section 7), about
+four times faster than the textbook formula.
+
+Who holds what in the vertical protocols: the arbiter generates the keypair and keeps the
+private key; the public key travels to the other parties (``serial.public_key_to_array``),
+who encrypt and compute on ciphertexts but can never decrypt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from consortium.privacy.paillier import primitives
+from consortium.privacy.paillier._gmp import gmpy2
+from consortium.privacy.paillier.encoding import Encoding, from_residues, max_int, object_array
+from consortium.privacy.paillier.errors import InvalidCiphertext
+
+if TYPE_CHECKING:
+    from consortium.privacy.paillier.arrays import EncryptedArray
+    from consortium.privacy.paillier.obfuscators import ObfuscatorPool
+    from consortium.privacy.paillier.packing import PackedArray, Packing
+
+__all__ = ["DEFAULT_KEY_BITS", "MIN_KEY_BITS", "PaillierKeypair", "PrivateKey", "PublicKey"]
+
+# 2048-bit moduli give about 112 bits of security against factoring (NIST SP 800-57 part 1,
+# table 2), acceptable until 2030; use 3072 for data that must stay secret longer.
+DEFAULT_KEY_BITS = 2048
+# Smaller keys are refused unless a caller says it wants a test key: 1024-bit moduli have
+# been within reach of well-funded attackers for years.
+MIN_KEY_BITS = 2048
+
+
+class PublicKey:
+    """A Paillier public key: the modulus ``n`` (and ``g = n + 1``). Encrypts only."""
+
+    __slots__ = ("_max_int", "_n", "_nsq")
+
+    def __init__(self, n: int) -> None:
+        """Wrap a modulus as given. Keys from the network must go through
+        ``serial.public_key_from_array``, which validates them."""
+        g = gmpy2()
+        self._n = g.mpz(n)
+        self._nsq = self._n * self._n
+        self._max_int = max_int(self._n)
+
+    @property
+    def n(self) -> Any:
+        """The modulus (a gmpy2 ``mpz``)."""
+        return self._n
+
+    @property
+    def nsq(self) -> Any:
+        """``n^2``: ciphertexts are units below it."""
+        return self._nsq
+
+    @property
+    def bits(self) -> int:
+        """The length of ``n`` in bits."""
+        return int(self._n.bit_length())
+
+    @property
+    def plaintext_bytes(self) -> int:
+        """Bytes of a serialised residue or of ``n``: ``ceil(bits / 8)``."""
+        return (self.bits + 7) // 8
+
+    @property
+    def ciphertext_bytes(self) -> int:
+        """Bytes of a serialised ciphertext: ``ceil(bits(n^2) / 8)``."""
+        return (int(self._nsq.bit_length()) + 7) // 8
+
+    @property
+    def max_int(self) -> int:
+        """The largest magnitude of a signed encoded value (``n // 3``)."""
+        return self._max_int
+
+    @property
+    def fingerprint(self) -> str:
+        """A short SHA-256 digest of ``n``, to name the key in logs and match keys."""
+        raw = int(self._n).to_bytes((self.bits + 7) // 8, "big")
+        return hashlib.sha256(raw).hexdigest()[:16]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and self._n == other._n
+
+    def __hash__(self) -> int:
+        return hash(("paillier", int(self._n)))
+
+    def __repr__(self) -> str:
+        return f"PublicKey(bits={self.bits}, fingerprint={self.fingerprint})"
+
+    def encrypt(
+        self,
+        values: Any,
+        *,
+        encoding: Encoding | None = None,
+        obfuscators: ObfuscatorPool | None = None,
+    ) -> EncryptedArray:
+        """Encrypt numbers (a scalar or any array) at ``encoding.precision`` fractional bits.
+
+        With ``obfuscators`` (a pool for this key), each encryption takes a precomputed
+        ``r^n`` and costs one multiplication; without, it computes a fresh one.
+        """
+        from consortium.privacy.paillier.arrays import encrypt
+
+        return encrypt(self, values, encoding=encoding, obfuscators=obfuscators)
+
+    def encrypt_packed(
+        self, values: Any, packing: Packing, *, obfuscators: ObfuscatorPool | None = None
+    ) -> PackedArray:
+        """Encrypt a vector several values per ciphertext, for sums only (see ``Packing``)."""
+        from consortium.privacy.paillier.packing import encrypt_packed
+
+        return encrypt_packed(self, values, packing, obfuscators=obfuscators)
+
+
+class PrivateKey:
+    """A Paillier private key: the primes ``p`` and ``q``. Decrypts with CRT.
+
+    Never serialised by this library and never shown by ``repr``.
+    """
+
+    __slots__ = ("_crt", "_public_key")
+
+    def __init__(self, public_key: PublicKey, p: int, q: int) -> None:
+        g = gmpy2()
+        p, q = g.mpz(p), g.mpz(q)
+        if p * q != public_key.n or p == q:
+            raise ValueError("p and q are not the two prime factors of this public key")
+        self._public_key = public_key
+        self._crt = primitives.crt_key(p, q)
+
+    @property
+    def public_key(self) -> PublicKey:
+        return self._public_key
+
+    @property
+    def primes(self) -> tuple[int, int]:
+        """``(p, q)`` as Python ints: for handing to worker processes of the key holder."""
+        return int(self._crt.p), int(self._crt.q)
+
+    def __repr__(self) -> str:
+        return (
+            f"PrivateKey(bits={self._public_key.bits}, fingerprint={self._public_key.fingerprint})"
+        )
+
+    def decrypt(self, encrypted: EncryptedArray) -> np.ndarray:
+        """The float64 values of an encrypted array.
+
+        Raises :class:`InvalidCiphertext` for anything not under this key and
+        :class:`EncodingOverflow` for a result outside the representable range.
+        """
+        ints = from_residues(self._residues(encrypted), self._public_key.n)
+        return Encoding.decode(object_array(ints, encrypted.shape), encrypted.exponent)
+
+    def decrypt_encoded(self, encrypted: EncryptedArray) -> np.ndarray:
+        """The signed integers ``round(value * 2^exponent)``, exactly, as an object array."""
+        ints = from_residues(self._residues(encrypted), self._public_key.n)
+        return object_array(ints, encrypted.shape)
+
+    def decrypt_residues(self, encrypted: EncryptedArray) -> np.ndarray:
+        """The plaintext residues in ``[0, n)``, with no reading of signs or overflow.
+
+        This is what the arbiter returns for masked values: a residue of ``value + mask``
+        is uniform in ``[0, n)`` and only the masking party can unmask it.
+        """
+        return object_array(self._residues(encrypted), encrypted.shape)
+
+    def decrypt_packed(self, packed: PackedArray) -> np.ndarray:
+        """The float64 values of a packed array (sums of the packed vectors)."""
+        if packed.public_key != self._public_key:
+            raise InvalidCiphertext()
+        return packed.unpack(self.raw_decrypt(packed.ciphertexts))
+
+    def _residues(self, encrypted: EncryptedArray) -> list[Any]:
+        if encrypted.public_key != self._public_key:
+            raise InvalidCiphertext()
+        return self.raw_decrypt(encrypted.ciphertext_list())
+
+    def raw_decrypt(self, ciphertexts: list[Any]) -> list[Any]:
+        """Residues of raw ciphertexts, each checked to be a unit below ``n^2``."""
+        g = gmpy2()
+        nsq, n = self._public_key.nsq, self._public_key.n
+        out = []
+        for c in ciphertexts:
+            c = g.mpz(c)
+            if not 0 < c < nsq or g.gcd(c, n) != 1:
+                raise InvalidCiphertext()
+            out.append(primitives.raw_decrypt(c, self._crt))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PaillierKeypair:
+    """A public key and its private key."""
+
+    public_key: PublicKey
+    private_key: PrivateKey
+
+    @classmethod
+    def generate(
+        cls, bits: int = DEFAULT_KEY_BITS, *, allow_small: bool = False
+    ) -> PaillierKeypair:
+        """A fresh keypair with an ``n`` of exactly ``bits`` bits (2048 by default).
+
+        Keys under :data:`MIN_KEY_BITS` are refused unless ``allow_small`` (tests only).
+        """
+        if bits % 2 or bits < 128:
+            raise ValueError(f"key size must be an even number of bits >= 128, got {bits}")
+        if bits < MIN_KEY_BITS and not allow_small:
+            raise ValueError(
+                f"a {bits}-bit key is too weak: use at least {MIN_KEY_BITS} bits "
+                "(allow_small=True is for tests only)"
+            )
+        p, q = primitives.generate_primes(bits)
+        public = PublicKey(p * q)
+        return cls(public_key=public, private_key=PrivateKey(public, p, q))

@@ -1,0 +1,177 @@
+"""Paillier work spread over worker processes.
+
+Modular exponentiation holds the GIL in gmpy2, so threads do not help; processes do.
+:class:`ParallelPaillier` cuts big jobs (obfuscators, decryptions, the rows of
+``X^T [[d]]``) into chunks for a :class:`concurrent.futures.ProcessPoolExecutor` and
+puts the answers back in order, so results equal the serial ones (decryptions and
+products exactly; encryptions up to their randomness).
+
+What crosses the process boundary: Python ints (the modulus; the primes, for decryption,
+which therefore only ever go to worker processes of the key holder on its own host),
+lists of ints (plaintext exponents) and bytes (ciphertexts as fixed-width rows). Never a
+pickled object of this library. Workers start with ``spawn`` (fork is unsafe in a process
+that already runs threads, as the gRPC transport does); they use no BLAS.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from consortium.privacy.paillier import _worker, primitives
+from consortium.privacy.paillier.arrays import EncryptedArray, matvec_result, matvec_rows
+from consortium.privacy.paillier.encoding import (
+    Encoding,
+    from_residues,
+    max_abs,
+    object_array,
+    to_residues,
+)
+from consortium.privacy.paillier.errors import InvalidCiphertext
+
+if TYPE_CHECKING:
+    from consortium.privacy.paillier.keys import PrivateKey, PublicKey
+
+__all__ = ["ParallelPaillier"]
+
+
+class ParallelPaillier:
+    """Encrypt, decrypt and compute ``X^T [[d]]`` across worker processes.
+
+    ``ParallelPaillier(workers=4)`` owns a process pool (started on first use, closed by
+    :meth:`close` or ``with``); ``ParallelPaillier(executor=ex)`` borrows one.
+    ``chunks_per_worker`` trades load balance against per-task overhead. Workers are
+    spawned, so a script that uses this must guard its entry point with
+    ``if __name__ == "__main__":`` (the launcher and the CLI do).
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        executor: Executor | None = None,
+        chunks_per_worker: int = 4,
+    ) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers = workers or (os.cpu_count() or 1)
+        self.chunks_per_worker = max(1, chunks_per_worker)
+        self._executor = executor
+        self._owned = executor is None
+
+    def __enter__(self) -> ParallelPaillier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Shut down the pool this object started (a borrowed executor is left alone)."""
+        if self._owned and self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+    def _pool(self) -> Executor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._executor
+
+    def _spans(self, total: int) -> list[tuple[int, int]]:
+        parts = min(total, self.workers * self.chunks_per_worker)
+        if parts == 0:
+            return []
+        step = -(-total // parts)
+        return [(i, min(i + step, total)) for i in range(0, total, step)]
+
+    # ----- obfuscators and encryption ----------------------------------------------
+    def obfuscators(self, public_key: PublicKey, count: int) -> list[Any]:
+        """``count`` fresh obfuscators ``r^n mod n^2`` for ``public_key``."""
+        width = public_key.ciphertext_bytes
+        n = int(public_key.n)
+        futures = [
+            self._pool().submit(_worker.obfuscators_task, n, b - a, width)
+            for a, b in self._spans(count)
+        ]
+        return [v for f in futures for v in _worker._split(f.result(), width)]
+
+    def encrypt(
+        self, public_key: PublicKey, values: Any, *, encoding: Encoding | None = None
+    ) -> EncryptedArray:
+        """``public_key.encrypt(values)`` with the obfuscators computed by the workers."""
+        enc = Encoding() if encoding is None else encoding
+        ints = enc.encode(values)
+        flat = ints.ravel().tolist()
+        n, nsq = public_key.n, public_key.nsq
+        residues = to_residues(flat, n)
+        obfs = self.obfuscators(public_key, len(residues))
+        cts = [primitives.raw_encrypt(m, n, nsq, r) for m, r in zip(residues, obfs, strict=True)]
+        return EncryptedArray(
+            public_key,
+            object_array(cts, ints.shape),
+            exponent=enc.precision,
+            encoding=enc,
+            bound=max_abs(flat),
+        )
+
+    # ----- decryption --------------------------------------------------------------
+    def decrypt_residues(self, private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
+        """``private_key.decrypt_residues(encrypted)``, across the workers."""
+        public = private_key.public_key
+        if encrypted.public_key != public:
+            raise InvalidCiphertext()
+        width = public.ciphertext_bytes
+        out_width = public.plaintext_bytes
+        blob = _worker._join(encrypted.ciphertext_list(), width)
+        p, q = private_key.primes
+        futures = [
+            self._pool().submit(
+                _worker.decrypt_task, p, q, blob[a * width : b * width], width, out_width
+            )
+            for a, b in self._spans(encrypted.size)
+        ]
+        residues: list[Any] = []
+        for f in futures:
+            part = f.result()
+            if part is None:
+                raise InvalidCiphertext()
+            residues.extend(_worker._split(part, out_width))
+        return object_array(residues, encrypted.shape)
+
+    def decrypt_encoded(self, private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
+        """``private_key.decrypt_encoded(encrypted)``, across the workers."""
+        residues = self.decrypt_residues(private_key, encrypted).ravel().tolist()
+        ints = from_residues(residues, private_key.public_key.n)
+        return object_array(ints, encrypted.shape)
+
+    def decrypt(self, private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
+        """``private_key.decrypt(encrypted)``, across the workers."""
+        return Encoding.decode(self.decrypt_encoded(private_key, encrypted), encrypted.exponent)
+
+    # ----- plaintext matrix times encrypted vector ---------------------------------------
+    def matvec(
+        self, matrix: Any, vector: EncryptedArray, *, method: str = "buckets"
+    ) -> EncryptedArray:
+        """``matrix @ vector`` (see ``arrays.matvec``) with the rows spread over workers."""
+        rows, pe, shape = matvec_rows(matrix, vector)
+        nsq = vector.public_key.nsq
+        width = vector.public_key.ciphertext_bytes
+        blob = _worker._join(vector.ciphertext_list(), width)
+        futures = [
+            self._pool().submit(_worker.multiexp_task, int(nsq), blob, width, rows[a:b], method)
+            for a, b in self._spans(len(rows))
+        ]
+        out = [v for f in futures for v in _worker._split(f.result(), width)]
+        return matvec_result(vector, out, rows, pe, shape)
+
+    def rmatvec(
+        self, matrix: Any, vector: EncryptedArray, *, method: str = "buckets"
+    ) -> EncryptedArray:
+        """``matrix.T @ vector``: the encrypted gradient ``X^T [[d]]`` across the workers."""
+        x = np.asarray(matrix)
+        return self.matvec(x.T if x.ndim == 2 else x, vector, method=method)

@@ -1,0 +1,236 @@
+"""Private set intersection (PSI) by commutative blinding of hashed ids (ECDH-PSI).
+
+Each id ``x`` is hashed to a point ``H(x)`` of the prime-order subgroup of Curve25519 in
+Edwards form (Ed25519's group, order ``l = 2^252 + ...``, through libsodium). A party with a
+secret scalar ``a`` *blinds* a point as ``a·P``; blinding commutes, so ``a·(b·H(x)) =
+b·(a·H(x))`` and two parties can compare ids blinded by both keys without either seeing the
+other's ids. Recovering ``x`` from ``a·H(x)`` is a discrete logarithm, and telling whether two
+differently blinded points hide the same id is the decisional Diffie-Hellman problem.
+
+The idea is Meadows (1986), "A More Efficient Cryptographic Matchmaking Protocol for Use in
+the Absence of a Continuously Available Third Party", IEEE S&P, and Huberman, Franklin and
+Hogg (1999), "Enhancing Privacy and Trust in Electronic Communities", ACM EC. The version
+here is one-sided: the *receiver* (the VFL master) learns which of its ids each *sender* (a
+member) holds; the sender learns only the final intersection, which the receiver sends back
+as positions in the sender's own (secretly shuffled) list::
+
+    sender                          receiver
+                           <------  T = shuffle(k_r·H(a))
+    S = shuffle(k_s·H(b)),
+    k_s·T                  ------>  F_b = k_r·S, and k_s·T = k_r·k_s·H(a): match them
+    rows of the intersection <----  positions into S, in the receiver's order
+
+What each side learns (semi-honest parties, who follow the protocol): the sender sees only
+the receiver's ids under a key it does not know (so the receiver's set *size*) and, at the
+end, the positions of the intersection; it never gets its own ids under the receiver's key,
+so it can match nothing. The receiver learns which of its ids the sender holds (with one
+sender, exactly the intersection) and the sender's set size. A party that lies about its
+set (adds ids it does not hold, to probe for them) learns whether the other holds them:
+inherent to any PSI, and outside the semi-honest model.
+
+Every point from another party is checked before a key touches it: libsodium's scalar
+multiplication refuses an encoding that is not canonical, not on the curve, of small order,
+or outside the prime-order subgroup, so a party cannot learn bits of another's key by
+sending points with a small-order component (the small-subgroup attack).
+
+Two tiers: :class:`PsiSender` and :class:`PsiReceiver` are the protocol's two roles, pure
+and without I/O (callers move the arrays, ``uint8`` of shape ``(n, 32)``); below them,
+:func:`hash_ids`, :func:`blind` and :func:`random_scalar` are the raw primitives. Every
+failure on data from another party raises one opaque :class:`PsiError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "GROUP_ORDER",
+    "POINT_BYTES",
+    "Match",
+    "PsiError",
+    "PsiReceiver",
+    "PsiSender",
+    "blind",
+    "hash_ids",
+    "intersect",
+    "random_scalar",
+]
+
+POINT_BYTES = 32  # a compressed Edwards point; scalars are 32 bytes too
+_HASH_TAG = b"consortium/psi/v1/ed25519-two-maps"  # domain separation of the id hash
+
+
+class PsiError(Exception):
+    """A point from another party is not a valid group element, or a reply does not fit the
+    request. One error for every failure, saying nothing about which check failed."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid private-set-intersection data from the other party")
+
+
+def _nacl() -> Any:
+    try:
+        import nacl.bindings as bindings
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "private set intersection needs PyNaCl (libsodium): pip install pynacl"
+        ) from exc
+    return bindings
+
+
+# The order of the prime-order subgroup of Curve25519 (RFC 7748, RFC 8032).
+GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
+
+
+def random_scalar() -> int:
+    """A secret scalar, uniform in ``[1, l)``, from the OS's CSPRNG.
+
+    Never derive it from the job's seed: every party knows that seed.
+    """
+    return secrets.randbelow(GROUP_ORDER - 1) + 1
+
+
+def hash_ids(ids: Sequence[str | bytes], *, domain: str) -> np.ndarray:
+    """Hash each id to a point of the prime-order group, as ``uint8 (n, 32)``.
+
+    SHA-512 of the tag, the domain and the id gives two 32-byte strings; each is mapped to the
+    group with Elligator 2 (libsodium clears the cofactor) and the two points are added, so the
+    hash behaves as a random oracle into the group (the "two maps" construction of RFC 9380).
+    ``domain`` separates runs (pass the job id), so points of one run are useless in another.
+    """
+    nacl = _nacl()
+    from_uniform = nacl.crypto_core_ed25519_from_uniform
+    add = nacl.crypto_core_ed25519_add
+    prefix = hashlib.sha512()
+    dom = domain.encode()
+    prefix.update(_HASH_TAG + len(dom).to_bytes(4, "little") + dom)
+    out = bytearray()
+    for item in ids:
+        raw = item.encode() if isinstance(item, str) else bytes(item)
+        h = prefix.copy()
+        h.update(len(raw).to_bytes(4, "little") + raw)
+        digest = h.digest()
+        out += add(from_uniform(digest[:32]), from_uniform(digest[32:]))
+    return np.frombuffer(bytes(out), dtype=np.uint8).reshape(len(ids), POINT_BYTES).copy()
+
+
+def _points(arr: np.ndarray) -> np.ndarray:
+    points = np.asarray(arr)
+    if points.dtype != np.uint8 or points.ndim != 2 or points.shape[1] != POINT_BYTES:
+        raise PsiError()
+    return np.ascontiguousarray(points)
+
+
+def blind(points: np.ndarray, scalar: int) -> np.ndarray:
+    """``scalar · P`` for each point (rows of ``uint8 (n, 32)``), in the same order.
+
+    A row that is not a point of the prime-order subgroup raises :class:`PsiError`.
+    """
+    mult = _nacl().crypto_scalarmult_ed25519_noclamp
+    if not 0 < scalar < GROUP_ORDER:
+        raise ValueError("scalars lie in [1, l)")
+    key = scalar.to_bytes(POINT_BYTES, "little")
+    data = _points(points).tobytes()
+    out = bytearray()
+    try:
+        for i in range(0, len(data), POINT_BYTES):
+            out += mult(key, data[i : i + POINT_BYTES])
+    except Exception:  # libsodium refuses an invalid point or an identity result
+        raise PsiError() from None
+    return np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, POINT_BYTES).copy()
+
+
+def _secret_permutation(n: int) -> np.ndarray:
+    """A permutation from the OS's CSPRNG: the other party must not be able to undo it."""
+    rng = np.random.Generator(np.random.PCG64(secrets.randbits(128)))
+    return rng.permutation(n)
+
+
+class PsiSender:
+    """The side that learns only the final intersection (a VFL member)."""
+
+    def __init__(self, ids: Sequence[str | bytes], *, domain: str) -> None:
+        if len(set(ids)) != len(ids):
+            raise ValueError("ids must be unique")
+        self.size = len(ids)
+        self._key = random_scalar()
+        self._order = _secret_permutation(len(ids))  # position in the sent list -> row
+        self._sent = blind(hash_ids([ids[i] for i in self._order], domain=domain), self._key)
+
+    def blinded(self) -> np.ndarray:
+        """To the receiver: own ids under own key, in a secret order."""
+        return self._sent
+
+    def reblind(self, points: np.ndarray) -> np.ndarray:
+        """To the receiver: its offer under this side's key too, same order."""
+        return blind(points, self._key)
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """The receiver's aligned positions into the sent list, as own row indices."""
+        pos = np.asarray(positions)
+        if pos.ndim != 1 or pos.dtype.kind not in "iu":
+            raise PsiError()
+        pos = pos.astype(np.int64)
+        if len(pos) and (pos.min() < 0 or pos.max() >= self.size):
+            raise PsiError()
+        if len(np.unique(pos)) != len(pos):
+            raise PsiError()
+        return self._order[pos]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """For each of the receiver's rows, the position in one sender's list holding the same
+    id, or -1."""
+
+    positions: np.ndarray
+
+
+class PsiReceiver:
+    """The side that computes the intersection (the VFL master), with any number of
+    senders: one offer for all, one :meth:`match` per sender."""
+
+    def __init__(self, ids: Sequence[str | bytes], *, domain: str) -> None:
+        if len(set(ids)) != len(ids):
+            raise ValueError("ids must be unique")
+        self.size = len(ids)
+        self._key = random_scalar()
+        self._order = _secret_permutation(len(ids))  # position in the offer -> row
+        self._offer = blind(hash_ids([ids[i] for i in self._order], domain=domain), self._key)
+
+    def offer(self) -> np.ndarray:
+        """To every sender: own ids under own key, in a secret order."""
+        return self._offer
+
+    def match(self, sent: np.ndarray, reblinded: np.ndarray) -> Match:
+        """Which of own rows a sender holds, from its blinded ids and its reblinding of the
+        offer (:meth:`PsiSender.blinded`, :meth:`PsiSender.reblind`)."""
+        mine = _points(reblinded)  # k_s·k_r·H(a), in the offer's order
+        if len(mine) != self.size:
+            raise PsiError()
+        theirs = blind(sent, self._key)  # k_r·k_s·H(b), in the sender's order
+        index = {bytes(p): i for i, p in enumerate(theirs)}
+        if len(index) != len(theirs):
+            raise PsiError()  # repeated points: the sender's ids were not unique
+        positions = np.full(self.size, -1, dtype=np.int64)
+        data = mine.tobytes()
+        for j in range(self.size):
+            point = data[j * POINT_BYTES : (j + 1) * POINT_BYTES]
+            positions[self._order[j]] = index.get(point, -1)
+        return Match(positions=positions)
+
+
+def intersect(matches: Sequence[Match]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The receiver's rows every sender holds, in the receiver's row order, and for each
+    sender the matching positions in its list (what :meth:`PsiSender.rows` takes)."""
+    if not matches:
+        raise ValueError("intersect needs at least one sender's match")
+    held = np.logical_and.reduce([m.positions >= 0 for m in matches])
+    rows = np.flatnonzero(held)
+    return rows, [m.positions[rows] for m in matches]

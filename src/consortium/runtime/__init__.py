@@ -1,0 +1,48 @@
+"""The runtime: party context, program hosting, rounds with quorum and deadlines, seeding."""
+
+from consortium.runtime.context import PartyContext
+from consortium.runtime.data import BINDERS, DataBinder, LocalData
+from consortium.runtime.gather import GatherResult, gather, quorum_size
+from consortium.runtime.host import ActorPool, ActorSlot, report_crash, serve_actor, serve_driver
+from consortium.runtime.program import (
+    CRASHED,
+    JOIN,
+    LEAVE,
+    PROGRAMS,
+    PROTOCOLS,
+    STOP,
+    Actor,
+    Driver,
+    Outcome,
+    ProgramFactory,
+    program_for,
+)
+from consortium.runtime.seeding import derive_rng, derive_seed
+
+__all__ = [
+    "BINDERS",
+    "CRASHED",
+    "JOIN",
+    "LEAVE",
+    "PROGRAMS",
+    "PROTOCOLS",
+    "STOP",
+    "Actor",
+    "ActorPool",
+    "ActorSlot",
+    "DataBinder",
+    "Driver",
+    "GatherResult",
+    "LocalData",
+    "Outcome",
+    "PartyContext",
+    "ProgramFactory",
+    "derive_rng",
+    "derive_seed",
+    "gather",
+    "program_for",
+    "quorum_size",
+    "report_crash",
+    "serve_actor",
+    "serve_driver",
+]

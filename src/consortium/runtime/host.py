@@ -1,0 +1,241 @@
+"""Hosting programs: a thread per driver, and actors either on their own thread
+(:func:`serve_actor`, one party per process) or many on a shared pool (:class:`ActorPool`,
+the in-process launcher, so a thousand simulated trainers cost a thousand small objects,
+not a thousand threads).
+
+A program that raises is a crash: the party tells the hub (:data:`CRASHED`, with the
+reason) so the driver fails the run naming it, and the launcher is told as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+
+from consortium.errors import ConsortiumError, TransportClosed
+from consortium.runtime.context import PartyContext
+from consortium.runtime.program import CRASHED, Actor, Driver, Outcome
+from consortium.transport import Mailbox
+from consortium.wire import Message
+
+__all__ = ["ActorPool", "ActorSlot", "report_crash", "serve_actor", "serve_driver"]
+
+log = logging.getLogger(__name__)
+
+CrashCallback = Callable[[str, BaseException], None]
+
+
+def report_crash(ctx: PartyContext, exc: BaseException) -> None:
+    """Tell the hub that this party's program failed (best effort)."""
+    reason = f"{type(exc).__name__}: {exc}"
+    log.error(
+        "party %s crashed: %s\n%s", ctx.name, reason, "".join(traceback.format_exception(exc))
+    )
+    if ctx.topology.hub != ctx.name:
+        try:
+            ctx.send(CRASHED, ctx.topology.hub, meta={"reason": reason[:2000]})
+        except ConsortiumError:
+            log.warning("party %s could not report its crash to the hub", ctx.name)
+
+
+def serve_actor(ctx: PartyContext, actor: Actor) -> None:
+    """Run an actor on the calling thread until it is done or its endpoint closes."""
+    try:
+        actor.start(ctx)
+        while True:
+            try:
+                msg = ctx.recv()
+            except TransportClosed:
+                return
+            if not actor.handle(ctx, msg):
+                return
+    except BaseException as exc:
+        report_crash(ctx, exc)
+        raise
+
+
+def serve_driver(ctx: PartyContext, driver: Driver) -> Outcome:
+    """Run a driver that is not the hub (e.g. an intermediate aggregator) on this thread."""
+    try:
+        return driver.run(ctx)
+    except BaseException as exc:
+        report_crash(ctx, exc)
+        raise
+
+
+class ActorSlot:
+    """One actor's place in the pool: its messages are handled one at a time, in order."""
+
+    def __init__(self, *, pool: ActorPool) -> None:
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._done = False
+        self._ctx: PartyContext | None = None
+        self._actor: Actor | None = None
+        self._mailbox: Mailbox | None = None
+
+    def notify(self) -> None:
+        """Mailbox hook: a message arrived; make sure a drain is scheduled."""
+        with self._lock:
+            if self._scheduled or self._done or self._ctx is None:
+                return
+            self._scheduled = True
+        self._pool.submit(self._drain)
+
+    def bind(self, ctx: PartyContext, actor: Actor, mailbox: Mailbox) -> None:
+        with self._lock:
+            self._ctx, self._actor, self._mailbox = ctx, actor, mailbox
+            self._scheduled = True
+        self._pool.party_started()
+        self._pool.submit(self._start)
+
+    def _start(self) -> None:
+        assert self._ctx is not None and self._actor is not None
+        ctx, actor = self._ctx, self._actor
+        if self._guard(lambda: actor.start(ctx)):
+            self._drain()
+
+    def _drain(self) -> None:
+        ctx, actor, mailbox = self._ctx, self._actor, self._mailbox
+        assert ctx is not None and actor is not None and mailbox is not None
+        while True:
+            msg = mailbox.get_nowait()
+            if msg is None:
+                with self._lock:
+                    if len(mailbox) == 0:
+                        self._scheduled = False
+                        return
+                continue
+            if not self._guard(partial(self._handle, ctx, actor, msg)):
+                return
+
+    def _handle(self, ctx: PartyContext, actor: Actor, msg: Message) -> None:
+        if not actor.handle(ctx, msg):
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._done = True
+        assert self._ctx is not None
+        self._ctx.endpoint.close()
+        self._pool.party_done()
+
+    def _guard(self, step: Callable[[], None]) -> bool:
+        """Run one step; on an exception report the crash and stop this actor."""
+        try:
+            step()
+        except BaseException as exc:
+            assert self._ctx is not None
+            report_crash(self._ctx, exc)
+            self._pool.crashed(self._ctx.name, exc)
+            self._finish()
+            return False
+        with self._lock:
+            return not self._done
+
+
+class ActorPool:
+    """Runs many actors on ``workers`` threads: ``workers - 1`` pool threads plus the thread
+    that waits for results (the driver), which runs queued work instead of blocking
+    (:meth:`run_one` is its mailbox's idle hook). With one worker everything runs on the
+    driver's thread: no thread hand-offs, no lock convoys, and a fixed order of events.
+
+    Work is event-driven: pool threads sleep on a condition until work is queued.
+    """
+
+    def __init__(self, *, workers: int, on_crash: CrashCallback) -> None:
+        self._on_crash = on_crash
+        self._active = 0
+        self._cond = threading.Condition()
+        self._tasks: deque[Callable[[], None]] = deque()
+        self._work = threading.Condition()
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"party-pool-{i}", daemon=True)
+            for i in range(max(0, workers - 1))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def slot(self) -> ActorSlot:
+        return ActorSlot(pool=self)
+
+    def start_driver(self, ctx: PartyContext, driver: Driver) -> threading.Thread:
+        """Run a non-hub driver on a thread of its own; while it waits for messages, its
+        mailbox's idle hook should be :meth:`run_one`, so it lends a hand with queued work."""
+        self.party_started()
+
+        def host() -> None:
+            try:
+                serve_driver(ctx, driver)
+            except BaseException as exc:
+                self.crashed(ctx.name, exc)
+            finally:
+                ctx.endpoint.close()
+                self.party_done()
+
+        thread = threading.Thread(target=host, name=f"driver-{ctx.name}", daemon=True)
+        thread.start()
+        return thread
+
+    def party_started(self) -> None:
+        with self._cond:
+            self._active += 1
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        with self._work:
+            self._tasks.append(fn)
+            self._work.notify()
+
+    def run_one(self) -> bool:
+        """Run one queued task on the calling thread; False when none is queued."""
+        with self._work:
+            if not self._tasks:
+                return False
+            task = self._tasks.popleft()
+        task()
+        return True
+
+    def _serve(self) -> None:
+        while True:
+            with self._work:
+                while not self._tasks and not self._stopping:
+                    self._work.wait()
+                if self._stopping:
+                    return
+                task = self._tasks.popleft()
+            task()
+
+    def crashed(self, party: str, exc: BaseException) -> None:
+        self._on_crash(party, exc)
+
+    def party_done(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def drain(self) -> bool:
+        """Run queued work on this thread until every actor is done or nothing is queued.
+        Returns True when every actor is done."""
+        while self.run_one():
+            pass
+        with self._cond:
+            return self._active == 0
+
+    def wait_all_done(self, timeout: float | None = None) -> bool:
+        if self.drain():
+            return True
+        with self._cond:
+            return self._cond.wait_for(lambda: self._active == 0, timeout)
+
+    def close(self) -> None:
+        with self._work:
+            self._stopping = True
+            self._work.notify_all()
+        for thread in self._threads:
+            thread.join()

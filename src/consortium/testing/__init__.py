@@ -1,0 +1,8 @@
+"""Test helpers shipped with Consortium: contract suites every implementation must pass.
+
+Importing this package needs pytest (a development dependency), which the suites build on.
+"""
+
+from consortium.testing.transport_suite import TransportContract, assert_same_message
+
+__all__ = ["TransportContract", "assert_same_message"]

@@ -1,0 +1,144 @@
+"""Progress on the terminal: a bar over rounds, warnings as they happen, a final table.
+
+Events named ``dropout``, ``warning``, ``party_failed``, ``retry`` or ``timeout``, and any
+event with the field ``level="warning"``, print as warnings; other events print dimmed.
+With ``quiet=True`` only warnings and a failed run's error are printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from consortium.tracking.records import RoundRecord, RunInfo, RunSummary
+from consortium.tracking.tracker import EventValue, Model
+
+__all__ = ["WARNING_EVENTS", "ConsoleSink"]
+
+WARNING_EVENTS = frozenset({"dropout", "party_failed", "retry", "timeout", "warning"})
+"""Event names the console shows as warnings."""
+
+
+class ConsoleSink:
+    """Shows a run's progress on a rich console (standard error unless one is given).
+
+    ``max_metrics`` caps how many of the latest metrics the progress bar shows.
+    """
+
+    def __init__(
+        self, *, console: Console | None = None, quiet: bool = False, max_metrics: int = 3
+    ) -> None:
+        self.console = console if console is not None else Console(stderr=True)
+        self.quiet = quiet
+        self.max_metrics = max_metrics
+        self._info: RunInfo | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def start(self, info: RunInfo) -> None:
+        self._info = info
+        if self.quiet:
+            return
+        self.console.print(
+            f"[bold]{escape(info.job_name)}[/] run [cyan]{escape(info.run_id)}[/] "
+            f"-> {escape(str(info.run_dir))}",
+            highlight=False,
+        )
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            # Only a terminal needs the refresh thread; elsewhere the bar renders on stop.
+            auto_refresh=self.console.is_terminal,
+            redirect_stdout=False,
+        )
+        self._task = self._progress.add_task(
+            "starting", total=info.rounds if info.rounds > 0 else None
+        )
+        self._progress.start()
+
+    def round(self, record: RoundRecord) -> None:
+        if self._progress is None or self._task is None:
+            return
+        self._progress.update(
+            self._task, advance=1, description=self._describe(record), refresh=True
+        )
+
+    def event(self, name: str, **fields: EventValue) -> None:
+        is_warning = name in WARNING_EVENTS or fields.get("level") == "warning"
+        if self.quiet and not is_warning:
+            return
+        details = " ".join(f"{key}={value}" for key, value in fields.items() if key != "level")
+        text = f"{name} {details}".strip()
+        if is_warning:
+            self.console.print(f"[yellow]warning[/] {escape(text)}", highlight=False)
+        else:
+            self.console.print(f"[dim]{escape(text)}[/]", highlight=False)
+
+    def finish(self, summary: RunSummary, model: Model | None) -> None:
+        self._stop()
+        if summary.status == "failed":
+            self.console.print(
+                f"[bold red]run failed[/] {escape(summary.error or '')}".rstrip(), highlight=False
+            )
+        if not self.quiet:
+            self.console.print(self._table(summary))
+
+    def close(self) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def _describe(self, record: RoundRecord) -> str:
+        shown = list(record.metrics.items())[: self.max_metrics]
+        parts = [f"round {record.round}"]
+        parts += [f"{escape(name)}={_number(value)}" for name, value in shown]
+        if record.failures:
+            parts.append(f"[yellow]{len(record.failures)} failed[/]")
+        return "  ".join(parts)
+
+    def _table(self, summary: RunSummary) -> Table:
+        info = self._info
+        title = f"{info.job_name} {info.run_id}" if info is not None else "run"
+        table = Table(title=escape(title), show_header=True, header_style="bold")
+        table.add_column("metric")
+        table.add_column("value", overflow="fold")
+        for name, value in summary.metrics.items():
+            table.add_row(escape(name), _number(value))
+        table.add_section()
+        style = "green" if summary.status == "completed" else "bold red"
+        table.add_row("status", f"[{style}]{summary.status}[/]")
+        planned = f"/{info.rounds}" if info is not None else ""
+        table.add_row("rounds", f"{summary.rounds_completed}{planned}")
+        table.add_row("duration", f"{summary.duration_s:.1f} s")
+        if summary.dropouts:
+            table.add_row("dropouts", escape(_join(summary.dropouts)))
+        if summary.error:
+            table.add_row("error", escape(summary.error))
+        if info is not None:
+            table.add_row("run dir", escape(str(info.run_dir)))
+        return table
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _join(reasons: Mapping[str, str]) -> str:
+    return ", ".join(f"{party} ({reason})" for party, reason in reasons.items())

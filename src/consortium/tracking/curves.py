@@ -1,0 +1,128 @@
+"""Training curves as a PNG: one panel per metric over rounds.
+
+matplotlib is optional (the ``plot`` extra) and imported only when a plot is drawn. The
+figure is built with the object-oriented API on an Agg canvas, so drawing a plot never
+switches the process-wide pyplot backend (which would break, say, inline plots in a
+notebook that runs a job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from consortium.tracking.records import RoundRecord
+
+__all__ = ["plot_curves", "warm_up"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_LEGEND_PARTIES = 10
+_COLUMNS = 3
+
+
+def _import_matplotlib() -> None:
+    with contextlib.suppress(ImportError):
+        import matplotlib.backends.backend_agg
+        import matplotlib.figure
+        import matplotlib.ticker  # noqa: F401
+
+
+def warm_up() -> None:
+    """Import matplotlib on a background thread while the run goes on, so that drawing the
+    curves at the end does not also pay for the import (most of a second)."""
+    threading.Thread(target=_import_matplotlib, name="curves-warm-up", daemon=True).start()
+
+
+def plot_curves(records: Sequence[RoundRecord], path: Path) -> bool:
+    """Draw global metrics, then per-party metrics (one line per party), into ``path``.
+
+    Returns False, after a log message, when there is nothing to draw or matplotlib is not
+    installed. The file is written atomically.
+    """
+    panels = _panels(records)
+    if not panels:
+        logger.debug("no metrics recorded; %s not drawn", path.name)
+        return False
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        logger.warning(
+            "matplotlib is not installed, so %s was not drawn: pip install 'consortium[plot]'",
+            path.name,
+        )
+        return False
+
+    columns = min(_COLUMNS, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(4.0 * columns, 3.0 * rows))
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9, wspace=0.3, hspace=0.5)
+    FigureCanvasAgg(figure)
+    for index, (title, lines) in enumerate(panels):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        if len(lines) > _MAX_LEGEND_PARTIES:
+            # Many parties: a band (min to max) around the mean, not one line per party.
+            xs, low, mean, high = _band(lines)
+            axes.fill_between(xs, low, high, alpha=0.25, label=f"min-max of {len(lines)} parties")
+            axes.plot(xs, mean, label="mean")
+            axes.legend(fontsize="small")
+            lines = {}
+        for label, (xs, ys) in lines.items():
+            axes.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
+        axes.set_title(title)
+        axes.set_xlabel("round")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, alpha=0.3)
+        if 1 < len(lines) <= _MAX_LEGEND_PARTIES:
+            axes.legend(fontsize="small")
+    temporary = path.with_name(f".{path.name}.tmp")
+    figure.savefig(temporary, format="png", dpi=100)
+    os.replace(temporary, path)
+    return True
+
+
+_Line = tuple[list[int], list[float]]
+
+
+def _band(lines: dict[str, _Line]) -> tuple[list[int], list[float], list[float], list[float]]:
+    by_round: dict[int, list[float]] = {}
+    for xs, ys in lines.values():
+        for x, y in zip(xs, ys, strict=True):
+            by_round.setdefault(x, []).append(y)
+    rounds = sorted(by_round)
+    low = [min(by_round[r]) for r in rounds]
+    mean = [sum(by_round[r]) / len(by_round[r]) for r in rounds]
+    high = [max(by_round[r]) for r in rounds]
+    return rounds, low, mean, high
+
+
+def _panels(records: Sequence[RoundRecord]) -> list[tuple[str, dict[str, _Line]]]:
+    """Panels in first-seen order: each global metric, then each per-party metric."""
+    global_lines: dict[str, _Line] = {}
+    party_panels: dict[str, dict[str, _Line]] = {}
+    for record in records:
+        for name, value in record.metrics.items():
+            xs, ys = global_lines.setdefault(name, ([], []))
+            xs.append(record.round)
+            ys.append(float(value))
+        for party, metrics in record.party_metrics.items():
+            for name, value in metrics.items():
+                xs, ys = party_panels.setdefault(name, {}).setdefault(party, ([], []))
+                xs.append(record.round)
+                ys.append(float(value))
+    panels = [(name, {name: line}) for name, line in global_lines.items()]
+    panels += [(f"parties: {name}", lines) for name, lines in party_panels.items()]
+    # A metric that never changes (example counts, say) is a number, not a curve.
+    return [(title, lines) for title, lines in panels if not _constant(lines)]
+
+
+def _constant(lines: dict[str, _Line]) -> bool:
+    values = {y for _, ys in lines.values() for y in ys}
+    return len(values) <= 1 and sum(len(ys) for _, ys in lines.values()) > 1

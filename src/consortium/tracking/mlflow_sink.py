@@ -1,0 +1,290 @@
+"""Runs in MLflow: params, per-round metrics, final metrics, tags and artifacts.
+
+mlflow is optional (the ``mlflow`` extra, ``mlflow-skinny`` is enough). It is imported when
+an :class:`MlflowSink` is built, so a missing install fails before the run rather than
+during it, and never when ``consortium.tracking`` is imported.
+
+What is logged, in MLflow's terms:
+
+* params: ``RunInfo.params`` (keys and values cut to MLflow's length limits);
+* metrics, one ``log_batch`` per round at ``step=round``: each global metric by name, each
+  party metric as ``party/<party>/<name>``, and ``round/duration_s``,
+  ``round/participants``, ``round/failures``;
+* at finish: ``final/<name>`` for the final metrics, ``run/duration_s`` and
+  ``run/rounds_completed``; the files of the run directory (``job.yaml``, ``model.npz``,
+  ``curves.png``, ``summary.json``, ``metrics.jsonl``, ``events.jsonl``) as artifacts;
+  run status FINISHED or FAILED;
+* tags ``consortium.job``, ``consortium.job_hash``, ``consortium.run_id``,
+  ``consortium.status`` (``running``, then the summary's status) and ``consortium.error``.
+
+The store is ``MlflowSettings.tracking_uri`` if given, else ``MLFLOW_TRACKING_URI`` if set
+(MLflow's own convention, e.g. a team server), else a local store next to the run
+directories of the job:
+``sqlite:///<run_dir.parent>/mlflow.db`` when SQLAlchemy and Alembic are installed (MLflow's
+recommended local store, which ``mlflow-skinny`` alone cannot open), else the file store
+``<run_dir.parent>/mlruns``. MLflow 3 refuses file stores unless ``MLFLOW_ALLOW_FILE_STORE``
+is set; the sink sets it only while it opens a file store (MLflow then caches the store),
+and restores the environment after.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import posixpath
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlparse
+
+from consortium.errors import ConfigError, ConsortiumError
+from consortium.tracking import rundir
+from consortium.tracking.records import RoundRecord, RunInfo, RunSummary
+from consortium.tracking.tracker import EventValue, Model
+
+if TYPE_CHECKING:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+__all__ = ["MLFLOW_MISSING", "MlflowSettings", "MlflowSink", "default_tracking_uri"]
+
+logger = logging.getLogger(__name__)
+
+MLFLOW_MISSING = "MLflow tracking needs the 'mlflow' extra: pip install 'consortium[mlflow]'"
+
+_ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
+_TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+_UNSAFE_KEY_CHARS = re.compile(r"[^\w./\- ]")
+_ARTIFACTS = (
+    rundir.JOB_FILE,
+    rundir.MODEL_FILE,
+    rundir.CURVES_FILE,
+    rundir.SUMMARY_FILE,
+    rundir.METRICS_FILE,
+    rundir.EVENTS_FILE,
+)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MlflowSettings:
+    """Where MLflow runs go. ``None`` picks the defaults described in the module docs."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    """Experiment name; the job name by default."""
+
+
+def default_tracking_uri(base: Path) -> str:
+    """A local MLflow store in ``base``: SQLite if SQLAlchemy can open it, else a file store."""
+    base = Path(base).resolve()
+    if _installed("sqlalchemy") and _installed("alembic"):
+        return f"sqlite:///{(base / 'mlflow.db').as_posix()}"
+    return (base / "mlruns").as_uri()
+
+
+class MlflowSink:
+    """Logs one MLflow run per Consortium run. Meant as an optional sink, after the
+    run-directory sink, whose files it logs as artifacts at finish."""
+
+    def __init__(
+        self, *, settings: MlflowSettings | None = None, wall_clock: Callable[[], float] = time.time
+    ) -> None:
+        try:
+            import mlflow  # noqa: F401  (imported here to fail before the run, not during it)
+        except ImportError as exc:
+            raise ConfigError(MLFLOW_MISSING) from exc
+        self.settings = settings if settings is not None else MlflowSettings()
+        self._wall_clock = wall_clock
+        self._client: MlflowClient | None = None
+        self._run_id: str | None = None
+        self._info: RunInfo | None = None
+        self._terminated = False
+
+    @property
+    def run_id(self) -> str | None:
+        """MLflow's id of the run, once started."""
+        return self._run_id
+
+    def start(self, info: RunInfo) -> None:
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        uri = self._tracking_uri(info)
+        with _file_store_allowed(uri):
+            client = MlflowClient(tracking_uri=uri)
+        experiment_id = _experiment_id(client, self.settings.experiment or info.job_name)
+        tags = {
+            "consortium.job": info.job_name,
+            "consortium.job_hash": info.job_hash,
+            "consortium.run_id": info.run_id,
+            "consortium.status": "running",
+        }
+        run = client.create_run(experiment_id, run_name=info.run_id, tags=tags)
+        self._client, self._run_id, self._info = client, run.info.run_id, info
+        logger.info("MLflow run %s in experiment %s at %s", self._run_id, experiment_id, uri)
+        limit = _limit("MAX_PARAM_VAL_LENGTH", 500)
+        params = {_key(name): _cut(str(value), limit) for name, value in info.params.items()}
+        batch = _limit("MAX_PARAMS_TAGS_PER_BATCH", 100)
+        for chunk in _chunks([Param(k, v) for k, v in params.items()], batch):
+            client.log_batch(self._run_id, params=chunk)
+
+    def round(self, record: RoundRecord) -> None:
+        client, run_id = self._started()
+        values: dict[str, float] = {_key(name): v for name, v in record.metrics.items()}
+        for party, metrics in record.party_metrics.items():
+            values.update({_key(f"party/{party}/{name}"): v for name, v in metrics.items()})
+        values["round/duration_s"] = record.duration_s
+        values["round/participants"] = len(record.participants)
+        values["round/failures"] = len(record.failures)
+        self._log_metrics(client, run_id, values, step=record.round)
+
+    def event(self, name: str, **fields: EventValue) -> None:
+        """Events are not sent one by one; ``events.jsonl`` is logged as an artifact."""
+
+    def finish(self, summary: RunSummary, model: Model | None) -> None:
+        from mlflow.entities import RunTag
+
+        client, run_id = self._started()
+        status = "FINISHED" if summary.status == "completed" else "FAILED"
+        try:
+            values = {_key(f"final/{name}"): v for name, v in summary.metrics.items()}
+            values["run/duration_s"] = summary.duration_s
+            values["run/rounds_completed"] = summary.rounds_completed
+            self._log_metrics(client, run_id, values, step=summary.rounds_completed)
+            tags = [RunTag("consortium.status", summary.status)]
+            if summary.error:
+                tags.append(RunTag("consortium.error", _cut(summary.error, _tag_limit())))
+            client.log_batch(run_id, tags=tags)
+            self._log_artifacts(client, run_id, model)
+        finally:
+            client.set_terminated(run_id, status)
+            self._terminated = True
+
+    def close(self) -> None:
+        """A run that never finished is marked KILLED, so it does not look alive."""
+        if self._client is not None and self._run_id is not None and not self._terminated:
+            self._terminated = True
+            self._client.set_terminated(self._run_id, "KILLED")
+
+    def _tracking_uri(self, info: RunInfo) -> str:
+        """The settings' URI, else ``MLFLOW_TRACKING_URI``, else a store beside the run."""
+        uri = self.settings.tracking_uri or os.environ.get(_TRACKING_URI_VARIABLE)
+        if uri:
+            return uri
+        base = Path(info.run_dir).parent
+        base.mkdir(parents=True, exist_ok=True)
+        return default_tracking_uri(base)
+
+    def _started(self) -> tuple[MlflowClient, str]:
+        if self._client is None or self._run_id is None:
+            raise ConsortiumError("MlflowSink used before start()")
+        return self._client, self._run_id
+
+    def _log_metrics(
+        self, client: MlflowClient, run_id: str, values: dict[str, float], *, step: int
+    ) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(self._wall_clock() * 1000)
+        metrics: list[Metric] = [Metric(k, float(v), stamp, step) for k, v in values.items()]
+        for chunk in _chunks(metrics, _limit("MAX_METRICS_PER_BATCH", 1000)):
+            client.log_batch(run_id, metrics=chunk)
+
+    def _log_artifacts(self, client: MlflowClient, run_id: str, model: Model | None) -> None:
+        info = self._info
+        if info is None:
+            return
+        run_dir = Path(info.run_dir)
+        for name in _ARTIFACTS:
+            if (run_dir / name).is_file():
+                client.log_artifact(run_id, str(run_dir / name))
+        if model is not None and not (run_dir / rundir.MODEL_FILE).is_file():
+            # No run-directory sink wrote the model: save it on the side, so MLflow has it.
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / rundir.MODEL_FILE
+                rundir.save_model(path, model)
+                client.log_artifact(run_id, str(path))
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return client.create_experiment(name)
+        except MlflowException:
+            found = client.get_experiment_by_name(name)  # created meanwhile by another run
+            if found is None:
+                raise
+    if found.lifecycle_stage == "deleted":
+        raise ConfigError(
+            f"MLflow experiment {name!r} is deleted; restore it or choose another experiment"
+        )
+    return str(found.experiment_id)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: in sys.modules without a spec
+        return False
+
+
+@contextmanager
+def _file_store_allowed(uri: str) -> Iterator[None]:
+    """Let MLflow 3 open a local file store for the duration of the block.
+
+    MLflow caches each store by URI, so the client keeps working after the block.
+    """
+    if urlparse(uri).scheme not in ("", "file") or _ALLOW_FILE_STORE in os.environ:
+        yield
+        return
+    os.environ[_ALLOW_FILE_STORE] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(_ALLOW_FILE_STORE, None)
+
+
+def _limit(name: str, fallback: int) -> int:
+    """One of MLflow's limits, from the installed MLflow when it defines it."""
+    from mlflow.utils import validation
+
+    value: Any = getattr(validation, name, fallback)
+    return int(value)
+
+
+def _tag_limit() -> int:
+    return _limit("MAX_TAG_VAL_LENGTH", 5000)
+
+
+def _key(name: str) -> str:
+    """A valid MLflow param or metric key: unsupported characters become ``_``, and so do
+    slashes where MLflow would read the key as a path that is not unique (``a//b``)."""
+    key = _UNSAFE_KEY_CHARS.sub("_", name)
+    if posixpath.normpath(key) != key or key.startswith(("/", "..")):
+        key = key.replace("/", "_")
+    return _cut(key or "_", _limit("MAX_ENTITY_KEY_LENGTH", 250))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

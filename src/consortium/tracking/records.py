@@ -1,0 +1,156 @@
+"""What a run records: its identity, one record per round and a final summary.
+
+These frozen dataclasses are the whole vocabulary between the runtime and the tracking
+sinks. They hold plain numbers and strings only, so every sink can serialise them without
+knowing about models, parties or transports. The helpers below give runs sortable ids and
+turn a resolved job into the hash and flat parameters that :class:`RunInfo` carries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from consortium.errors import ConfigError
+
+__all__ = [
+    "ParamValue",
+    "RoundRecord",
+    "RunInfo",
+    "RunStatus",
+    "RunSummary",
+    "default_run_dir",
+    "flatten_params",
+    "hash_job",
+    "new_run_id",
+]
+
+ParamValue = str | int | float | bool
+"""A flat setting as MLflow takes it."""
+
+RunStatus = Literal["completed", "failed"]
+
+_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunInfo:
+    """Who is running what, and where its results go. Passed to every sink at start."""
+
+    run_id: str
+    job_name: str
+    job_hash: str
+    """sha256 of the resolved job (see :func:`hash_job`)."""
+    resolved_job: Mapping[str, Any]
+    """The validated job as a JSON-able mapping."""
+    params: Mapping[str, ParamValue]
+    """Flattened settings, e.g. ``{"algorithm.rounds": 10}`` (see :func:`flatten_params`)."""
+    rounds: int
+    """Rounds planned."""
+    run_dir: Path
+
+    def __post_init__(self) -> None:
+        if not self.run_id:
+            raise ConfigError("RunInfo.run_id must not be empty; use new_run_id()")
+        if self.rounds < 0:
+            raise ConfigError(f"RunInfo.rounds must be >= 0, got {self.rounds}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundRecord:
+    """What happened in one round, recorded after the round closes."""
+
+    round: int
+    metrics: Mapping[str, float]
+    """Global metrics, e.g. accuracy and loss of the aggregated model."""
+    party_metrics: Mapping[str, Mapping[str, float]]
+    """Per party: metric name to value, e.g. train loss and examples seen."""
+    participants: tuple[str, ...]
+    failures: Mapping[str, str]
+    """Party to the reason it did not contribute this round."""
+    duration_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as one ``metrics.jsonl`` line (plain dicts, lists and floats)."""
+        return {
+            "round": self.round,
+            "metrics": _floats(self.metrics),
+            "party_metrics": {party: _floats(m) for party, m in self.party_metrics.items()},
+            "participants": list(self.participants),
+            "failures": dict(self.failures),
+            "duration_s": float(self.duration_s),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """How a run ended. A failed run still has a summary, so partial results are kept."""
+
+    status: RunStatus
+    metrics: Mapping[str, float]
+    """Final metrics."""
+    rounds_completed: int
+    duration_s: float
+    dropouts: Mapping[str, str]
+    """Party to the reason it dropped out of the run."""
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in ("completed", "failed"):
+            raise ConfigError(
+                f"RunSummary.status must be 'completed' or 'failed', not {self.status!r}"
+            )
+
+
+def _floats(values: Mapping[str, float]) -> dict[str, float]:
+    return {name: float(value) for name, value in values.items()}
+
+
+def new_run_id(*, now: datetime | None = None) -> str:
+    """A run id that sorts by start time: ``20250131-142502-3f9a1c2e`` (UTC, random suffix)."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(4)}"
+
+
+def default_run_dir(base: Path, job_name: str, run_id: str) -> Path:
+    """``base/<job name>/<run id>``, with the job name made safe as a folder name."""
+    if not run_id or _UNSAFE_PATH_CHARS.search(run_id) or run_id in (".", ".."):
+        raise ConfigError(
+            f"run id {run_id!r} cannot name a folder; use letters, digits, '.', '_' and '-' "
+            "(new_run_id() makes one)"
+        )
+    folder = _UNSAFE_PATH_CHARS.sub("-", job_name).strip(".-") or "job"
+    return Path(base) / folder / run_id
+
+
+def hash_job(resolved_job: Mapping[str, Any]) -> str:
+    """The sha256 hex digest of a resolved job, stable across key order and processes."""
+    canonical = json.dumps(
+        resolved_job, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def flatten_params(resolved_job: Mapping[str, Any], *, prefix: str = "") -> dict[str, ParamValue]:
+    """Flatten nested settings into dotted names: ``{"algorithm": {"rounds": 3}}`` gives
+    ``{"algorithm.rounds": 3}``. Lists and ``None`` become their JSON text."""
+    flat: dict[str, ParamValue] = {}
+    for key, value in resolved_job.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, prefix=name))
+        elif isinstance(value, bool | int | str):
+            flat[name] = value
+        elif isinstance(value, float):
+            flat[name] = value if math.isfinite(value) else str(value)
+        else:
+            flat[name] = json.dumps(value, sort_keys=True, default=str)
+    return flat

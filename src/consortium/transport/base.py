@@ -1,0 +1,114 @@
+"""The transport contract: what every transport gives a party.
+
+A transport hands each party an :class:`Endpoint`. Programs and the runtime use only
+``send``, ``recv`` and ``close``; they never see addresses, sockets or gRPC errors.
+A transport that learns a peer is gone delivers a :data:`PEER_LOST` message from that peer,
+so the runtime can stop waiting for it before its deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from consortium.clock import Clock, SystemClock
+from consortium.errors import TransportClosed, TransportTimeout
+from consortium.wire import Message
+
+__all__ = ["PEER_LOST", "Endpoint", "Mailbox"]
+
+PEER_LOST = "transport.peer_lost"
+"""Kind of the message a transport delivers, as if from the peer, when that peer is gone."""
+
+
+@runtime_checkable
+class Endpoint(Protocol):
+    """One party's connection to the federation."""
+
+    @property
+    def party(self) -> str: ...
+
+    def send(self, msg: Message) -> None:
+        """Deliver ``msg`` to ``msg.receiver``. Blocks while the path is full (flow control)."""
+        ...
+
+    def recv(self, timeout: float | None = None) -> Message:
+        """The next message for this party. Raises TransportTimeout or TransportClosed."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; idempotent. A blocked ``recv`` raises TransportClosed."""
+        ...
+
+
+class Mailbox:
+    """A FIFO of incoming messages with deadline-aware, event-driven waiting.
+
+    ``on_put`` (optional) is called after each put; the in-process launcher uses it to
+    schedule a party's handler on a shared worker pool instead of giving it a thread.
+    ``idle`` (optional) is called, without locks held, instead of blocking while the box is
+    empty; it returns True when it did some work (so the box is checked again), False when
+    there was nothing to do (so the caller blocks). The in-process launcher uses it to let a
+    waiting driver run simulated parties' work itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        on_put: Callable[[], None] | None = None,
+        idle: Callable[[], bool] | None = None,
+    ) -> None:
+        self._clock = clock or SystemClock()
+        self._items: deque[Message] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._on_put = on_put
+        self._idle = idle
+
+    def put(self, msg: Message) -> None:
+        with self._cond:
+            if self._closed:
+                raise TransportClosed("mailbox is closed")
+            self._items.append(msg)
+            self._cond.notify()
+        if self._on_put is not None:
+            self._on_put()
+
+    def get(self, timeout: float | None = None) -> Message:
+        deadline = None if timeout is None else self._clock.now() + timeout
+        while True:
+            if self._idle is not None:
+                with self._cond:
+                    if self._items:
+                        return self._items.popleft()
+                if self._idle():
+                    continue  # did some work elsewhere; look again
+            with self._cond:
+                if self._items:
+                    return self._items.popleft()
+                if self._closed:
+                    raise TransportClosed("endpoint closed while waiting")
+                remaining = None if deadline is None else deadline - self._clock.now()
+                if remaining is not None and remaining <= 0:
+                    raise TransportTimeout(f"nothing arrived within {timeout} s")
+                self._clock.wait(self._cond, remaining)
+
+    def get_nowait(self) -> Message | None:
+        with self._cond:
+            return self._items.popleft() if self._items else None
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -1,0 +1,131 @@
+"""Frames: how one encoded message is cut into gRPC stream messages and put back together.
+
+A message (the bytes :func:`consortium.wire.encode_parts` describes) travels as one or more
+frames, each one gRPC stream message::
+
+    flags:u8 | total:u64 (little-endian, first frame only) | payload (1 .. chunk_bytes bytes)
+
+``flags`` has two bits: ``FIRST`` (0x01) opens a message and carries its total length,
+``LAST`` (0x02) closes it; a message that fits one frame has both. Every other bit must be
+zero. Frames of one stream never interleave messages.
+
+The receiver checks the declared total against its limit *before* allocating, allocates one
+buffer of exactly that size, copies each payload into place, and on ``LAST`` checks that the
+payloads filled it exactly. The finished buffer is decoded zero-copy. Anything else raises
+:class:`~consortium.errors.DecodeError` naming what was wrong.
+
+This module knows nothing about gRPC, so the format is tested without a network.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+
+from consortium.errors import DecodeError
+
+__all__ = ["FIRST", "FRAME_OVERHEAD", "LAST", "Assembler", "iter_frames"]
+
+FIRST = 0x01
+LAST = 0x02
+_KNOWN_FLAGS = FIRST | LAST
+_TOTAL = struct.Struct("<Q")
+FRAME_OVERHEAD = 1 + _TOTAL.size
+"""The most bytes a frame adds to its payload (flags, and the total on a first frame)."""
+
+
+def iter_frames(parts: Sequence[memoryview], total: int, chunk_bytes: int) -> Iterator[bytes]:
+    """Frames of the message made of ``parts`` (``total`` bytes), produced lazily.
+
+    Each frame costs one copy of its payload (gRPC sends ``bytes``); ``parts`` are sliced,
+    never joined.
+    """
+    if chunk_bytes < 1:
+        raise ValueError("chunk_bytes must be positive")
+    if sum(len(p) for p in parts) != total:
+        raise ValueError("the parts do not add up to the declared total")
+    index, pos, sent = 0, 0, 0
+    flags = FIRST
+    while True:
+        pieces: list[memoryview | bytes] = []
+        take = min(chunk_bytes, total - sent)
+        room = take
+        while room:
+            part = parts[index]
+            n = min(room, len(part) - pos)
+            if n:
+                pieces.append(part[pos : pos + n])
+            pos += n
+            room -= n
+            if pos == len(part):
+                index, pos = index + 1, 0
+        sent += take
+        if sent == total:
+            flags |= LAST
+        head = bytes((flags,)) + (_TOTAL.pack(total) if flags & FIRST else b"")
+        yield b"".join([head, *pieces])
+        if flags & LAST:
+            return
+        flags = 0
+
+
+class Assembler:
+    """Puts frames of one stream back into whole messages.
+
+    ``max_bytes`` bounds the total a first frame may declare; it can be changed between
+    messages (a hub raises it once a spoke has introduced itself).
+    """
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._buf: bytearray | None = None
+        self._view: memoryview | None = None
+        self._filled = 0
+
+    @property
+    def busy(self) -> bool:
+        """True while a message has begun and not ended."""
+        return self._buf is not None
+
+    def feed(self, frame: bytes) -> bytearray | None:
+        """Take one frame; return the finished message buffer after its last frame."""
+        if not frame:
+            raise DecodeError("empty frame")
+        flags = frame[0]
+        if flags & ~_KNOWN_FLAGS:
+            raise DecodeError(f"frame has unknown flag bits {flags:#04x}")
+        body = memoryview(frame)[1:]
+        if flags & FIRST:
+            if self._buf is not None:
+                raise DecodeError("a message began before the previous one ended")
+            if len(body) < _TOTAL.size:
+                raise DecodeError("first frame is too short to declare a length")
+            (total,) = _TOTAL.unpack_from(body)
+            if total > self.max_bytes:
+                raise DecodeError(
+                    f"declared message of {total} bytes exceeds the limit of {self.max_bytes}"
+                )
+            body = body[_TOTAL.size :]
+            self._buf = bytearray(total)
+            self._view = memoryview(self._buf)
+            self._filled = 0
+        elif self._buf is None:
+            raise DecodeError("continuation frame without a first frame")
+        elif not body:
+            raise DecodeError("continuation frame without payload")
+        assert self._buf is not None and self._view is not None
+        end = self._filled + len(body)
+        if end > len(self._buf):
+            raise DecodeError(
+                f"frames carry more than the {len(self._buf)} bytes their message declared"
+            )
+        self._view[self._filled : end] = body
+        self._filled = end
+        if not flags & LAST:
+            return None
+        buf, self._buf = self._buf, None
+        self._view.release()
+        self._view = None
+        if end != len(buf):
+            raise DecodeError(f"message ended after {end} of its {len(buf)} declared bytes")
+        return buf

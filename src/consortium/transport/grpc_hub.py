@@ -1,0 +1,454 @@
+"""The hub of the gRPC transport: the hosting party's endpoint and the server spokes dial.
+
+Each spoke holds one bidirectional stream. Per stream the hub runs two threads: the gRPC
+handler thread, which writes queued messages down the stream as frames, and a reader
+thread, which reassembles the spoke's frames, checks them, and delivers each message to the
+hub's mailbox or relays it to another spoke. A relayed message is forwarded as the bytes it
+arrived in (its header is decoded and checked; its tensors are neither copied nor
+re-encoded).
+
+A spoke that sends a malformed frame or message, or speaks as someone else, is logged and
+disconnected; the hub keeps serving the others. When a spoke's stream ends for any reason
+the hub delivers :data:`PEER_LOST` from it to its own mailbox and to every spoke it
+exchanged messages with.
+
+With ``tls`` the hub serves mutual TLS (see :mod:`grpc_security`): a spoke's identity is the
+name in its verified certificate, and its hello must claim that name. With ``job`` the hub
+refuses a hello for another job and drops (and logs) every message that is for another job
+or replays a sequence number (see :class:`~consortium.security.ReplayGuard`), relayed
+messages included; the sender stays connected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+
+from consortium.clock import Clock, SystemClock
+from consortium.errors import DecodeError, TransportClosed, TransportError, TransportTimeout
+from consortium.security import PartyCredentials, ReplayGuard
+from consortium.transport.base import PEER_LOST, Mailbox
+from consortium.transport.grpc_common import (
+    DEFAULT_CHUNK_BYTES,
+    HELLO,
+    HELLO_MAX_BYTES,
+    METHOD,
+    MIN_CHUNK_BYTES,
+    RESERVED_PREFIX,
+    WELCOME,
+    Outbox,
+    check_chunk_bytes,
+    grpc_options,
+    roster_digest,
+)
+from consortium.transport.grpc_framing import Assembler, iter_frames
+from consortium.transport.grpc_security import peer_identities, server_credentials
+from consortium.wire import Limits, Message, decode, encode_parts
+
+__all__ = ["GrpcHub"]
+
+log = logging.getLogger(__name__)
+
+_HANDSHAKE_TIMEOUT_S = 30.0  # a connection that never says hello gives its thread back
+_Outgoing = tuple[list[memoryview], int]
+
+
+class _Refused(Exception):
+    """The spoke is turned away or cut off; ``code`` and ``reason`` become its gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Link:
+    """One spoke's stream, as the hub sees it."""
+
+    def __init__(
+        self, *, clock: Clock, chunk_bytes: int, identities: frozenset[str] | None
+    ) -> None:
+        self.party: str | None = None  # set by the hello
+        self.identities = identities  # names its verified certificate gives; None: no TLS
+        self.outbox: Outbox[_Outgoing] = Outbox(clock=clock)
+        self.chunk_bytes = chunk_bytes
+        self.contacts: set[str] = set()  # spokes it exchanged messages with (under hub lock)
+        self.refusal: _Refused | None = None
+        self.said_goodbye = False  # the spoke ended its side of the stream itself
+        self.finished = threading.Event()  # the RPC is over, status sent
+
+    def end(self) -> None:
+        self.outbox.close("the stream ended", discard=True)
+        self.finished.set()
+
+    @property
+    def label(self) -> str:
+        return repr(self.party) if self.party else "an unidentified spoke"
+
+
+class GrpcHub:
+    """The hosting party's :class:`~consortium.transport.Endpoint`, serving the spokes.
+
+    ``peers`` is the roster of every party of the job (this one included). ``address`` is
+    where to listen; port 0 picks a free port, and :attr:`address` says which. ``tls``: this
+    party's credentials for mutual TLS (None: plain text, with a warning). ``job``: the job
+    id every message must carry, which turns on replay protection.
+    """
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        peers: Collection[str],
+        address: str = "127.0.0.1:0",
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing the default is safe
+        clock: Clock | None = None,
+        tls: PartyCredentials | None = None,
+        job: str | None = None,
+        close_timeout: float = 10.0,
+    ) -> None:
+        if party not in peers:
+            raise TransportError(f"the hub {party!r} is not in the roster {sorted(peers)}")
+        if tls is not None and party not in tls.identities:
+            raise TransportError(
+                f"the certificate is for {sorted(tls.identities)}, not for the hub {party!r}"
+            )
+        self._tls = tls is not None
+        self._job = job or None
+        self._guard = ReplayGuard(job=job) if job else None
+        self._party = party
+        self._peers = frozenset(peers)
+        self._digest = roster_digest(self._peers)
+        self._chunk = check_chunk_bytes(chunk_bytes)
+        self._limits = limits
+        self._clock = clock or SystemClock()
+        self._close_timeout = close_timeout
+        self._mailbox = Mailbox(clock=self._clock)
+        self._cond = threading.Condition(threading.Lock())  # guards everything below
+        self._closed = False
+        self._links: dict[str, _Link] = {}  # registered spokes by party name
+        self._streams: set[_Link] = set()  # every open stream, registered or not
+        self._readers: set[threading.Thread] = set()
+        self._told: set[tuple[str, str]] = set()  # (receiver, lost party) already notified
+        slots = len(self._peers) + 3  # one per spoke, a few for refused or stray connections
+        self._executor = ThreadPoolExecutor(slots, thread_name_prefix=f"consortium-hub-{party}")
+        self._server = grpc.server(
+            self._executor,
+            handlers=[_handler(self._serve)],
+            options=grpc_options(self._chunk, server=True),
+            maximum_concurrent_rpcs=slots,
+        )
+        host = address.rsplit(":", 1)[0]
+        try:
+            if tls is None:
+                port = self._server.add_insecure_port(address)
+            else:
+                port = self._server.add_secure_port(address, server_credentials(tls))
+        except RuntimeError as exc:
+            port, detail = 0, f": {exc}"
+        else:
+            detail = ""
+        if not port:
+            self._executor.shutdown(wait=False)
+            raise TransportError(f"could not listen on {address}{detail}; is the port in use?")
+        self._address = f"{host}:{port}"
+        self._server.start()
+        if tls is None:
+            log.warning(
+                "hub %r listens on %s WITHOUT TLS: messages travel in plain text and any "
+                "process that reaches the port can claim a party's name",
+                party,
+                self._address,
+            )
+
+    # -- the Endpoint contract ---------------------------------------------------------
+
+    @property
+    def party(self) -> str:
+        return self._party
+
+    @property
+    def address(self) -> str:
+        """The ``host:port`` the hub listens on; give it to spokes as ``hub``."""
+        return self._address
+
+    @property
+    def mailbox(self) -> Mailbox:
+        return self._mailbox
+
+    def send(self, msg: Message) -> None:
+        if self._closed:
+            raise TransportClosed(f"endpoint of {self._party!r} is closed")
+        if msg.sender != self._party:
+            raise TransportError(f"{self._party!r} cannot send as {msg.sender!r}")
+        if msg.receiver not in self._peers:
+            raise TransportError(f"no party named {msg.receiver!r} in this job")
+        if msg.receiver == self._party:
+            self._mailbox.put(msg)
+            return
+        with self._cond:
+            link = self._links.get(msg.receiver)
+        if link is None:
+            raise TransportClosed(f"party {msg.receiver!r} is not connected to the hub")
+        parts, total = encode_parts(msg)
+        if total > self._limits.max_message_bytes:
+            raise TransportError(
+                f"message of {total} bytes exceeds the limit of {self._limits.max_message_bytes}"
+            )
+        link.outbox.put((parts, total))
+
+    def recv(self, timeout: float | None = None) -> Message:
+        return self._mailbox.get(timeout)
+
+    def wait_for(self, parties: Iterable[str], timeout: float | None = None) -> None:
+        """Return once every party in ``parties`` is connected (TransportTimeout if not)."""
+        wanted = set(parties)
+        if wanted - self._peers:
+            raise TransportError(f"not in the roster: {sorted(wanted - self._peers)}")
+        deadline = None if timeout is None else self._clock.now() + timeout
+        with self._cond:
+            while missing := wanted - self._links.keys():
+                if self._closed:
+                    raise TransportClosed(f"hub {self._party!r} closed while waiting")
+                remaining = None if deadline is None else deadline - self._clock.now()
+                if remaining is not None and remaining <= 0:
+                    raise TransportTimeout(
+                        f"{sorted(missing)} did not connect to {self._address} within {timeout} s"
+                    )
+                self._clock.wait(self._cond, remaining)
+
+    def close(self) -> None:
+        """Stop serving: flush what is queued, end every stream, stop the server."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            streams = list(self._streams)
+            self._cond.notify_all()
+        self._mailbox.close()
+        for link in streams:  # each stream ends once what is queued for it has gone out
+            link.outbox.close(f"hub {self._party!r} closed")
+        deadline = time.monotonic() + self._close_timeout  # real time, even with a fake clock
+        for link in streams:
+            link.finished.wait(max(0.0, deadline - time.monotonic()))
+        try:  # cancels any stream still open (stop with a grace period would leave a thread)
+            self._server.stop(None)
+        except Exception:  # closing must not raise; say what happened
+            log.exception("stopping the gRPC server of hub %r failed", self._party)
+        with self._cond:
+            readers = list(self._readers)
+        for thread in readers:
+            thread.join(self._close_timeout)
+        self._executor.shutdown(wait=True)
+
+    # -- one stream per spoke ----------------------------------------------------------
+
+    def _serve(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        """The gRPC handler: start the reader, then write queued messages as frames."""
+        identities = peer_identities(context) if self._tls else None
+        link = _Link(clock=self._clock, chunk_bytes=MIN_CHUNK_BYTES, identities=identities)
+        with self._cond:
+            if self._closed:
+                context.set_code(grpc.StatusCode.UNAVAILABLE)
+                context.set_details(f"hub {self._party!r} is closing")
+                return
+            self._streams.add(link)
+            reader = threading.Thread(
+                target=self._read,
+                args=(link, requests),
+                name=f"consortium-hub-{self._party}-reader",
+                daemon=True,
+            )
+            self._readers.add(reader)
+        if not context.add_callback(link.end):
+            link.end()  # the RPC is already over
+        reader.start()
+        try:
+            first = True
+            while True:
+                try:
+                    item = link.outbox.get(_HANDSHAKE_TIMEOUT_S if first else None)
+                except TransportTimeout:
+                    link.refusal = _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "no hello in time")
+                    break
+                if item is None:
+                    break
+                first = False
+                yield from iter_frames(*item, link.chunk_bytes)
+                item = None  # let the message go before waiting for the next one
+        finally:
+            link.outbox.close("the stream ended", discard=True)
+        if link.refusal is not None:
+            context.set_code(link.refusal.code)
+            context.set_details(link.refusal.reason)
+
+    def _read(self, link: _Link, requests: Iterator[bytes]) -> None:
+        assembler = Assembler(max_bytes=min(HELLO_MAX_BYTES, self._limits.max_message_bytes))
+        try:
+            for frame in requests:
+                buf = assembler.feed(frame)
+                if buf is None:
+                    continue
+                msg = decode(buf, limits=self._limits)
+                if link.party is None:
+                    self._register(link, msg)
+                    assembler.max_bytes = self._limits.max_message_bytes
+                else:
+                    self._route(link, msg, buf)
+                del buf, msg  # let the message go before waiting for the next one
+            link.said_goodbye = True
+        except DecodeError as exc:
+            link.refusal = _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed input: {exc}")
+        except _Refused as exc:
+            link.refusal = exc
+        except grpc.RpcError:
+            pass  # the stream broke: the spoke is gone
+        except Exception as exc:  # a bug here must not take the hub down; cut this stream
+            log.exception("unexpected error on the stream of %s", link.label)
+            link.refusal = _Refused(grpc.StatusCode.INTERNAL, f"hub error: {exc}")
+        finally:
+            if link.refusal is not None:
+                log.warning("closing the stream of %s: %s", link.label, link.refusal.reason)
+            self._drop(link)
+
+    def _register(self, link: _Link, hello: Message) -> None:
+        name, meta = hello.sender, hello.meta
+        chunk = meta.get("chunk_bytes")
+        if hello.kind != HELLO:
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "the stream must open with a hello")
+        if name not in self._peers or name == self._party:
+            raise _Refused(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"party {name!r} is not a spoke of this job",  # the roster stays private
+            )
+        if self._tls and (link.identities is None or name not in link.identities):
+            raise _Refused(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"a spoke whose certificate is for {sorted(link.identities or ())} "
+                f"claimed to be {name!r}",
+            )
+        if meta.get("roster") != self._digest:
+            raise _Refused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"party {name!r} was given a different roster than the hub; same job file?",
+            )
+        if self._job is not None and hello.job != self._job:
+            raise _Refused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"party {name!r} runs job {hello.job!r}, the hub runs {self._job!r}; "
+                "did every party start from the same job file?",
+            )
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < MIN_CHUNK_BYTES:
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"bad chunk_bytes {chunk!r}")
+        with self._cond:
+            if self._closed:
+                raise _Refused(grpc.StatusCode.UNAVAILABLE, f"hub {self._party!r} is closing")
+            if name in self._links:
+                raise _Refused(
+                    grpc.StatusCode.ALREADY_EXISTS, f"party {name!r} is already connected"
+                )
+            link.party = name
+            link.chunk_bytes = min(chunk, self._chunk)
+            self._links[name] = link
+            self._told = {pair for pair in self._told if name not in pair}
+            self._cond.notify_all()
+        if self._guard is not None:
+            self._guard.forget(name)  # a new session numbers its messages from 1 again
+        how = "with a verified certificate" if self._tls else "without TLS"
+        log.info("party %r connected to hub %r %s", name, self._party, how)
+        welcome = Message(
+            kind=WELCOME,
+            sender=self._party,
+            receiver=name,
+            job=self._job or "",
+            meta={"chunk_bytes": self._chunk},
+        )
+        link.outbox.put(encode_parts(welcome), force=True)
+
+    def _route(self, link: _Link, msg: Message, buf: bytearray) -> None:
+        src, dst = link.party, msg.receiver
+        assert src is not None
+        if msg.sender != src:
+            raise _Refused(grpc.StatusCode.PERMISSION_DENIED, f"{src!r} sent as {msg.sender!r}")
+        if msg.kind.startswith(RESERVED_PREFIX):
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"reserved kind {msg.kind!r}")
+        if dst not in self._peers or dst == src:
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"bad receiver {dst!r}")
+        if self._guard is not None:
+            reason = self._guard.check(job=msg.job, sender=src, receiver=dst, seq=msg.seq)
+            if reason is not None:  # dropped, not fatal: the sender stays connected
+                log.warning(
+                    "hub %r dropped a %r message from %r to %r (seq %d): %s",
+                    self._party,
+                    msg.kind,
+                    src,
+                    dst,
+                    msg.seq,
+                    reason,
+                )
+                return
+        if dst == self._party:
+            with contextlib.suppress(TransportClosed):  # the hub is closing
+                self._mailbox.put(msg)
+            return
+        with self._cond:
+            target = self._links.get(dst)
+            if target is not None:
+                link.contacts.add(dst)
+                target.contacts.add(src)
+        try:
+            if target is None:
+                raise TransportClosed(f"{dst!r} is not connected")
+            target.outbox.put(([memoryview(buf)], len(buf)))
+        except TransportClosed:
+            self._tell_lost(src, dst)
+
+    def _drop(self, link: _Link) -> None:
+        """The stream ended: forget it and tell whoever should know."""
+        link.outbox.close("the stream ended", discard=True)
+        name = link.party
+        with self._cond:
+            self._streams.discard(link)
+            self._readers.discard(threading.current_thread())
+            if name is None or self._links.get(name) is not link:
+                return
+            del self._links[name]
+            contacts = sorted(link.contacts)
+            closing = self._closed
+        if closing:
+            return
+        if link.said_goodbye:
+            log.info("party %r left hub %r", name, self._party)
+        else:
+            log.warning("lost party %r at hub %r", name, self._party)
+        with contextlib.suppress(TransportClosed):
+            self._mailbox.put(Message(kind=PEER_LOST, sender=name, receiver=self._party))
+        for other in contacts:
+            self._tell_lost(other, name)
+
+    def _tell_lost(self, receiver: str, lost: str) -> None:
+        """Send ``receiver`` one PEER_LOST from ``lost`` (once per disappearance)."""
+        with self._cond:
+            target = self._links.get(receiver)
+            if target is None or (receiver, lost) in self._told:
+                return
+            self._told.add((receiver, lost))
+        notice = Message(kind=PEER_LOST, sender=lost, receiver=receiver)
+        with contextlib.suppress(TransportClosed):
+            target.outbox.put(encode_parts(notice), force=True)
+
+
+def _handler(serve: Any) -> grpc.GenericRpcHandler:
+    service, method = METHOD.rsplit("/", 1)
+    return grpc.method_handlers_generic_handler(
+        service.lstrip("/"),
+        {method: grpc.stream_stream_rpc_method_handler(serve)},
+    )

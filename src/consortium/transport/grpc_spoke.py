@@ -1,0 +1,279 @@
+"""A spoke of the gRPC transport: a party that dials the hub and talks through it.
+
+The spoke holds one bidirectional stream to the hub. Everything it sends goes up that stream
+(the hub delivers or relays it); everything for it comes down. gRPC consumes the outgoing
+side from a generator fed by a bounded queue, so ``send`` blocks when the stream is behind;
+a reader thread reassembles incoming frames into the mailbox. When the stream ends, the
+spoke delivers :data:`PEER_LOST` from the hub and refuses further sends.
+
+With ``tls`` the spoke speaks mutual TLS and accepts only a hub whose certificate names
+``hub_party`` (see :mod:`grpc_security`). With ``job`` it drops (and logs) every message
+that is for another job or replays a sequence number; transport notices are exempt (only
+the hub can send them), and a :data:`PEER_LOST` from a party starts its numbering afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Collection, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import grpc
+
+from consortium.clock import Clock, SystemClock
+from consortium.errors import DecodeError, TransportClosed, TransportError
+from consortium.security import PartyCredentials, ReplayGuard
+from consortium.transport.base import PEER_LOST, Mailbox
+from consortium.transport.grpc_common import (
+    DEFAULT_CHUNK_BYTES,
+    HELLO,
+    METHOD,
+    MIN_CHUNK_BYTES,
+    RESERVED_PREFIX,
+    WELCOME,
+    Outbox,
+    check_chunk_bytes,
+    grpc_options,
+    roster_digest,
+)
+from consortium.transport.grpc_framing import Assembler, iter_frames
+from consortium.transport.grpc_security import channel_credentials, dial, server_name_options
+from consortium.wire import Limits, Message, decode, encode_parts
+
+__all__ = ["GrpcSpoke"]
+
+log = logging.getLogger(__name__)
+
+_Outgoing = tuple[list[memoryview], int]
+
+
+class GrpcSpoke:
+    """A party's :class:`~consortium.transport.Endpoint` that reaches the others via a hub.
+
+    The constructor dials ``hub`` (``host:port``), introduces the party and waits for the
+    hub's welcome, all within ``connect_timeout`` seconds; a refusal (a name not in the
+    roster, or already connected, a certificate the hub does not trust) raises
+    :class:`TransportError` with the reason. ``tls``: this party's credentials for mutual
+    TLS, with ``hub_party`` the name the hub's certificate must carry (None: plain text,
+    with a warning). ``job``: the job id every message must carry (replay protection).
+    """
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        peers: Collection[str],
+        hub: str,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing the default is safe
+        clock: Clock | None = None,
+        tls: PartyCredentials | None = None,
+        hub_party: str | None = None,
+        job: str | None = None,
+        connect_timeout: float = 30.0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        if party not in peers:
+            raise TransportError(f"party {party!r} is not in the roster {sorted(peers)}")
+        if hub_party is not None and (hub_party not in peers or hub_party == party):
+            raise TransportError(f"the hub {hub_party!r} is not another party of the roster")
+        if tls is not None:
+            if hub_party is None:
+                raise TransportError("with TLS, give hub_party: the hub certificate's name")
+            if party not in tls.identities:
+                raise TransportError(
+                    f"the certificate is for {sorted(tls.identities)}, not for {party!r}"
+                )
+        self._hub_party = hub_party
+        self._guard = ReplayGuard(job=job) if job else None
+        self._party = party
+        self._peers = frozenset(peers)
+        self._chunk = check_chunk_bytes(chunk_bytes)
+        self._send_chunk = MIN_CHUNK_BYTES  # until the hub says what it accepts
+        self._limits = limits
+        self._clock = clock or SystemClock()
+        self._close_timeout = close_timeout
+        self._mailbox = Mailbox(clock=self._clock)
+        self._outbox: Outbox[_Outgoing] = Outbox(clock=self._clock)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._hub: str | None = None
+        self._welcome: Future[str] = Future()
+        options = grpc_options(self._chunk, server=False)
+        if tls is None:
+            log.warning(
+                "%r dials the hub at %s WITHOUT TLS: messages travel in plain text", party, hub
+            )
+            self._channel = grpc.insecure_channel(hub, options=options)
+        else:
+            assert hub_party is not None
+            options += server_name_options(hub_party)
+            self._channel = grpc.secure_channel(hub, channel_credentials(tls), options=options)
+        deadline = time.monotonic() + connect_timeout  # real time: gRPC's deadlines are real
+        try:
+            dial(
+                self._channel, party=party, hub=hub, timeout=connect_timeout, secure=tls is not None
+            )
+        except TransportError:
+            self._channel.close()
+            raise
+        hello = Message(
+            kind=HELLO,
+            sender=party,
+            receiver="",
+            job=job or "",
+            meta={"chunk_bytes": self._chunk, "roster": roster_digest(self._peers)},
+        )
+        self._outbox.put(encode_parts(hello))
+        self._call = self._channel.stream_stream(METHOD)(self._requests())
+        self._reader = threading.Thread(
+            target=self._read, name=f"consortium-spoke-{party}-reader", daemon=True
+        )
+        self._reader.start()
+        try:
+            self._hub = self._welcome.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            self.close()
+            raise TransportError(
+                f"the hub at {hub} did not welcome {party!r} within {connect_timeout} s"
+            ) from None
+        except TransportError:
+            self.close()
+            raise
+
+    # -- the Endpoint contract ---------------------------------------------------------
+
+    @property
+    def party(self) -> str:
+        return self._party
+
+    @property
+    def hub_party(self) -> str | None:
+        """The hub's party name, as its welcome gave it."""
+        return self._hub
+
+    @property
+    def mailbox(self) -> Mailbox:
+        return self._mailbox
+
+    def send(self, msg: Message) -> None:
+        if self._closed:
+            raise TransportClosed(f"endpoint of {self._party!r} is closed")
+        if msg.sender != self._party:
+            raise TransportError(f"{self._party!r} cannot send as {msg.sender!r}")
+        if msg.receiver not in self._peers:
+            raise TransportError(f"no party named {msg.receiver!r} in this job")
+        if msg.receiver == self._party:
+            self._mailbox.put(msg)
+            return
+        parts, total = encode_parts(msg)
+        if total > self._limits.max_message_bytes:
+            raise TransportError(
+                f"message of {total} bytes exceeds the limit of {self._limits.max_message_bytes}"
+            )
+        self._outbox.put((parts, total))
+
+    def recv(self, timeout: float | None = None) -> Message:
+        return self._mailbox.get(timeout)
+
+    def close(self) -> None:
+        """Flush what is queued, end the stream, wait for the hub to end it too."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._mailbox.close()
+        self._outbox.close(f"endpoint of {self._party!r} is closed")
+        self._reader.join(self._close_timeout)
+        if self._reader.is_alive():
+            log.warning("hub did not end the stream of %r in time; cancelling", self._party)
+            self._call.cancel()
+            self._reader.join(self._close_timeout)
+        self._channel.close()
+
+    # -- the stream --------------------------------------------------------------------
+
+    def _requests(self) -> Iterator[bytes]:
+        """What gRPC sends: queued messages, cut into frames as they go out."""
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            yield from iter_frames(*item, self._send_chunk)
+            item = None  # let the message go before waiting for the next one
+
+    def _read(self) -> None:
+        assembler = Assembler(max_bytes=self._limits.max_message_bytes)
+        reason = "the hub ended the stream"
+        try:
+            for frame in self._call:
+                buf = assembler.feed(frame)
+                if buf is not None:
+                    self._accept(decode(buf, limits=self._limits))
+                    buf = None  # let the message go before waiting for the next one
+        except grpc.RpcError as exc:
+            code, details = _status(exc)
+            reason = f"{details} ({code})" if details else str(code)
+        except DecodeError as exc:
+            reason = f"malformed input from the hub: {exc}"
+            log.warning("closing the stream of %r: %s", self._party, reason)
+            self._call.cancel()
+        finally:
+            self._lost(reason)
+
+    def _accept(self, msg: Message) -> None:
+        if self._hub is None and not self._welcome.done():
+            if msg.kind != WELCOME or msg.sender not in self._peers or msg.sender == self._party:
+                raise DecodeError("the hub's first message is not a welcome")
+            if self._hub_party is not None and msg.sender != self._hub_party:
+                raise DecodeError(f"welcomed by {msg.sender!r}, not by the hub {self._hub_party!r}")
+            chunk = msg.meta.get("chunk_bytes")
+            if not isinstance(chunk, int) or chunk < MIN_CHUNK_BYTES:
+                raise DecodeError(f"the hub's welcome has a bad chunk_bytes {chunk!r}")
+            self._send_chunk = min(self._chunk, chunk)
+            self._welcome.set_result(msg.sender)
+            return
+        if msg.receiver != self._party or msg.sender not in self._peers:
+            raise DecodeError(f"hub delivered a message from {msg.sender!r} to {msg.receiver!r}")
+        guard = self._guard
+        if guard is not None and msg.kind.startswith(RESERVED_PREFIX):  # only the hub sends these
+            if msg.kind == PEER_LOST:
+                guard.forget(msg.sender)  # if it comes back, it counts from 1 again
+        elif guard is not None:
+            reason = guard.check(job=msg.job, sender=msg.sender, receiver=self._party, seq=msg.seq)
+            if reason is not None:  # dropped, not fatal: the stream goes on
+                log.warning(
+                    "%r dropped a %r message from %r (seq %d): %s",
+                    self._party,
+                    msg.kind,
+                    msg.sender,
+                    msg.seq,
+                    reason,
+                )
+                return
+        with contextlib.suppress(TransportClosed):  # closing: nobody is listening
+            self._mailbox.put(msg)
+
+    def _lost(self, reason: str) -> None:
+        self._outbox.close(f"the stream to the hub is gone: {reason}", discard=True)
+        if not self._welcome.done():
+            self._welcome.set_exception(
+                TransportError(f"the hub refused {self._party!r}: {reason}")
+            )
+            return
+        if self._closed:
+            return
+        hub = self._welcome.result()
+        log.warning("%r lost the hub %r: %s", self._party, hub, reason)
+        with contextlib.suppress(TransportClosed):
+            self._mailbox.put(Message(kind=PEER_LOST, sender=hub, receiver=self._party))
+
+
+def _status(exc: grpc.RpcError) -> tuple[object, str]:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    details = exc.details() if isinstance(exc, grpc.Call) else None
+    return code, details or ""

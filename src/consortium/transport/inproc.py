@@ -1,0 +1,116 @@
+"""In-process transport: one mailbox per party, messages passed by reference.
+
+Zero copy: tensors are not encoded. To keep parties from sharing mutable state through a
+message, every tensor is delivered as a read-only view; a party that wants to change an
+array copies it first (as it would after decoding from the network).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from consortium.clock import Clock, SystemClock
+from consortium.errors import TransportClosed, TransportError
+from consortium.transport.base import PEER_LOST, Mailbox
+from consortium.wire import Message
+
+__all__ = ["InprocEndpoint", "InprocNetwork"]
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    if not arr.flags.writeable:
+        return arr
+    view = arr.view()
+    view.flags.writeable = False
+    return view
+
+
+class InprocNetwork:
+    """The set of in-process mailboxes of one run."""
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._mailboxes: dict[str, Mailbox] = {}
+        self._lock = threading.Lock()
+
+    def endpoint(
+        self,
+        party: str,
+        *,
+        on_put: Callable[[], None] | None = None,
+        idle: Callable[[], bool] | None = None,
+    ) -> InprocEndpoint:
+        """A new endpoint for ``party``; ``on_put`` and ``idle`` are :class:`Mailbox` hooks."""
+        with self._lock:
+            if party in self._mailboxes and not self._mailboxes[party].closed:
+                raise TransportError(f"party {party!r} already has an open endpoint")
+            box = Mailbox(clock=self._clock, on_put=on_put, idle=idle)
+            self._mailboxes[party] = box
+        return InprocEndpoint(party=party, network=self, mailbox=box)
+
+    def _deliver(self, msg: Message) -> None:
+        box = self._mailboxes.get(msg.receiver)
+        if box is None:
+            raise TransportError(f"no party named {msg.receiver!r} in this run")
+        if box.closed:
+            raise TransportClosed(f"party {msg.receiver!r} has left")
+        if any(np.asarray(t).flags.writeable for t in msg.tensors.values()):
+            tensors = {k: _read_only(np.asarray(v)) for k, v in msg.tensors.items()}
+            msg = Message(
+                kind=msg.kind,
+                sender=msg.sender,
+                receiver=msg.receiver,
+                job=msg.job,
+                round=msg.round,
+                seq=msg.seq,
+                meta=msg.meta,
+                tensors=tensors,
+            )
+        box.put(msg)
+
+    def _left(self, party: str, contacts: set[str]) -> None:
+        """Tell the parties ``party`` exchanged messages with that it is gone."""
+        with self._lock:
+            others = [(n, self._mailboxes[n]) for n in contacts if n in self._mailboxes]
+        for name, box in others:
+            if name != party and not box.closed:
+                with contextlib.suppress(TransportClosed):
+                    box.put(Message(kind=PEER_LOST, sender=party, receiver=name))
+
+
+class InprocEndpoint:
+    def __init__(self, *, party: str, network: InprocNetwork, mailbox: Mailbox) -> None:
+        self._party = party
+        self._network = network
+        self._mailbox = mailbox
+        self._contacts: set[str] = set()
+
+    @property
+    def party(self) -> str:
+        return self._party
+
+    @property
+    def mailbox(self) -> Mailbox:
+        return self._mailbox
+
+    def send(self, msg: Message) -> None:
+        if self._mailbox.closed:
+            raise TransportClosed(f"endpoint of {self._party!r} is closed")
+        if msg.sender != self._party:
+            raise TransportError(f"{self._party!r} cannot send as {msg.sender!r}")
+        self._network._deliver(msg)
+        self._contacts.add(msg.receiver)
+
+    def recv(self, timeout: float | None = None) -> Message:
+        msg = self._mailbox.get(timeout)
+        self._contacts.add(msg.sender)
+        return msg
+
+    def close(self) -> None:
+        if not self._mailbox.closed:
+            self._mailbox.close()
+            self._network._left(self._party, self._contacts)

@@ -1,0 +1,91 @@
+"""Vertical federated learning: parties hold different columns of the same records.
+
+A master holds the labels (and maybe columns), members hold columns, an optional arbiter
+holds keys. The parties find their shared records with a private set intersection, then
+train a model split by columns: linear or logistic regression (by gradient steps, or for
+linear regression the exact least-squares/ridge solution) and split neural networks. What
+each role can see is stated in :mod:`consortium.vertical.visibility`.
+"""
+
+from consortium.runtime import BINDERS as _BINDERS
+from consortium.runtime import PROTOCOLS as _PROTOCOLS
+from consortium.vertical.align import (
+    Alignment,
+    align_as_master,
+    batches,
+    fit_standardizer,
+    split_records,
+)
+from consortium.vertical.data import BINDER, VerticalBinder, VerticalData, record_ids
+from consortium.vertical.exact import CglsBlock, cgls
+from consortium.vertical.master import TOP_KEY, Master
+from consortium.vertical.member import NET_KEY, Arbiter, Member, load_part, part_path
+from consortium.vertical.messages import Kind, MemberStage
+from consortium.vertical.models import (
+    MODELS,
+    LinearKind,
+    ModelKind,
+    SplitNNKind,
+    VerticalModel,
+    resolve_model,
+)
+from consortium.vertical.parts import Bottom, LinearBottom, LinearTop, Top, score
+from consortium.vertical.settings import LinearArgs, NetRef, SplitNNArgs, VerticalSettings
+from consortium.vertical.splitnn import (
+    COMBINERS,
+    NETS,
+    TorchBottom,
+    TorchTop,
+    build_net,
+    central_network,
+)
+from consortium.vertical.visibility import VISIBILITY, Visibility
+
+_PROTOCOLS.register("vertical", VerticalSettings)
+_BINDERS.register("vertical", BINDER)
+
+__all__ = [
+    "BINDER",
+    "COMBINERS",
+    "MODELS",
+    "NETS",
+    "NET_KEY",
+    "TOP_KEY",
+    "VISIBILITY",
+    "Alignment",
+    "Arbiter",
+    "Bottom",
+    "CglsBlock",
+    "Kind",
+    "LinearArgs",
+    "LinearBottom",
+    "LinearKind",
+    "LinearTop",
+    "Master",
+    "Member",
+    "MemberStage",
+    "ModelKind",
+    "NetRef",
+    "SplitNNArgs",
+    "SplitNNKind",
+    "Top",
+    "TorchBottom",
+    "TorchTop",
+    "VerticalBinder",
+    "VerticalData",
+    "VerticalModel",
+    "VerticalSettings",
+    "Visibility",
+    "align_as_master",
+    "batches",
+    "build_net",
+    "central_network",
+    "cgls",
+    "fit_standardizer",
+    "load_part",
+    "part_path",
+    "record_ids",
+    "resolve_model",
+    "score",
+    "split_records",
+]

@@ -1,0 +1,239 @@
+"""Split neural networks: a bottom network at every party that holds features, the master's
+top network over their combined outputs (Vepakomma, Gupta, Swedish and Raskar (2018),
+"Split learning for health: Distributed deep learning without sharing raw patient data";
+Ceballos et al. (2020), "SplitNN-driven Vertical Partitioning").
+
+Each party steps its own network with SGD on the gradient of the loss w.r.t. its own
+parameters: the master's top by ordinary backpropagation, a bottom by backpropagating the
+gradient w.r.t. its output that the master sends back. This is the same computation as
+training the whole network (:func:`central_network`) in one place, batch for batch.
+
+torch is imported only when a network is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from consortium.errors import ConfigError
+from consortium.ml.datasets import Task
+from consortium.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "COMBINERS",
+    "NETS",
+    "TorchBottom",
+    "TorchTop",
+    "build_net",
+    "central_network",
+]
+
+NetFactory = Callable[..., "torch.nn.Module"]
+NETS: Registry[NetFactory] = Registry("split network")
+"""``factory(*, in_features, out_features, image_shape, **args) -> torch.nn.Module``"""
+
+COMBINERS: Registry[Callable[[Sequence[Any]], Any]] = Registry("split combination")
+"""How the master joins the bottoms' outputs: ``concat``, ``sum`` or ``mean``."""
+
+
+@COMBINERS.decorator("concat")
+def _concat(parts: Sequence[Any]) -> Any:
+    import torch
+
+    return torch.cat(list(parts), dim=1)
+
+
+@COMBINERS.decorator("sum")
+def _sum(parts: Sequence[Any]) -> Any:
+    import torch
+
+    return torch.stack(list(parts)).sum(dim=0)
+
+
+@COMBINERS.decorator("mean")
+def _mean(parts: Sequence[Any]) -> Any:
+    import torch
+
+    return torch.stack(list(parts)).mean(dim=0)
+
+
+def _lazy(name: str) -> NetFactory:
+    def build(**kwargs: Any) -> torch.nn.Module:
+        from consortium.vertical import nets
+
+        factory: NetFactory = getattr(nets, name)
+        return factory(**kwargs)
+
+    return build
+
+
+NETS.register("mlp", _lazy("MLPNet"))
+NETS.register("resnet", _lazy("ResNet"))
+NETS.register("efficientnet", _lazy("EfficientNet"))
+
+
+def build_net(
+    name: str,
+    args: Mapping[str, Any],
+    *,
+    in_features: int,
+    out_features: int,
+    image_shape: Sequence[int] | None,
+    seed: int,
+) -> torch.nn.Module:
+    """The network registered as ``name``, initialised from ``seed``."""
+    from consortium.ml import torch_seeded
+
+    factory = NETS.get(name)
+    try:
+        with torch_seeded(seed):
+            return factory(
+                in_features=in_features,
+                out_features=out_features,
+                image_shape=image_shape,
+                **args,
+            )
+    except TypeError as exc:
+        raise ConfigError(f"network {name!r} does not take these arguments: {exc}") from None
+
+
+def _optimizer(params: Any, *, lr: float, momentum: float, l2: float) -> Any:
+    import torch
+
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=l2)
+
+
+def _tensor(arr: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(np.array(arr, dtype=np.float32))  # a writable float32 copy
+
+
+class TorchBottom:
+    """A party's bottom network and its optimiser."""
+
+    def __init__(self, net: torch.nn.Module, *, lr: float, momentum: float, l2: float) -> None:
+        self.net = net
+        self.opt = _optimizer(net.parameters(), lr=lr, momentum=momentum, l2=l2)
+        self._out: torch.Tensor | None = None
+
+    def forward(self, x: np.ndarray, *, train: bool) -> np.ndarray:
+        import torch
+
+        inputs = _tensor(x)
+        if train:
+            self.net.train()
+            self._out = self.net(inputs)
+            return self._out.detach().numpy().copy()
+        self.net.eval()
+        with torch.no_grad():
+            out: np.ndarray = self.net(inputs).numpy().copy()
+        return out
+
+    def backward(self, grad: np.ndarray) -> None:
+        if self._out is None:
+            raise RuntimeError("backward before a training forward")
+        self.opt.zero_grad()
+        self._out.backward(_tensor(grad))
+        self.opt.step()
+        self._out = None
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().numpy().copy() for k, v in self.net.state_dict().items()}
+
+    def load(self, state: Mapping[str, np.ndarray]) -> None:
+        import torch
+
+        self.net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+
+
+class TorchTop:
+    """The master's combination of the bottoms' outputs, its top network and the loss."""
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        *,
+        combine: str,
+        task: Task,
+        lr: float,
+        momentum: float,
+        l2: float,
+    ) -> None:
+        self.net = net
+        self.combine = COMBINERS.get(combine)
+        self.task = task
+        self.opt = _optimizer(net.parameters(), lr=lr, momentum=momentum, l2=l2)
+
+    def _loss(self, out: torch.Tensor, y: np.ndarray) -> torch.Tensor:
+        import torch
+
+        if self.task == "regression":
+            target = torch.from_numpy(np.asarray(y, dtype=np.float32))
+            return torch.nn.functional.mse_loss(out[:, 0], target)
+        labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
+        return torch.nn.functional.cross_entropy(out, labels)
+
+    def step(self, parts: Sequence[np.ndarray], y: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        inputs = [_tensor(p).requires_grad_() for p in parts]
+        self.net.train()
+        loss = self._loss(self.net(self.combine(inputs)), y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        grads = []
+        for t in inputs:
+            assert t.grad is not None
+            grads.append(t.grad.numpy().copy())
+        return float(loss.detach()), grads
+
+    def predict(self, parts: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
+        self.net.eval()
+        with torch.no_grad():
+            out = self.net(self.combine([_tensor(p) for p in parts]))
+            if self.task == "regression":
+                values: np.ndarray = out[:, 0].numpy().astype(np.float64)
+                return values
+            probs: np.ndarray = torch.softmax(out, dim=1).numpy().astype(np.float64)
+        return probs
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().numpy().copy() for k, v in self.net.state_dict().items()}
+
+    def load(self, state: Mapping[str, np.ndarray]) -> None:
+        import torch
+
+        self.net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+
+
+def central_network(
+    bottoms: Sequence[torch.nn.Module], top: torch.nn.Module, *, combine: str
+) -> torch.nn.Module:
+    """The whole split network as one module over the parties' column blocks, in the
+    master's order (its own bottom first, then the members'): the centralised baseline that
+    split training must reproduce. ``forward`` takes one tensor per bottom."""
+    import torch
+
+    join = COMBINERS.get(combine)
+
+    class Central(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bottoms = torch.nn.ModuleList(bottoms)
+            self.top = top
+
+        def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.top(
+                join([b(x) for b, x in zip(self.bottoms, xs, strict=True)])
+            )
+            return out
+
+    return Central()

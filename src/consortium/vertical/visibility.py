@@ -1,0 +1,89 @@
+"""What each role can see, mode by mode: the table the privacy audit test checks.
+
+Every message a party receives is listed here by its kind and tensors, with what it reveals.
+The runtime's own messages (``party.join``, ``run.stop``, ...) carry no data. The roles are
+*semi-honest*: they follow the protocol and try to learn what they can from what they get.
+
+Honest mode
+-----------
+
+========  =====================  =========================================================
+receiver  kind                   what it reveals
+========  =====================  =========================================================
+member    ``vfl.psi.offer``      the master's ids under a key the member does not know: the
+                                 size of the master's id set, nothing else
+member    ``vfl.align``          which of its own records are in the intersection (and so
+                                 the intersection), and how many of them train
+member    ``vfl.forward``,       aligned positions of the batch: the batch schedule
+          ``vfl.predict``
+member    ``vfl.backward``       **label-derived**: ``(p - y) / B`` for linear models, from
+                                 which the member reads every training label of the batch
+                                 (at zero weights, ``p`` is constant); for split networks the
+                                 gradient w.r.t. its output, which leaks labels too
+member    ``vfl.exact.residual`` **label-derived**: the residual ``r = y - Xw`` (at the first
+                                 step, ``r = y``: the training labels themselves)
+member    ``vfl.exact.direction``  one scalar, ``beta``
+master    ``vfl.psi.reply``      the member's ids under its key (its set size) and its own
+                                 ids under both keys: which of the master's ids the member
+                                 holds (with several members: each member's overlap with
+                                 the master, a superset of the final intersection)
+master    ``vfl.ready``          how many columns the member holds
+master    ``vfl.forward.reply``, the member's partial output ``X_p W_p`` (or its bottom's
+          ``vfl.predict.reply``  output) for the named rows, never its raw columns; over many
+                                 steps these outputs span the column space of ``X_p``, so a
+                                 curious master learns ``X_p`` up to an unknown invertible
+                                 mix of its columns
+master    ``vfl.exact.*.reply``  ``X_p p_p`` (a partial output) and squared norms
+arbiter   (nothing)              honest mode sends the arbiter nothing
+========  =====================  =========================================================
+
+No party ever receives another's raw columns, its model part, or an id outside the
+intersection in a form it can read. What honest mode does not protect: labels (members read
+them from the gradients) and members' partial outputs (the master sees them). The arbitered
+mode (Paillier, the arbiter holding the key) encrypts both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consortium.vertical.messages import Kind
+
+__all__ = ["VISIBILITY", "Visibility"]
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """One kind of message a role receives, its tensors, and whether they derive from the
+    labels."""
+
+    role: str
+    kind: str
+    tensors: frozenset[str]
+    label_derived: bool = False
+
+
+def _see(role: str, kind: str, *tensors: str, labels: bool = False) -> Visibility:
+    return Visibility(role=role, kind=kind, tensors=frozenset(tensors), label_derived=labels)
+
+
+VISIBILITY: dict[str, tuple[Visibility, ...]] = {
+    "honest": (
+        _see("member", Kind.PSI_OFFER, "points"),
+        _see("member", Kind.ALIGN, "positions"),
+        _see("member", Kind.FORWARD, "rows"),
+        _see("member", Kind.PREDICT, "rows"),
+        _see("member", Kind.BACKWARD, "grad", labels=True),
+        _see("member", Kind.EXACT_RESIDUAL, "alpha", "r", labels=True),
+        _see("member", Kind.EXACT_DIRECTION, "beta"),
+        _see("member", Kind.FINISH),
+        _see("master", Kind.PSI_REPLY, "ids", "points"),
+        _see("master", Kind.READY),
+        _see("master", Kind.FORWARD_REPLY, "out"),
+        _see("master", Kind.PREDICT_REPLY, "out"),
+        _see("master", Kind.EXACT_RESIDUAL_REPLY, "gamma"),
+        _see("master", Kind.EXACT_DIRECTION_REPLY, "q", "penalty"),
+        _see("master", Kind.FINISH_REPLY),
+    ),
+}
+"""Mode -> every (role, kind, tensors) a party of that role may receive."""

@@ -1,0 +1,144 @@
+"""ECDH private set intersection: each side learns what the module says, and no more."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from consortium.privacy.psi import (
+    PsiError,
+    PsiReceiver,
+    PsiSender,
+    blind,
+    hash_ids,
+    intersect,
+    random_scalar,
+)
+
+DOMAIN = "job:test"
+
+
+def _ids(numbers):
+    return [f"cust-{n:05d}" for n in numbers]
+
+
+def _run(receiver_ids, sender_ids):
+    receiver = PsiReceiver(receiver_ids, domain=DOMAIN)
+    sender = PsiSender(sender_ids, domain=DOMAIN)
+    offer = receiver.offer()
+    match = receiver.match(sender.blinded(), sender.reblind(offer))
+    return receiver, sender, offer, match
+
+
+def test_partly_overlapping_ids_give_exactly_the_intersection():
+    rng = np.random.default_rng(0)
+    mine = _ids(rng.choice(1000, 120, replace=False))
+    theirs = _ids(rng.choice(1000, 150, replace=False))
+    expected = sorted(set(mine) & set(theirs))
+    assert 0 < len(expected) < 50  # a genuine partial overlap
+    _, sender, _, match = _run(mine, theirs)
+    rows, (positions,) = intersect([match])
+    assert sorted(mine[r] for r in rows) == expected
+    assert list(rows) == sorted(rows)  # in the receiver's row order
+    their_rows = sender.rows(positions)
+    assert [theirs[r] for r in their_rows] == [mine[r] for r in rows]
+
+
+def test_several_senders_intersect_all():
+    a, b, c = _ids(range(0, 60)), _ids(range(20, 90)), _ids(range(40, 120))
+    receiver = PsiReceiver(a, domain=DOMAIN)
+    matches, senders = [], []
+    for ids in (b, c):
+        sender = PsiSender(ids, domain=DOMAIN)
+        matches.append(receiver.match(sender.blinded(), sender.reblind(receiver.offer())))
+        senders.append((sender, ids))
+    rows, positions = intersect(matches)
+    assert [a[r] for r in rows] == _ids(range(40, 60))
+    for (sender, ids), pos in zip(senders, positions, strict=True):
+        assert [ids[r] for r in sender.rows(pos)] == _ids(range(40, 60))
+
+
+def test_disjoint_sets_intersect_to_nothing():
+    _, _, _, match = _run(_ids(range(10)), _ids(range(10, 20)))
+    rows, _ = intersect([match])
+    assert len(rows) == 0
+
+
+def test_the_sender_cannot_find_the_receivers_other_ids_by_guessing():
+    """A curious sender that knows every candidate id and its own key matches nothing of
+    what it received against any candidate (the offer is under a key it never sees)."""
+    universe = _ids(range(300))
+    mine, theirs = universe[:100], universe[80:200]
+    _, sender, offer, _ = _run(mine, theirs)
+    hashed = hash_ids(universe, domain=DOMAIN)
+    candidates = {bytes(p) for p in hashed} | {bytes(p) for p in blind(hashed, sender._key)}
+    seen = {bytes(p) for p in offer} | {bytes(p) for p in sender.reblind(offer)}
+    assert not candidates & seen
+
+
+def test_the_sender_sees_its_ids_in_a_secret_order():
+    ids = _ids(range(200))
+    sender = PsiSender(ids, domain=DOMAIN)
+    in_order = blind(hash_ids(ids, domain=DOMAIN), sender._key)
+    assert sorted(map(bytes, sender.blinded())) == sorted(map(bytes, in_order))
+    assert not np.array_equal(sender.blinded(), in_order)
+
+
+@pytest.mark.parametrize(
+    "torsion",
+    [
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # order 2
+    ],
+)
+def test_points_outside_the_prime_order_group_are_refused(torsion):
+    """A point with a small-order part could leak key bits (small-subgroup attack)."""
+    import nacl.bindings as nb
+
+    clean = hash_ids(["x"], domain=DOMAIN)
+    small = bytes.fromhex(torsion)
+    dirty = nb.crypto_core_ed25519_add(clean[0].tobytes(), small)
+    key = random_scalar()
+    blind(clean, key)  # the clean point is fine
+    for bad in (dirty, small):
+        with pytest.raises(PsiError):
+            blind(np.frombuffer(bad, np.uint8).reshape(1, 32), key)
+
+
+def test_blinding_commutes_and_a_fresh_key_changes_every_point():
+    points = hash_ids(_ids(range(20)), domain=DOMAIN)
+    a, b = random_scalar(), random_scalar()
+    np.testing.assert_array_equal(blind(blind(points, a), b), blind(blind(points, b), a))
+    assert not {bytes(p) for p in blind(points, a)} & {bytes(p) for p in points}
+
+
+def test_the_domain_separates_runs():
+    one = hash_ids(["x", "y"], domain="run-1")
+    two = hash_ids(["x", "y"], domain="run-2")
+    assert not {bytes(p) for p in one} & {bytes(p) for p in two}
+    np.testing.assert_array_equal(one, hash_ids(["x", "y"], domain="run-1"))
+
+
+def test_bad_data_from_the_other_party_is_one_opaque_error():
+    receiver = PsiReceiver(_ids(range(5)), domain=DOMAIN)
+    sender = PsiSender(_ids(range(5)), domain=DOMAIN)
+    offer = receiver.offer()
+    garbage = np.full((5, 32), 0xFF, dtype=np.uint8)  # not a canonical point
+    with pytest.raises(PsiError):
+        sender.reblind(garbage)
+    with pytest.raises(PsiError):
+        sender.reblind(offer[:, :16])
+    with pytest.raises(PsiError):
+        receiver.match(sender.blinded(), sender.reblind(offer)[:3])  # wrong count
+    with pytest.raises(PsiError):
+        receiver.match(np.repeat(sender.blinded()[:1], 5, axis=0), sender.reblind(offer))
+    with pytest.raises(PsiError):
+        sender.rows(np.array([0, 5]))
+    with pytest.raises(PsiError):
+        sender.rows(np.array([1, 1]))
+    assert str(PsiError()) == "invalid private-set-intersection data from the other party"
+
+
+def test_ids_must_be_unique():
+    with pytest.raises(ValueError, match="unique"):
+        PsiSender(["a", "a"], domain=DOMAIN)

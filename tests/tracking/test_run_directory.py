@@ -1,0 +1,212 @@
+"""The run directory holds every result of a run, also when the run fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from consortium.errors import ConfigError, ConsortiumError
+from consortium.tracking import (
+    RoundRecord,
+    RunDirectory,
+    RunInfo,
+    RunSummary,
+    Tracker,
+    save_model,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_tracker(run_dir: Path) -> Tracker:
+    return Tracker(required=[RunDirectory(path=run_dir, wall_clock=lambda: 1000.0)])
+
+
+def test_completed_run_writes_every_file(
+    run_dir: Path,
+    info: RunInfo,
+    record: Callable[[int], RoundRecord],
+    summary: RunSummary,
+    model: dict[str, np.ndarray],
+) -> None:
+    records = [record(n) for n in (1, 2, 3)]
+    with run_tracker(run_dir) as tracker:
+        tracker.start(info)
+        for r in records:
+            tracker.round(r)
+        tracker.event("dropout", party="bank-2", round=2, reason="timeout")
+        tracker.finish(summary, model)
+
+    assert yaml.safe_load((run_dir / "job.yaml").read_text()) == info.resolved_job
+
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {
+            "round": r.round,
+            "metrics": dict(r.metrics),
+            "party_metrics": {p: dict(m) for p, m in r.party_metrics.items()},
+            "participants": list(r.participants),
+            "failures": dict(r.failures),
+            "duration_s": r.duration_s,
+        }
+        for r in records
+    ]
+
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events == [
+        {
+            "time": 1000.0,
+            "event": "dropout",
+            "fields": {"party": "bank-2", "round": 2, "reason": "timeout"},
+        }
+    ]
+
+    assert json.loads((run_dir / "summary.json").read_text()) == {
+        "run_id": info.run_id,
+        "job": info.job_name,
+        "job_hash": info.job_hash,
+        "status": "completed",
+        "metrics": {"accuracy": 0.875, "loss": 0.3125},
+        "rounds": 3,
+        "duration_s": 12.5,
+        "dropouts": {"bank-2": "timeout"},
+        "error": None,
+    }
+
+    with np.load(run_dir / "model.npz", allow_pickle=False) as saved:
+        assert sorted(saved.files) == sorted(model)
+        for name, array in model.items():
+            assert saved[name].dtype == array.dtype
+            np.testing.assert_array_equal(saved[name], array)
+
+    assert (run_dir / "curves.png").read_bytes().startswith(PNG_MAGIC)
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_failed_run_keeps_finished_rounds(
+    run_dir: Path, info: RunInfo, record: Callable[[int], RoundRecord]
+) -> None:
+    with pytest.raises(RuntimeError, match="party bank-1 crashed"), run_tracker(run_dir) as tracker:
+        tracker.start(info)
+        tracker.round(record(1))
+        tracker.round(record(2))
+        raise RuntimeError("party bank-1 crashed")
+
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["round"] for line in lines] == [1, 2]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert summary["rounds"] == 2
+    assert summary["error"] == "RuntimeError: party bank-1 crashed"
+    assert summary["metrics"] == dict(record(2).metrics)
+    assert summary["dropouts"] == {"bank-2": "timeout"}
+    assert not (run_dir / "model.npz").exists()
+    assert (run_dir / "curves.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_explicit_failed_summary_is_written(
+    run_dir: Path, info: RunInfo, record: Callable[[int], RoundRecord]
+) -> None:
+    failed = RunSummary(
+        status="failed",
+        metrics={},
+        rounds_completed=1,
+        duration_s=3.0,
+        dropouts={},
+        error="quorum lost: bank-2 missing",
+    )
+    with run_tracker(run_dir) as tracker:
+        tracker.start(info)
+        tracker.round(record(1))
+        tracker.finish(failed)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["status"], summary["rounds"], summary["error"]) == (
+        "failed",
+        1,
+        "quorum lost: bank-2 missing",
+    )
+
+
+def test_rounds_are_on_disk_before_the_run_ends(
+    run_dir: Path, info: RunInfo, record: Callable[[int], RoundRecord]
+) -> None:
+    tracker = run_tracker(run_dir)
+    tracker.start(info)
+    tracker.round(record(1))
+    # Read while the file is still open for writing: the line was flushed.
+    assert json.loads((run_dir / "metrics.jsonl").read_text())["round"] == 1
+    tracker.close()
+
+
+def test_run_directory_failure_propagates(
+    tmp_path: Path, info: RunInfo, record: Callable[[int], RoundRecord]
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    tracker = Tracker(required=[RunDirectory(path=blocker / "run")])
+    wrong = dataclasses.replace(info, run_dir=blocker / "run")
+    with pytest.raises(OSError):
+        tracker.start(wrong)
+
+
+def test_an_existing_run_is_not_overwritten(
+    run_dir: Path, info: RunInfo, summary: RunSummary
+) -> None:
+    with run_tracker(run_dir) as tracker:
+        tracker.start(info)
+        tracker.finish(summary)
+    before = (run_dir / "summary.json").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"), run_tracker(run_dir) as again:
+        again.start(info)
+    assert (run_dir / "summary.json").read_bytes() == before
+
+
+def test_run_dir_must_match_run_info(tmp_path: Path, info: RunInfo) -> None:
+    sink = RunDirectory(path=tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="differs"):
+        sink.start(info)
+
+
+def test_object_arrays_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConsortiumError, match="never pickled"):
+        save_model(tmp_path / "model.npz", {"w": np.array([{"a": 1}], dtype=object)})
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_model_that_cannot_be_saved_still_leaves_a_summary(
+    run_dir: Path, info: RunInfo, summary: RunSummary
+) -> None:
+    tracker = run_tracker(run_dir)
+    tracker.start(info)
+    with pytest.raises(ConsortiumError, match="never pickled"):
+        tracker.finish(summary, {"w": np.array([object()], dtype=object)})
+    tracker.close()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert not (run_dir / "model.npz").exists()
+
+
+def test_without_matplotlib_the_plot_is_skipped(
+    run_dir: Path,
+    info: RunInfo,
+    record: Callable[[int], RoundRecord],
+    summary: RunSummary,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    with run_tracker(run_dir) as tracker:
+        tracker.start(info)
+        tracker.round(record(1))
+        tracker.finish(summary)
+    assert (run_dir / "summary.json").exists()
+    assert not (run_dir / "curves.png").exists()
+    assert "matplotlib is not installed" in caplog.text

@@ -1,0 +1,149 @@
+"""The privacy audit: every message each role receives, checked against the visibility table
+the protocol documents (consortium.vertical.visibility)."""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pytest
+
+from consortium.jobs import bind_data, parse_job, run_inproc
+from consortium.vertical import VISIBILITY, Kind
+from consortium.wire import Message
+
+RUNTIME_KINDS = {"party.join", "run.stop", "party.leave"}
+
+
+class Recorder:
+    """Wraps a party's endpoint and records every message it sends, by receiver."""
+
+    def __init__(self, inner: Any, inbox: dict[str, list[Message]]) -> None:
+        self._inner = inner
+        self._inbox = inbox
+
+    def send(self, msg: Message) -> None:
+        self._inbox[msg.receiver].append(msg)
+        self._inner.send(msg)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _audited_run(tmp_path, raw):
+    job = parse_job(copy.deepcopy(raw))
+    inbox: dict[str, list[Message]] = defaultdict(list)
+
+    def wrap(ctx):
+        ctx.endpoint = Recorder(ctx.endpoint, inbox)
+
+    result = run_inproc(job, tmp_path / "run", quiet=True, on_context=wrap)
+    assert result.ok, result.error
+    return job, inbox
+
+
+def _secret_values(x: np.ndarray | None) -> np.ndarray:
+    """A party's raw and standardised feature values, less the round ones (0, 1, ...) that
+    any tensor may hold by chance."""
+    if x is None:
+        return np.zeros(0)
+    raw = x.astype(np.float64)
+    scaled = (raw - raw.mean(axis=0)) / np.where(raw.std(axis=0) == 0, 1, raw.std(axis=0))
+    values = np.concatenate([raw.ravel(), scaled.ravel(), x.ravel().astype(np.float32)])
+    return np.unique(values[values != np.round(values)])
+
+
+def _leaks(tensor: np.ndarray, others: np.ndarray) -> bool:
+    """Whether a tensor carries another party's feature values (more than the odd float32
+    value that equals one by chance)."""
+    if tensor.dtype.kind != "f" or not len(others):
+        return False
+    values = np.asarray(tensor, np.float64).ravel()
+    if tensor.dtype == np.float32:  # compare at float32 precision
+        others = np.unique(others.astype(np.float32)).astype(np.float64)
+    return int(np.isin(values, others).sum()) > max(1, values.size // 1000)
+
+
+def test_the_audit_catches_raw_features(vfl):
+    data = bind_data(parse_job(vfl.example("vfl_logreg_breast_cancer")))
+    secret = _secret_values(data["member-0"].x)
+    column = data["member-0"].x[:40, 3]
+    assert _leaks(column, secret)
+    assert _leaks(column.astype(np.float64) * 1.0, secret)
+    assert not _leaks(np.random.default_rng(0).normal(size=40), secret)
+
+
+AUDITED = {
+    "logreg-with-arbiter": (
+        "vfl_logreg_breast_cancer",
+        {"topology__roles__arbiter": {"count": 1}, "algorithm__rounds": 2},
+    ),
+    "linreg-exact": ("vfl_linreg_diabetes", {"algorithm__solver": "exact"}),
+    "partial-overlap": ("vfl_credit_partial_overlap", {"algorithm__rounds": 2}),
+    "splitnn": (
+        "vfl_logreg_breast_cancer",
+        {
+            "model": {"name": "splitnn", "args": {"combine": "sum"}},
+            "algorithm__rounds": 1,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", AUDITED)
+def test_every_message_is_in_the_visibility_table(tmp_path, vfl, case):
+    name, changes = AUDITED[case]
+    raw = vfl.example(name, **changes)
+    job, inbox = _audited_run(tmp_path, raw)
+    data = bind_data(job)
+    table = {(v.role, v.kind): v for v in VISIBILITY["honest"]}
+    roles = {p.name: p.role for p in job.topology.parties}
+    secrets = {p: _secret_values(d.x) for p, d in data.items()}
+    all_ids = {i for d in data.values() for i in d.ids}
+    seen_kinds: dict[str, set[str]] = defaultdict(set)
+    for receiver, messages in inbox.items():
+        role = roles[receiver]
+        others = np.concatenate([secrets[p] for p in secrets if p != receiver])
+        for msg in messages:
+            seen_kinds[role].add(msg.kind)
+            # nothing readable about ids, anywhere
+            assert not any(isinstance(v, str) and v in all_ids for v in msg.meta.values())
+            if msg.kind in RUNTIME_KINDS:
+                assert not msg.tensors, (receiver, msg.kind)
+                continue
+            entry = table.get((role, msg.kind))
+            assert entry is not None, f"{role} receives {msg.kind}, which the table does not list"
+            assert set(msg.tensors) == entry.tensors, (role, msg.kind, set(msg.tensors))
+            for tensor in msg.tensors.values():
+                assert not _leaks(tensor, others), f"{receiver} got feature values in {msg.kind}"
+    # honest mode sends the arbiter nothing but the end of the run
+    assert seen_kinds.get("arbiter", set()) <= RUNTIME_KINDS
+    # members get label-derived data only where the table says so
+    label_kinds = {v.kind for v in VISIBILITY["honest"] if v.role == "member" and v.label_derived}
+    assert label_kinds == {Kind.BACKWARD, Kind.EXACT_RESIDUAL}
+
+
+def test_alignment_tells_each_member_only_the_intersection(tmp_path, vfl):
+    raw = vfl.example("vfl_credit_partial_overlap", algorithm__rounds=1)
+    job, inbox = _audited_run(tmp_path, raw)
+    data = bind_data(job)
+    master, member = data["master"], data["member"]
+    shared = set(master.ids) & set(member.ids)
+    assert len(shared) < min(len(master.ids), len(member.ids))  # a genuine partial overlap
+    (align,) = [m for m in inbox["member"] if m.kind == Kind.ALIGN]
+    assert len(align.tensors["positions"]) == len(shared)
+    (offer,) = [m for m in inbox["member"] if m.kind == Kind.PSI_OFFER]
+    assert len(offer.tensors["points"]) == len(master.ids)  # the master's set size, no more
+    (reply,) = [m for m in inbox["master"] if m.kind == Kind.PSI_REPLY]
+    assert len(reply.tensors["ids"]) == len(member.ids)
+
+
+def test_honest_mode_leak_is_what_the_table_says(tmp_path, vfl):
+    """The documented leak, shown: the exact solver's first residual is the labels."""
+    raw = vfl.example("vfl_linreg_diabetes", algorithm__solver="exact")
+    _, inbox = _audited_run(tmp_path, raw)
+    pool = vfl.pooled(raw)
+    first = next(m for m in inbox["member-0"] if m.kind == Kind.EXACT_RESIDUAL)
+    np.testing.assert_allclose(first.tensors["r"], pool.y[: pool.n_train])
