@@ -72,8 +72,9 @@ def pooled(raw: dict[str, Any]) -> Pooled:
     return Pooled(blocks=blocks, y=mine.y[rows[order]], n_train=n_train, parties=owners)
 
 
-def schedule(raw: dict[str, Any], n_train: int) -> list[list[np.ndarray]]:
-    """The master's batches, epoch by epoch."""
+def schedule(raw: dict[str, Any], n_train: int, min_size: int = 1) -> list[list[np.ndarray]]:
+    """The master's batches, epoch by epoch (a last batch under ``min_size`` rows joins the
+    one before it)."""
     job = parse_job(copy.deepcopy(raw))
     settings = job.algorithm
     rank = job.topology.party(job.topology.hub).rank
@@ -82,6 +83,7 @@ def schedule(raw: dict[str, Any], n_train: int) -> list[list[np.ndarray]]:
             n_train,
             settings.batch_size,
             derive_rng(job.spec.seed, EPOCH_KEY, epoch, rank) if settings.shuffle else None,
+            min_size=min_size,
         )
         for epoch in range(1, settings.rounds + 1)
     ]
@@ -90,7 +92,11 @@ def schedule(raw: dict[str, Any], n_train: int) -> list[list[np.ndarray]]:
 def central_gd(
     pool: Pooled, plan: list[list[np.ndarray]], *, outputs: int, link: str, lr: float, l2: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Minibatch gradient descent on the pooled data: weights (features, outputs), bias."""
+    """Minibatch gradient descent on the pooled data: weights (features, outputs), bias.
+
+    ``link`` is ``identity``, ``logistic`` or ``softmax``, or ``taylor`` for the arbitered
+    mode's linearised link: ``1/2 + z/4`` for one output, ``1/K + (z_k - mean z)/K`` for K.
+    """
     x, y = pool.x, pool.y
     w = np.zeros((x.shape[1], outputs))
     b = np.zeros(outputs)
@@ -101,6 +107,11 @@ def central_gd(
                 p, t = z, y[rows].reshape(-1, 1).astype(np.float64)
             elif link == "logistic":
                 p, t = 1 / (1 + np.exp(-z)), y[rows].reshape(-1, 1).astype(np.float64)
+            elif link == "taylor" and outputs == 1:
+                p, t = 0.5 + z / 4, y[rows].reshape(-1, 1).astype(np.float64)
+            elif link == "taylor":
+                p = (1 + z - z.mean(axis=1, keepdims=True)) / outputs
+                t = np.eye(outputs)[y[rows]]
             else:
                 e = np.exp(z - z.max(axis=1, keepdims=True))
                 p = e / e.sum(axis=1, keepdims=True)

@@ -89,6 +89,20 @@ AUDITED = {
             "algorithm__rounds": 1,
         },
     ),
+    "logreg-arbitered": (
+        "vfl_logreg_breast_cancer_arbitered",
+        {"algorithm__paillier": {"key_bits": 512}, "algorithm__rounds": 1},
+    ),
+    "linreg-arbitered-labels-only-master": (
+        "vfl_logreg_breast_cancer_arbitered",
+        {
+            "algorithm__paillier": {"key_bits": 512},
+            "algorithm__rounds": 1,
+            "data__dataset": {"name": "diabetes"},
+            "data__roles": {"member": {"columns": {}}},
+            "model": {"name": "linreg"},
+        },
+    ),
 }
 
 
@@ -98,7 +112,8 @@ def test_every_message_is_in_the_visibility_table(tmp_path, vfl, case):
     raw = vfl.example(name, **changes)
     job, inbox = _audited_run(tmp_path, raw)
     data = bind_data(job)
-    table = {(v.role, v.kind): v for v in VISIBILITY["honest"]}
+    mode = job.algorithm.mode
+    table = {(v.role, v.kind): v for v in VISIBILITY[mode]}
     roles = {p.name: p.role for p in job.topology.parties}
     secrets = {p: _secret_values(d.x) for p, d in data.items()}
     all_ids = {i for d in data.values() for i in d.ids}
@@ -118,11 +133,42 @@ def test_every_message_is_in_the_visibility_table(tmp_path, vfl, case):
             assert set(msg.tensors) == entry.tensors, (role, msg.kind, set(msg.tensors))
             for tensor in msg.tensors.values():
                 assert not _leaks(tensor, others), f"{receiver} got feature values in {msg.kind}"
-    # honest mode sends the arbiter nothing but the end of the run
-    assert seen_kinds.get("arbiter", set()) <= RUNTIME_KINDS
-    # members get label-derived data only where the table says so
-    label_kinds = {v.kind for v in VISIBILITY["honest"] if v.role == "member" and v.label_derived}
-    assert label_kinds == {Kind.BACKWARD, Kind.EXACT_RESIDUAL}
+            for name in entry.encrypted | entry.masked:  # big integers, as bytes
+                assert msg.tensors[name].dtype == np.uint8, (role, msg.kind, name)
+    label_kinds = {v.kind for v in VISIBILITY[mode] if v.role == "member" and v.label_derived}
+    if mode == "honest":
+        # honest mode sends the arbiter nothing but the end of the run
+        assert seen_kinds.get("arbiter", set()) <= RUNTIME_KINDS
+        assert label_kinds == {Kind.BACKWARD, Kind.EXACT_RESIDUAL}
+    else:
+        _check_arbitered(job, inbox, roles, seen_kinds)
+        # a member's one label-derived view is its own weights' gradient
+        assert label_kinds == {Kind.DECRYPT_REPLY}
+
+
+def _check_arbitered(job, inbox, roles, seen_kinds) -> None:
+    """What the arbitered mode adds: the arbiter sees only ciphertexts, and what it decrypts
+    is uniform in Z_n (masked); nobody else gets a number in the clear that the table does
+    not list; a member's gradient is an aggregate over a batch, never a per-row value."""
+    from consortium.privacy.paillier import public_key_from_array, residues_from_array
+
+    assert seen_kinds["arbiter"] - RUNTIME_KINDS == {Kind.KEYS, Kind.DECRYPT}
+    assert seen_kinds["member"] >= {Kind.RESIDUAL, Kind.DECRYPT_REPLY}
+    assert Kind.HE_FORWARD_REPLY in seen_kinds["master"]
+    key_msg = next(m for m in inbox["master"] if m.kind == Kind.PUBLIC_KEY)
+    key = public_key_from_array(key_msg.tensors["n"], min_bits=512)
+    n = int(key.n)
+    band = n >> 40  # a masked residue falls outside [band, n - band] with odds 2^-39
+    replies = [m for name in inbox for m in inbox[name] if m.kind == Kind.DECRYPT_REPLY]
+    assert replies
+    for msg in replies:
+        values = [int(v) for v in residues_from_array(key, msg.tensors["residues"]).ravel()]
+        # the arbiter's plaintexts: were one a gradient or an output, it would be a
+        # fixed-point number near 0 or near n (a negative one)
+        assert all(band < v < n - band for v in values), f"an unmasked value to {msg.receiver}"
+        if roles[msg.receiver] == "member":
+            columns = bind_data(job)[msg.receiver].n_features
+            assert msg.tensors["residues"].shape[0] == columns
 
 
 def test_alignment_tells_each_member_only_the_intersection(tmp_path, vfl):

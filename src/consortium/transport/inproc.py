@@ -35,6 +35,7 @@ class InprocNetwork:
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock = clock or SystemClock()
         self._mailboxes: dict[str, Mailbox] = {}
+        self._senders: dict[str, set[str]] = {}  # receiver -> who has sent to it
         self._lock = threading.Lock()
 
     def endpoint(
@@ -58,6 +59,10 @@ class InprocNetwork:
             raise TransportError(f"no party named {msg.receiver!r} in this run")
         if box.closed:
             raise TransportClosed(f"party {msg.receiver!r} has left")
+        senders = self._senders.get(msg.receiver)
+        if senders is None:
+            senders = self._senders.setdefault(msg.receiver, set())
+        senders.add(msg.sender)
         if any(np.asarray(t).flags.writeable for t in msg.tensors.values()):
             tensors = {k: _read_only(np.asarray(v)) for k, v in msg.tensors.items()}
             msg = Message(
@@ -73,8 +78,10 @@ class InprocNetwork:
         box.put(msg)
 
     def _left(self, party: str, contacts: set[str]) -> None:
-        """Tell the parties ``party`` exchanged messages with that it is gone."""
+        """Tell the parties ``party`` exchanged messages with that it is gone (those that
+        sent it something too, even if it never read it)."""
         with self._lock:
+            contacts = contacts | self._senders.pop(party, set())
             others = [(n, self._mailboxes[n]) for n in contacts if n in self._mailboxes]
         for name, box in others:
             if name != party and not box.closed:

@@ -16,10 +16,11 @@ from consortium.vertical.align import (
     fit_standardizer,
     split_records,
 )
+from consortium.vertical.arbiter import Arbiter
 from consortium.vertical.data import BINDER, VerticalBinder, VerticalData, record_ids
 from consortium.vertical.exact import CglsBlock, cgls
 from consortium.vertical.master import TOP_KEY, Master
-from consortium.vertical.member import NET_KEY, Arbiter, Member, load_part, part_path
+from consortium.vertical.member import NET_KEY, Member, load_part, part_path
 from consortium.vertical.messages import Kind, MemberStage
 from consortium.vertical.models import (
     MODELS,

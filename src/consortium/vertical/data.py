@@ -114,6 +114,21 @@ class VerticalBinder:
         settings = job.algorithm
         if settings.solver == "exact" and model.name != "linreg":
             raise ConfigError(f"{source}: algorithm.solver: 'exact' is for linreg only")
+        if settings.mode == "arbitered":
+            if "arbiter" not in spec.topology.roles:
+                raise ConfigError(
+                    f"{source}: algorithm.mode: 'arbitered' needs an arbiter role in the "
+                    "topology (it holds the private key)"
+                )
+            if model.name not in ("linreg", "logreg"):
+                raise ConfigError(
+                    f"{source}: algorithm.mode: 'arbitered' trains linreg and logreg, "
+                    f"not {model.name!r}"
+                )
+            if settings.solver == "exact":
+                raise ConfigError(
+                    f"{source}: algorithm.solver: the arbitered mode trains by gradient steps"
+                )
         if settings.task == "predict" and settings.parts_dir is None:
             raise ConfigError(f"{source}: algorithm.parts_dir: predicting loads the saved parts")
         roles = set(spec.topology.roles)

@@ -6,7 +6,8 @@ deadline), steps the top, and sends each member the gradient w.r.t. its own outp
 (``vfl.backward``). A member's messages arrive in the order sent, so the next forward finds
 its bottom already stepped. After each epoch the master predicts the held-out aligned records
 the same way, without training (``vfl.predict``): this is also how a trained model serves
-new records (``algorithm.task: predict``).
+new records (``algorithm.task: predict``). In arbitered mode the numbers travel encrypted
+and the master steps through :class:`~consortium.vertical.arbitered.EncryptedSteps`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from consortium.vertical.align import (
     batches,
     fit_standardizer,
 )
+from consortium.vertical.arbitered import EncryptedSteps
 from consortium.vertical.data import VerticalData
 from consortium.vertical.exact import CglsBlock, cgls
 from consortium.vertical.member import NET_KEY, load_part, part_path, save_part
@@ -58,6 +60,7 @@ class Master:
         self._mean = self._scale = np.zeros(0)
         self._own: Bottom | None = None
         self._top: Top | None = None
+        self._he: EncryptedSteps | None = None
 
     # -- the run -------------------------------------------------------------------------
 
@@ -76,6 +79,8 @@ class Master:
         try:
             outcome = self._run(ctx)
         finally:
+            if self._he is not None:
+                self._he.close()
             for party in everyone:
                 with contextlib.suppress(TransportClosed):
                     ctx.send(STOP, party)
@@ -86,6 +91,16 @@ class Master:
         model = data.model
         width = model.kind.width(model.args, task=data.task, n_classes=data.n_classes)
         predict = settings.task == "predict"
+        if settings.mode == "arbitered":
+            self._he = EncryptedSteps(
+                settings,
+                members=self.members,
+                arbiter=ctx.peers("arbiter")[0],
+                task=data.task,
+                n_outputs=width,
+            )
+            self._step += 1
+            self._he.keys(ctx, self._step)
         alignment = align_as_master(
             ctx,
             self.members,
@@ -159,13 +174,15 @@ class Master:
         settings = self.settings
         test = np.arange(alignment.n_train, len(alignment.rows))
         metrics: dict[str, float] = {}
+        min_size = self._min_batch(alignment)
         for epoch in range(1, settings.rounds + 1):
             started = ctx.clock.now()
             rng = ctx.rng(EPOCH_KEY, epoch) if settings.shuffle else None
             total = 0.0
-            for rows in batches(alignment.n_train, settings.batch_size, rng):
+            for rows in batches(alignment.n_train, settings.batch_size, rng, min_size=min_size):
                 total += self._train_step(ctx, rows) * len(rows)
-            metrics = {"train_loss": total / alignment.n_train}
+            # In arbitered mode the master never sees the outputs of the training rows.
+            metrics = {} if self._he is not None else {"train_loss": total / alignment.n_train}
             if len(test):
                 metrics.update(score(self._predict(ctx, test), self._y[test], self.data.task))
             if ctx.tracker is not None:
@@ -181,9 +198,32 @@ class Master:
                 )
         return metrics
 
+    def _min_batch(self, alignment: Alignment) -> int:
+        """The fewest rows a batch may have. In arbitered mode a member learns its gradient
+        ``X_p^T d`` in the clear; with no more rows than it has columns it could solve that
+        for the rows' residuals, and so their labels. Batches are larger (a short last batch
+        joins the one before it), or the run stops."""
+        if self._he is None or not alignment.features:
+            return 1
+        member, columns = max(alignment.features.items(), key=lambda item: item[1])
+        size = self.settings.batch_size or alignment.n_train
+        if min(size, alignment.n_train) <= columns:
+            raise RunFailed(
+                f"algorithm.batch_size: in arbitered mode a batch needs more rows than any "
+                f"member has columns ({member} has {columns}); a smaller batch would let it "
+                "solve its gradient for the batch's residuals, and so for the labels"
+            )
+        return columns + 1
+
     def _train_step(self, ctx: PartyContext, rows: np.ndarray) -> float:
         assert self._top is not None
         self._step += 1
+        if self._he is not None:
+            own_x = None if self._own is None else self._own_x(rows)
+            self._he.train_step(
+                ctx, self._step, rows, own=self._own, own_x=own_x, top=self._top, y=self._y[rows]
+            )
+            return 0.0
         for member in self.members:
             ctx.send(Kind.FORWARD, member, round=self._step, tensors={"rows": rows})
         own = [] if self._own is None else [self._own.forward(self._own_x(rows), train=True)]
@@ -198,6 +238,11 @@ class Master:
     def _predict(self, ctx: PartyContext, rows: np.ndarray) -> np.ndarray:
         assert self._top is not None
         self._step += 1
+        if self._he is not None:
+            own_x = None if self._own is None else self._own_x(rows)
+            return self._he.predict(
+                ctx, self._step, rows, own=self._own, own_x=own_x, top=self._top
+            )
         for member in self.members:
             ctx.send(Kind.PREDICT, member, round=self._step, tensors={"rows": rows})
         own = [] if self._own is None else [self._own.forward(self._own_x(rows), train=False)]

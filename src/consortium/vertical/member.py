@@ -6,6 +6,10 @@ positions, then forward, backward, predict and exact-solver requests for the row
 and finally the request to save its part. A request that does not fit the stage, or rows
 outside the aligned records, is a protocol error: the member fails and the run fails naming
 it.
+
+In arbitered mode it also takes the arbiter's public key, sends its outputs encrypted, and
+steps with the gradient it computes under encryption from the master's ``[[s d]]``, masked
+before the arbiter decrypts it (see :mod:`consortium.vertical.encrypted`).
 """
 
 from __future__ import annotations
@@ -17,18 +21,21 @@ from pathlib import Path
 import numpy as np
 
 from consortium.errors import RunFailed
+from consortium.privacy.paillier import Mask
 from consortium.privacy.psi import PsiSender
 from consortium.runtime import JOIN, PROGRAMS, STOP, PartyContext, derive_seed
 from consortium.transport import PEER_LOST
 from consortium.vertical.align import fit_standardizer
+from consortium.vertical.arbitered import receive_public_key
 from consortium.vertical.data import VerticalData
+from consortium.vertical.encrypted import Keyring
 from consortium.vertical.exact import CglsBlock
-from consortium.vertical.messages import ACCEPTS, Kind, MemberStage
+from consortium.vertical.messages import ACCEPTS, FROM_ARBITER, Kind, MemberStage
 from consortium.vertical.parts import Bottom, LinearBottom
 from consortium.vertical.settings import VerticalSettings
 from consortium.wire import Message
 
-__all__ = ["NET_KEY", "Arbiter", "Member", "load_part", "part_path", "save_part"]
+__all__ = ["NET_KEY", "Member", "load_part", "part_path", "save_part"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +95,15 @@ class Member:
         self._n_train = 0
         self._bottom: Bottom | None = None
         self._step: tuple[int, int] | None = None  # (round, rows) of the last training forward
+        self._rows = np.zeros(0, dtype=np.int64)  # and its rows
         self._block: CglsBlock | None = None
+        arbiters = ctx.peers("arbiter")
+        self.arbiter = arbiters[0] if arbiters else None
+        self.accepts = ACCEPTS[self.settings.mode]
+        self._keyring: Keyring | None = None
+        self._ready: Message | None = None  # the alignment, answered once the key is here
+        self._width = 0
+        self._secret: tuple[Mask, int, int] | None = None  # (mask, scale, round) of a step
         self._handlers: dict[str, Callable[[PartyContext, Message], None]] = {
             Kind.PSI_OFFER: self._offer,
             Kind.ALIGN: self._align,
@@ -98,6 +113,9 @@ class Member:
             Kind.EXACT_RESIDUAL: self._exact_residual,
             Kind.EXACT_DIRECTION: self._exact_direction,
             Kind.FINISH: self._finish,
+            Kind.PUBLIC_KEY: self._public_key,
+            Kind.RESIDUAL: self._residual,
+            Kind.DECRYPT_REPLY: self._decrypted,
         }
 
     def start(self, ctx: PartyContext) -> None:
@@ -107,11 +125,14 @@ class Member:
 
     def handle(self, ctx: PartyContext, msg: Message) -> bool:
         if msg.kind == STOP or (msg.kind == PEER_LOST and msg.sender == self.hub):
+            self._close()
             return False
-        if msg.sender != self.hub:
+        if msg.kind == PEER_LOST and msg.sender == self.arbiter and self._keyring is not None:
+            raise RunFailed(f"{ctx.name} lost the arbiter {msg.sender}")
+        if msg.sender != (self.arbiter if msg.kind in FROM_ARBITER else self.hub):
             log.debug("%s ignored %s from %s", ctx.name, msg.kind, msg.sender)
             return True
-        if msg.kind not in ACCEPTS[self.stage]:
+        if msg.kind not in self.accepts[self.stage]:
             raise RunFailed(f"{ctx.name} got {msg.kind} while {self.stage.value}")
         self._handlers[msg.kind](ctx, msg)
         return True
@@ -150,15 +171,77 @@ class Member:
         else:
             self._mean, self._scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
         self._x = (x.astype(np.float64) - self._mean) / self._scale
-        ctx.reply(msg, Kind.READY, meta={"features": self.data.n_features})
+        self._width = width
+        self._ready = msg
+        self.stage = MemberStage.KEY
+        self._answer_ready(ctx)
+
+    def _answer_ready(self, ctx: PartyContext) -> None:
+        """Tell the master this member is aligned (in arbitered mode: and holds the key)."""
+        if self._ready is None or (self.settings.mode == "arbitered" and self._keyring is None):
+            return
+        ctx.reply(self._ready, Kind.READY, meta={"features": self.data.n_features})
+        self._ready = None
         self.stage = MemberStage.READY
+
+    def _public_key(self, ctx: PartyContext, msg: Message) -> None:
+        if self._keyring is not None:
+            raise RunFailed(f"{ctx.name} got a second public key from {msg.sender}")
+        self._keyring = receive_public_key(msg, self.settings)
+        self._answer_ready(ctx)
 
     def _forward(self, ctx: PartyContext, msg: Message) -> None:
         assert self._bottom is not None
         rows = positions(msg, "rows", self._n_train)
         out = self._bottom.forward(self._x[rows], train=True)
         self._step = (msg.round, len(rows))
-        ctx.reply(msg, Kind.FORWARD_REPLY, tensors={"out": out})
+        if self._keyring is None:
+            ctx.reply(msg, Kind.FORWARD_REPLY, tensors={"out": out})
+        else:
+            self._rows = rows
+            self._reply_encrypted(ctx, msg, Kind.HE_FORWARD_REPLY, out)
+
+    def _reply_encrypted(self, ctx: PartyContext, msg: Message, kind: str, out: np.ndarray) -> None:
+        assert self._keyring is not None
+        encrypted = self._keyring.encrypt(out)
+        ctx.reply(
+            msg,
+            kind,
+            tensors={"enc": self._keyring.to_wire(encrypted)},
+            meta={"exponent": encrypted.exponent},
+        )
+
+    def _residual(self, ctx: PartyContext, msg: Message) -> None:
+        """``X_p^T [[s d]]``, masked, to the arbiter."""
+        assert self._keyring is not None and self.arbiter is not None
+        if self._step is None or msg.round != self._step[0]:
+            raise RunFailed(f"{msg.kind} from {msg.sender} for a step this member did not run")
+        scale = msg.meta.get("scale")
+        if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+            raise RunFailed(f"{msg.kind} from {msg.sender}: scale must be a positive integer")
+        sd = self._keyring.from_wire(
+            msg.tensors.get("enc"),
+            exponent=msg.meta.get("exponent"),
+            shape=(self._step[1], self._width),
+        )
+        wire, secret = self._keyring.masked(self._keyring.gradient(self._x[self._rows], sd))
+        ctx.send(Kind.DECRYPT, self.arbiter, round=msg.round, tensors={"enc": wire})
+        self._secret = (secret, scale, msg.round)
+        self.stage = MemberStage.DECRYPTING
+
+    def _decrypted(self, ctx: PartyContext, msg: Message) -> None:
+        assert self._keyring is not None and self._secret is not None
+        secret, scale, step = self._secret
+        if msg.round != step:
+            raise RunFailed(f"{msg.kind} from {msg.sender} for step {msg.round}, not {step}")
+        if "error" in msg.meta:
+            raise RunFailed(f"the arbiter refused to decrypt: {msg.meta['error']}")
+        if not isinstance(self._bottom, LinearBottom):
+            raise RunFailed("the arbitered mode trains linear models only")
+        self._bottom.apply(self._keyring.unmask(secret, msg.tensors.get("residues"), scale))
+        self._secret = self._step = None
+        self.stage = MemberStage.READY
+        ctx.send(Kind.STEPPED, self.hub, round=step)
 
     def _backward(self, ctx: PartyContext, msg: Message) -> None:
         assert self._bottom is not None
@@ -173,11 +256,11 @@ class Member:
     def _predict(self, ctx: PartyContext, msg: Message) -> None:
         assert self._bottom is not None
         rows = positions(msg, "rows", len(self._x))
-        ctx.reply(
-            msg,
-            Kind.PREDICT_REPLY,
-            tensors={"out": self._bottom.forward(self._x[rows], train=False)},
-        )
+        out = self._bottom.forward(self._x[rows], train=False)
+        if self._keyring is None:
+            ctx.reply(msg, Kind.PREDICT_REPLY, tensors={"out": out})
+        else:
+            self._reply_encrypted(ctx, msg, Kind.HE_PREDICT_REPLY, out)
 
     def _exact_block(self) -> CglsBlock:
         if self._block is None:
@@ -211,24 +294,9 @@ class Member:
         ctx.reply(msg, Kind.FINISH_REPLY, meta={"saved": "" if path is None else str(path)})
         self.stage = MemberStage.DONE
 
-
-class Arbiter:
-    """The arbiter holds no data. In honest mode it only joins and waits for the end."""
-
-    def __init__(self, ctx: PartyContext) -> None:
-        self.hub = ctx.topology.hub
-
-    def start(self, ctx: PartyContext) -> None:
-        ctx.send(JOIN, self.hub)
-
-    def handle(self, ctx: PartyContext, msg: Message) -> bool:
-        if msg.kind == STOP or (msg.kind == PEER_LOST and msg.sender == self.hub):
-            return False
-        if msg.kind in set(Kind):
-            raise RunFailed(f"the arbiter got {msg.kind} from {msg.sender}; honest mode uses none")
-        log.debug("the arbiter ignored %s from %s", msg.kind, msg.sender)
-        return True
+    def _close(self) -> None:
+        if self._keyring is not None:
+            self._keyring.close()
 
 
 PROGRAMS.register("vertical/member", Member)
-PROGRAMS.register("vertical/arbiter", Arbiter)
