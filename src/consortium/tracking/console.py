@@ -124,7 +124,7 @@ class ConsoleSink:
         table.add_section()
         style = "green" if summary.status == "completed" else "bold red"
         table.add_row("status", f"[{style}]{summary.status}[/]")
-        planned = f"/{info.rounds}" if info is not None else ""
+        planned = f"/{info.rounds}" if info is not None and info.rounds else ""
         table.add_row("rounds", f"{summary.rounds_completed}{planned}")
         table.add_row("duration", f"{summary.duration_s:.1f} s")
         if summary.dropouts:

@@ -73,8 +73,7 @@ master    ``vfl.he.decrypt.reply``    once its mask is removed: its own gradient
                                       outputs ``z`` of the rows it predicts for, a sum over
                                       the parties (with one member and no columns of its
                                       own, that member's output ``X_1 W_1`` for those rows)
-master    ``vfl.he.stepped``,         nothing but that the member went on
-          ``vfl.ready`` ...
+master    ``vfl.he.stepped``          that the member has stepped its weights
 ========  ==========================  ====================================================
 
 The arbiter receives no plaintext gradient, output or label; members receive nothing
