@@ -19,6 +19,7 @@ from consortium.tracking import (
     RunInfo,
     RunSummary,
     Tracker,
+    painter,
     save_model,
 )
 
@@ -203,6 +204,7 @@ def test_without_matplotlib_the_plot_is_skipped(
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    monkeypatch.setattr(painter, "_PAINTER", painter._Painter(disabled=True))  # here only
     with run_tracker(run_dir) as tracker:
         tracker.start(info)
         tracker.round(record(1))

@@ -30,7 +30,16 @@ from consortium.tracking import (
 
 def test_all_lists_the_public_names() -> None:
     public = {name for name in vars(tracking) if not name.startswith("_")}
-    modules = {"build", "console", "curves", "mlflow_sink", "records", "rundir", "tracker"}
+    modules = {
+        "build",
+        "console",
+        "curves",
+        "mlflow_sink",
+        "painter",
+        "records",
+        "rundir",
+        "tracker",
+    }
     assert set(tracking.__all__) == public - modules
     assert len(tracking.__all__) == len(set(tracking.__all__))
 

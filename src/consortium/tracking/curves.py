@@ -8,17 +8,15 @@ notebook that runs a job).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from consortium.tracking.records import RoundRecord
 
-__all__ = ["plot_curves", "warm_up"]
+__all__ = ["import_matplotlib", "plot_curves"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +24,15 @@ _MAX_LEGEND_PARTIES = 10
 _COLUMNS = 3
 
 
-def _import_matplotlib() -> None:
-    with contextlib.suppress(ImportError):
+def import_matplotlib() -> bool:
+    """Import what :func:`plot_curves` needs (most of a second); False if not installed."""
+    try:
         import matplotlib.backends.backend_agg
         import matplotlib.figure
         import matplotlib.ticker  # noqa: F401
-
-
-def warm_up() -> None:
-    """Import matplotlib on a background thread while the run goes on, so that drawing the
-    curves at the end does not also pay for the import (most of a second)."""
-    threading.Thread(target=_import_matplotlib, name="curves-warm-up", daemon=True).start()
+    except ImportError:
+        return False
+    return True
 
 
 def plot_curves(records: Sequence[RoundRecord], path: Path) -> bool:

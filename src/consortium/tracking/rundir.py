@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 
 from consortium.errors import ConfigError, ConsortiumError
-from consortium.tracking.curves import plot_curves, warm_up
+from consortium.tracking.painter import draw_curves, start_painter
 from consortium.tracking.records import RoundRecord, RunInfo, RunSummary
 from consortium.tracking.tracker import EventValue, Model
 
@@ -83,7 +83,7 @@ class RunDirectory:
         _write_atomically(self.path / JOB_FILE, text.encode("utf-8"))
         self._metrics = open(self.path / METRICS_FILE, "x", encoding="utf-8")  # noqa: SIM115
         self._events = open(self.path / EVENTS_FILE, "x", encoding="utf-8")  # noqa: SIM115
-        warm_up()
+        start_painter()
 
     def round(self, record: RoundRecord) -> None:
         _write_line(self._open(self._metrics), record.to_json())
@@ -104,7 +104,7 @@ class RunDirectory:
             # The summary is written even if the model cannot be: it holds the metrics.
             self._write_summary(info, summary)
         try:
-            plot_curves(self._records, self.path / CURVES_FILE)
+            draw_curves(self._records, self.path / CURVES_FILE)
         except Exception:
             # The plot is only a view of metrics.jsonl, which is safe on disk already, so
             # a plotting problem must not turn a completed run into a failed one.

@@ -1,0 +1,167 @@
+"""Draws ``curves.png`` in a helper process, off the run's critical path.
+
+Importing matplotlib takes most of a second of pure Python, and on a background thread it
+holds the interpreter lock against the run's own work. So the first run of a process starts
+one helper process (``python -m consortium.tracking.painter``) that imports matplotlib on
+another core while the run goes on, then draws each run's curves on request: the records go
+over its stdin as one JSON line, the answer comes back as one JSON line. Later runs in the
+same process reuse it; it exits when this process closes its stdin (at exit, or when it
+dies). If the helper cannot start, dies, or does not answer in time, the curves are drawn
+here, as before. Nothing but JSON crosses the pipe.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from consortium.tracking.curves import plot_curves
+from consortium.tracking.records import RoundRecord
+
+__all__ = ["draw_curves", "start_painter"]
+
+log = logging.getLogger(__name__)
+
+# Drawing a few panels takes a fraction of a second; this is for a helper that hangs.
+_ANSWER_TIMEOUT_S = 60.0
+
+
+class _Painter:
+    """The helper process and the lock that keeps one request on the pipe at a time."""
+
+    def __init__(self, *, disabled: bool = False) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._failed = disabled
+
+    def start(self) -> None:
+        with self._lock:
+            if self._failed or (self._process is not None and self._process.poll() is None):
+                return
+            env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "consortium.tracking.painter"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    env=env,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                log.debug("no painter process (%s); curves are drawn in-process", exc)
+                self._failed = True
+
+    def paint(self, records: Sequence[RoundRecord], path: Path) -> bool | None:
+        """Whether the helper drew the curves (None: it could not answer)."""
+        with self._lock:
+            process = self._process
+            if process is None or process.poll() is not None:
+                return None
+            assert process.stdin is not None and process.stdout is not None
+            request = {"path": str(path), "records": [r.to_json() for r in records]}
+            try:
+                process.stdin.write(json.dumps(request) + "\n")
+                process.stdin.flush()
+                answer = _read_line(process.stdout, _ANSWER_TIMEOUT_S)
+            except (OSError, ValueError):
+                answer = None
+            if answer is None:
+                self._stop(process)
+                return None
+            reply = json.loads(answer)
+            if "error" in reply:  # drawn here instead, which reports its own problems
+                log.debug("the painter could not draw %s: %s", path.name, reply["error"])
+                return None
+            return bool(reply["drawn"])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._process is not None:
+                self._stop(self._process)
+
+    def _stop(self, process: subprocess.Popen[str]) -> None:
+        self._process = None
+        with contextlib.suppress(OSError, ValueError):
+            if process.stdin is not None:
+                process.stdin.close()
+        try:
+            process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _read_line(stream: IO[str], timeout: float) -> str | None:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    if not ready:
+        log.warning("the painter did not answer within %g s", timeout)
+        return None
+    line = stream.readline()
+    return line or None
+
+
+_PAINTER = _Painter()
+atexit.register(_PAINTER.close)
+
+
+def start_painter() -> None:
+    """Start the helper now, so that matplotlib is imported while the run goes on."""
+    _PAINTER.start()
+
+
+def draw_curves(records: Sequence[RoundRecord], path: Path) -> bool:
+    """Draw ``path`` (see :func:`~consortium.tracking.curves.plot_curves`), through the
+    helper process when it is there, here otherwise."""
+    drawn = _PAINTER.paint(records, path)
+    if drawn is None:
+        return plot_curves(records, path)
+    return drawn
+
+
+def _record(data: dict[str, Any]) -> RoundRecord:
+    return RoundRecord(
+        round=int(data["round"]),
+        metrics=data["metrics"],
+        party_metrics=data["party_metrics"],
+        participants=tuple(data["participants"]),
+        failures=data["failures"],
+        duration_s=float(data["duration_s"]),
+    )
+
+
+def _serve() -> None:
+    """The helper's loop: one JSON request per line in, one JSON answer per line out."""
+    from consortium.tracking.curves import import_matplotlib
+
+    if not import_matplotlib():
+        for _ in sys.stdin:  # the run draws, or reports that it cannot
+            sys.stdout.write(json.dumps({"error": "matplotlib is not installed"}) + "\n")
+            sys.stdout.flush()
+        return
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            drawn = plot_curves([_record(r) for r in request["records"]], Path(request["path"]))
+            answer: dict[str, Any] = {"drawn": drawn}
+        except Exception as exc:  # reported to the run, which then draws itself
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    _serve()
