@@ -66,3 +66,33 @@ def test_a_pool_serves_only_its_own_key(keys):
         keys.public_key.encrypt([1.0], obfuscators=pool)
     with pytest.raises(ValueError):
         pool.fill(-1)
+
+
+@pytest.mark.parametrize("method", ["fixed-base", "textbook"])
+def test_both_methods_give_distinct_nth_residues_that_encrypt(keys, method):
+    pool = ObfuscatorPool(keys.public_key, size=20, method=method)
+    values = [int(v) for v in pool.take(20)]
+    assert len(set(values)) == 20
+    assert all(is_nth_residue(v, keys) for v in values)
+    x = np.array([1.5, -2.0, 0.0])
+    enc = keys.public_key.encrypt(x, obfuscators=pool)
+    np.testing.assert_array_equal(keys.private_key.decrypt(enc), x)
+
+
+def test_fixed_base_powers_match_the_exponent(keys, monkeypatch):
+    """The table gives h_s^a for the drawn a, a below 2^ceil(|n|/2), top digits included."""
+    from consortium.privacy.paillier import obfuscators
+    from consortium.privacy.paillier.obfuscators import FixedBase
+
+    n, nsq = int(keys.public_key.n), int(keys.public_key.nsq)
+    fixed = FixedBase(n, window=4)
+    assert fixed._bits == (n.bit_length() + 1) // 2
+    base = int(fixed._table[0][1])  # h_s
+    for a in (1, 2**fixed._bits - 1, 0x1234567 << (fixed._bits - 40)):
+        monkeypatch.setattr(obfuscators.secrets, "randbits", lambda bits, a=a: a)
+        assert int(fixed.draw()) == pow(base, a, nsq)
+
+
+def test_an_unknown_method_is_refused(keys):
+    with pytest.raises(ValueError, match="fixed-base"):
+        ObfuscatorPool(keys.public_key, method="fast")  # type: ignore[arg-type]

@@ -23,10 +23,16 @@ def _join(values: list[Any], width: int) -> bytes:
     return b"".join(int(v).to_bytes(width, "big") for v in values)
 
 
-def obfuscators_task(n: int, count: int, width: int) -> bytes:
-    """``count`` fresh ``r^n mod n^2``, drawn from this process's CSPRNG."""
+def obfuscators_task(n: int, count: int, width: int, method: str = "textbook") -> bytes:
+    """``count`` fresh obfuscators, drawn from this process's CSPRNG (``fixed-base``: from
+    a table of its own, built for this task)."""
     g = gmpy2()
     nn = g.mpz(n)
+    if method == "fixed-base":
+        from consortium.privacy.paillier.obfuscators import FixedBase
+
+        fixed = FixedBase(nn)
+        return _join([fixed.draw() for _ in range(count)], width)
     nsq = nn * nn
     return _join([primitives.obfuscator(nn, nsq) for _ in range(count)], width)
 

@@ -90,12 +90,15 @@ class ParallelPaillier:
         return [(i, min(i + step, total)) for i in range(0, total, step)]
 
     # ----- obfuscators and encryption ----------------------------------------------
-    def obfuscators(self, public_key: PublicKey, count: int) -> list[Any]:
-        """``count`` fresh obfuscators ``r^n mod n^2`` for ``public_key``."""
+    def obfuscators(
+        self, public_key: PublicKey, count: int, *, method: str = "textbook"
+    ) -> list[Any]:
+        """``count`` fresh obfuscators for ``public_key`` (see
+        :class:`~consortium.privacy.paillier.ObfuscatorPool` for the methods)."""
         width = public_key.ciphertext_bytes
         n = int(public_key.n)
         futures = [
-            self._pool().submit(_worker.obfuscators_task, n, b - a, width)
+            self._pool().submit(_worker.obfuscators_task, n, b - a, width, method)
             for a, b in self._spans(count)
         ]
         return [v for f in futures for v in _worker._split(f.result(), width)]
