@@ -109,6 +109,13 @@ def _optimizer(params: Any, *, lr: float, momentum: float, l2: float) -> Any:
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=l2)
 
 
+def _mode(net: torch.nn.Module, train: bool) -> None:
+    """Training or evaluation mode, set only when it changes (setting it walks every
+    submodule, a cost per step that adds up over thousands of small batches)."""
+    if net.training != train:
+        net.train(train)
+
+
 def _tensor(arr: np.ndarray) -> torch.Tensor:
     import torch
 
@@ -127,11 +134,10 @@ class TorchBottom:
         import torch
 
         inputs = _tensor(x)
+        _mode(self.net, train)
         if train:
-            self.net.train()
             self._out = self.net(inputs)
             return self._out.detach().numpy().copy()
-        self.net.eval()
         with torch.no_grad():
             out: np.ndarray = self.net(inputs).numpy().copy()
         return out
@@ -182,7 +188,7 @@ class TorchTop:
 
     def step(self, parts: Sequence[np.ndarray], y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         inputs = [_tensor(p).requires_grad_() for p in parts]
-        self.net.train()
+        _mode(self.net, True)
         loss = self._loss(self.net(self.combine(inputs)), y)
         self.opt.zero_grad()
         loss.backward()
@@ -196,7 +202,7 @@ class TorchTop:
     def predict(self, parts: Sequence[np.ndarray]) -> np.ndarray:
         import torch
 
-        self.net.eval()
+        _mode(self.net, False)
         with torch.no_grad():
             out = self.net(self.combine([_tensor(p) for p in parts]))
             if self.task == "regression":
