@@ -22,12 +22,11 @@ import json
 import math
 import os
 import platform
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import phe_module, timed
 
 from consortium.privacy.paillier import (
     Encoding,
@@ -43,16 +42,6 @@ QUICK_ARGS: list[str] = [
     "--bits", "1024", "--encrypt", "8", "--decrypt", "40", "--rows", "200", "--cols", "4",
     "--sum-parties", "3", "--sum-length", "40", "--workers", "2",
 ]  # fmt: skip
-
-
-def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
-    """The best wall time of ``repeat`` calls and the last result."""
-    best, out = math.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 class Table:
@@ -84,15 +73,6 @@ class Table:
                 f"{r['seconds']:.3f} | {r['per_second']:,.1f} | {speedup} |"
             )
         return "\n".join(lines)
-
-
-def phe_module() -> Any:
-    try:
-        import phe
-    except ImportError:
-        print("phe is not installed: its rows are left out (pip install phe)")
-        return None
-    return phe
 
 
 def main() -> None:

@@ -31,11 +31,11 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import phe_module, timed
 
 from consortium.privacy.paillier import (
     ObfuscatorPool,
@@ -56,24 +56,6 @@ QUICK_ARGS: list[str] = [
     "--bits", "1024", "--floats", "2000", "--phe-sample", "50",
     "--rows", "40", "--features", "12", "--repeat", "1", "--workers", "2",
 ]  # fmt: skip
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    best, out = math.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
-def phe_module() -> Any:
-    try:
-        import phe
-    except ImportError:
-        print("phe is not installed: its rows are left out (pip install phe)")
-        return None
-    return phe
 
 
 # ----- a vector of floats ------------------------------------------------------------------
@@ -277,11 +259,11 @@ def markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         ref = phe_s.get(r["operation"])
-        ratio = (
-            ""
-            if ref is None or r["implementation"].startswith("phe")
-            else f"{ref / r['seconds']:.0f}x"
-        )
+        if ref is None or r["implementation"].startswith("phe"):
+            ratio = ""
+        else:
+            speedup = ref / r["seconds"]
+            ratio = f"{speedup:.0f}x" if speedup >= 10 else f"{speedup:.1f}x"
         lines.append(f"| {r['operation']} | {r['implementation']} | {r['seconds']:.3f} | {ratio} |")
     return "\n".join(lines)
 

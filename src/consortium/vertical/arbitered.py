@@ -104,10 +104,7 @@ class EncryptedSteps:
     ) -> None:
         assert isinstance(top, LinearTop)
         keyring = self.keyring
-        for member in self.members:
-            ctx.send(Kind.FORWARD, member, round=step, tensors={"rows": rows})
-        z = self._sum(ctx, Kind.HE_FORWARD_REPLY, step, len(rows)) + self._plain(own, own_x, rows)
-        z = z + top.bias
+        z = self._outputs(ctx, step, rows, Kind.FORWARD, own, own_x) + top.bias
         sd, scale = scaled_residual(z, y, task=self.task, n_outputs=self.n_outputs)
         wire = keyring.to_wire(sd)
         meta = {"exponent": sd.exponent, "scale": scale}
@@ -134,28 +131,33 @@ class EncryptedSteps:
         own_x: np.ndarray | None,
         top: Top,
     ) -> np.ndarray:
-        for member in self.members:
-            ctx.send(Kind.PREDICT, member, round=step, tensors={"rows": rows})
-        z = self._sum(ctx, Kind.HE_PREDICT_REPLY, step, len(rows)) + self._plain(own, own_x, rows)
+        z = self._outputs(ctx, step, rows, Kind.PREDICT, own, own_x)
         return top.predict([self._decrypt(ctx, step, z, 1, wait_stepped=False)])
 
     # -- the parts -----------------------------------------------------------------------
 
-    def _plain(self, own: Bottom | None, own_x: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
-        if own is None or own_x is None:
-            return np.zeros((len(rows), self.n_outputs))
-        return own.forward(own_x, train=False)
-
-    def _sum(self, ctx: PartyContext, kind: str, step: int, rows: int) -> EncryptedArray:
-        """The sum of every member's encrypted output for this step."""
+    def _outputs(
+        self,
+        ctx: PartyContext,
+        step: int,
+        rows: np.ndarray,
+        request: str,
+        own: Bottom | None,
+        own_x: np.ndarray | None,
+    ) -> EncryptedArray:
+        """``[[sum_p X_p W_p]]`` for these rows: the members' encrypted outputs, asked for
+        with ``request`` (``vfl.forward`` or ``vfl.predict``), plus the master's own."""
         keyring, outs = self.keyring, {}
+        reply = Kind.HE_FORWARD_REPLY if request == Kind.FORWARD else Kind.HE_PREDICT_REPLY
+        for member in self.members:
+            ctx.send(request, member, round=step, tensors={"rows": rows})
 
         def on_reply(msg: Message) -> str | None:
             try:
                 outs[msg.sender] = keyring.from_wire(
                     msg.tensors.get("enc"),
                     exponent=msg.meta.get("exponent"),
-                    shape=(rows, self.n_outputs),
+                    shape=(len(rows), self.n_outputs),
                 )
             except RunFailed as exc:
                 return str(exc)
@@ -164,13 +166,16 @@ class EncryptedSteps:
         gather(
             ctx,
             expected=self.members,
-            kind=kind,
+            kind=reply,
             round=step,
             timeout=self.settings.round_timeout,
             quorum=len(self.members),
             on_reply=on_reply,
         )
-        return functools.reduce(operator.add, (outs[m] for m in self.members))
+        total = functools.reduce(operator.add, (outs[m] for m in self.members))
+        if own is None or own_x is None:
+            return total
+        return total + own.forward(own_x, train=False)
 
     def _decrypt(
         self,
