@@ -41,11 +41,14 @@ failure on data from another party raises one opaque :class:`PsiError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -96,6 +99,24 @@ def random_scalar() -> int:
     return secrets.randbelow(GROUP_ORDER - 1) + 1
 
 
+_T = TypeVar("_T")
+_CHUNK = 256  # points per task when a large set is spread over threads
+
+
+@functools.cache
+def _threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="psi")
+
+
+def _chunked(work: Callable[[Sequence[_T]], bytes], items: Sequence[_T]) -> bytes:
+    """``work`` over chunks of ``items``, concatenated in order. libsodium releases the
+    interpreter lock, so the chunks of a large set run on every core at once."""
+    if len(items) <= _CHUNK:
+        return work(items)
+    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    return b"".join(_threads().map(work, chunks))
+
+
 def hash_ids(ids: Sequence[str | bytes], *, domain: str) -> np.ndarray:
     """Hash each id to a point of the prime-order group, as ``uint8 (n, 32)``.
 
@@ -110,14 +131,19 @@ def hash_ids(ids: Sequence[str | bytes], *, domain: str) -> np.ndarray:
     prefix = hashlib.sha512()
     dom = domain.encode()
     prefix.update(_HASH_TAG + len(dom).to_bytes(4, "little") + dom)
-    out = bytearray()
-    for item in ids:
-        raw = item.encode() if isinstance(item, str) else bytes(item)
-        h = prefix.copy()
-        h.update(len(raw).to_bytes(4, "little") + raw)
-        digest = h.digest()
-        out += add(from_uniform(digest[:32]), from_uniform(digest[32:]))
-    return np.frombuffer(bytes(out), dtype=np.uint8).reshape(len(ids), POINT_BYTES).copy()
+
+    def work(chunk: Sequence[str | bytes]) -> bytes:
+        out = bytearray()
+        for item in chunk:
+            raw = item.encode() if isinstance(item, str) else bytes(item)
+            h = prefix.copy()
+            h.update(len(raw).to_bytes(4, "little") + raw)
+            digest = h.digest()
+            out += add(from_uniform(digest[:32]), from_uniform(digest[32:]))
+        return bytes(out)
+
+    out = _chunked(work, ids)
+    return np.frombuffer(out, dtype=np.uint8).reshape(len(ids), POINT_BYTES).copy()
 
 
 def _points(arr: np.ndarray) -> np.ndarray:
@@ -137,13 +163,19 @@ def blind(points: np.ndarray, scalar: int) -> np.ndarray:
         raise ValueError("scalars lie in [1, l)")
     key = scalar.to_bytes(POINT_BYTES, "little")
     data = _points(points).tobytes()
-    out = bytearray()
-    try:
-        for i in range(0, len(data), POINT_BYTES):
-            out += mult(key, data[i : i + POINT_BYTES])
-    except Exception:  # libsodium refuses an invalid point or an identity result
-        raise PsiError() from None
-    return np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, POINT_BYTES).copy()
+    rows = [data[i : i + POINT_BYTES] for i in range(0, len(data), POINT_BYTES)]
+
+    def work(chunk: Sequence[bytes]) -> bytes:
+        out = bytearray()
+        try:
+            for row in chunk:
+                out += mult(key, row)
+        except Exception:  # libsodium refuses an invalid point or an identity result
+            raise PsiError() from None
+        return bytes(out)
+
+    out = _chunked(work, rows)
+    return np.frombuffer(out, dtype=np.uint8).reshape(-1, POINT_BYTES).copy()
 
 
 def _secret_permutation(n: int) -> np.ndarray:
