@@ -11,6 +11,7 @@ import pytest
 
 from consortium.errors import ConfigError
 from consortium.jobs import parse_job, run
+from consortium.vertical import Member
 
 SMALL_KEY = {"key_bits": 512, "precision": 32}
 
@@ -141,3 +142,24 @@ def test_linreg_exact_solver_is_for_honest_mode(vfl):
     raw = arbitered(vfl, "vfl_linreg_diabetes", algorithm__solver="exact")
     with pytest.raises(ConfigError, match=r"algorithm\.solver"):
         parse_job(raw)
+
+
+def test_forged_ciphertexts_fail_the_run_naming_the_member(tmp_path, vfl, monkeypatch):
+    """member-0 sends bytes that are no ciphertext under the arbiter's key."""
+    honest = Member._reply_encrypted
+
+    def forging(self, ctx, msg, kind, out):
+        if ctx.name != "member-0":
+            return honest(self, ctx, msg, kind, out)
+        width = self._keyring.public_key.ciphertext_bytes
+        garbage = np.full((*out.shape, width), 0xFF, dtype=np.uint8)  # >= n^2
+        ctx.reply(msg, kind, tensors={"enc": garbage}, meta={"exponent": 32})
+        return None
+
+    monkeypatch.setattr(Member, "_reply_encrypted", forging)
+    raw = arbitered(vfl, "vfl_logreg_breast_cancer", algorithm__rounds=1)
+    result = run(raw, out=tmp_path / "run", quiet=True)
+    assert not result.ok
+    assert "member-0" in result.error and "invalid ciphertexts" in result.error
+    assert "member-1" not in result.error
+    assert (tmp_path / "run" / "summary.json").is_file()  # the failure is recorded
