@@ -49,6 +49,8 @@ class _Painter:
             if self._failed or (self._process is not None and self._process.poll() is None):
                 return
             env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+            # the helper imports what this process imports, installed or not
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
             try:
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "consortium.tracking.painter"],
