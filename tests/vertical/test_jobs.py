@@ -9,6 +9,8 @@ import pytest
 
 from consortium.errors import ConfigError
 from consortium.jobs import bind_data, parse_job, run
+from consortium.runtime import PROGRAMS
+from consortium.vertical import Member
 
 
 def test_predicting_from_saved_parts_repeats_the_trained_model(tmp_path, vfl):
@@ -97,3 +99,20 @@ def test_without_role_bindings_the_members_split_every_column(vfl):
     assert data["master"].x is None
     assert data["member-0"].columns == tuple(range(15))
     assert data["member-1"].columns == tuple(range(15, 30))
+
+
+class _LoggingMember(Member):
+    """A member program of a user's own: what it holds follows its role."""
+
+
+PROGRAMS.register("vertical/logging_member", _LoggingMember, force=True)
+
+
+def test_a_member_running_its_own_program_holds_member_columns(tmp_path, vfl):
+    raw = vfl.example("vfl_logreg_breast_cancer", algorithm__rounds=1)
+    raw["topology"]["roles"]["member"]["program"] = "logging_member"
+    data = bind_data(parse_job(copy.deepcopy(raw)))
+    assert data["member-0"].x is not None and data["member-0"].x.shape[1] == 10
+    assert data["member-0"].y is None and data["master"].y is not None
+    result = run(raw, out=tmp_path / "run", quiet=True)
+    assert result.ok, result.error

@@ -88,8 +88,10 @@ def _bindings(job: Any) -> dict[str, Any]:
     return {"member": _DefaultBinding()}
 
 
-def _roles_of(job: Any, program: str) -> list[str]:
-    return sorted({p.role for p in job.topology.parties if p.program == program})
+def _roles_of(job: Any, role: str) -> list[str]:
+    """``[role]`` if the topology has it. What a party holds follows its role, whatever
+    program it runs (the vertical programs find each other by role too)."""
+    return [role] if role in job.spec.topology.roles else []
 
 
 class VerticalBinder:
@@ -178,14 +180,14 @@ class VerticalBinder:
                     continue
                 party = job.topology.party(name)
                 coverage = binding.coverage if binding is not None else 1.0
-                holds = party.program in ("master", "member")
+                holds = party.role in ("master", "member")
                 rows = _held_rows(full.n_samples, coverage, spec.seed, party.rank)
                 if not holds:
                     rows = rows[:0]
                 out[name] = VerticalData(
                     ids=tuple(str(i) for i in ids[rows]),
                     x=full.x[np.ix_(rows, columns)] if len(columns) and holds else None,
-                    y=full.y[rows] if party.program == "master" else None,
+                    y=full.y[rows] if party.role == "master" else None,
                     columns=tuple(int(c) for c in columns),
                     image_shape=shape,
                     task=full.task,

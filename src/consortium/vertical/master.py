@@ -205,7 +205,7 @@ class Master:
         joins the one before it), or the run stops."""
         if self._he is None or not alignment.features:
             return 1
-        member, columns = max(alignment.features.items(), key=lambda item: item[1])
+        member, columns = max(sorted(alignment.features.items()), key=lambda item: item[1])
         size = self.settings.batch_size or alignment.n_train
         if min(size, alignment.n_train) <= columns:
             raise RunFailed(
