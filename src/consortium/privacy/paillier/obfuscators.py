@@ -20,15 +20,16 @@ Two ways to compute them (``method``):
 - ``"fixed-base"`` (the default): ``h_s^a mod n^2`` with ``h_s = h^n`` for one random unit
   ``h`` per pool and a fresh uniform ``a`` of ``ceil(|n| / 2)`` bits for each obfuscator,
   the variant of Damgård, Jurik and Nielsen ("A generalization of Paillier's public-key
-  system with applications to electronic voting", Int. J. Inf. Secur. 9(6), 2010, section
-  4.1). ``h_s^a = (h^a)^n`` is an ``n``-th power like ``r^n``; that it is as good as one for
-  a uniform ``r`` rests on the decisional composite residuosity assumption together with
+  system with applications to electronic voting", Int. J. Inf. Secur. 9(6), 2010).
+  ``h_s^a = (h^a)^n`` is an ``n``-th power like ``r^n``; that it is as good as one for a
+  uniform ``r`` rests on the decisional composite residuosity assumption together with
   the assumption that ``h^a`` with a half-length exponent cannot be told from a uniform
   element of the group ``h`` generates (the short-exponent assumption the paper states).
   With ``h_s`` fixed, a table of its powers (``2^window`` per digit, ~16 MiB for 2048-bit
   keys at the default window of 8 bits) turns each obfuscator into one multiplication per
-  8-bit digit of ``a``: ~128 products instead of a 2048-bit power, about 20 times faster.
-  ``h``, ``h_s`` and the table stay in the pool, like the obfuscators themselves.
+  8-bit digit of ``a``: ~128 products instead of a 2048-bit power (~0.8 ms against ~11 ms
+  at 2048 bits on the 2-core development machine; ``bench/paillier.py``). ``h``, ``h_s``
+  and the table stay in the pool, like the obfuscators themselves.
 - ``"textbook"``: ``r^n mod n^2`` for a uniform ``r`` in Z_n^* (Paillier's own), for those
   who want no assumption beyond composite residuosity.
 """
