@@ -11,11 +11,15 @@ from hypothesis import strategies as st
 gmpy2 = pytest.importorskip("gmpy2")
 
 from consortium.privacy.paillier.multiexp import (  # noqa: E402
+    MULTIEXP_METHODS,
+    best_group,
     best_window,
     multiexp,
     multiexp_rows,
     naive_multiexp,
+    subset_multiexp_rows,
 )
+from consortium.privacy.paillier import multiexp as multiexp_module  # noqa: E402
 
 # n^2 for n = 1000003 * 999983, small enough for fast examples.
 MODULUS = (1000003 * 999983) ** 2
@@ -55,8 +59,37 @@ def test_rows_share_their_bases(bases, data):
         )
     )
     expected = [oracle(bases, row, MODULUS) for row in rows]
-    assert multiexp_rows(bases, rows, MODULUS) == expected
-    assert multiexp_rows(bases, rows, MODULUS, method="naive") == expected
+    for method in MULTIEXP_METHODS:
+        assert multiexp_rows(bases, rows, MODULUS, method=method) == expected
+
+
+@given(st.lists(units, min_size=1, max_size=30), st.data(), st.sampled_from([None, 1, 2, 3, 7]))
+@settings(max_examples=60, deadline=None)
+def test_subsets_equal_the_plain_product(bases, data, group):
+    sign = data.draw(st.sampled_from([-1, 0]))  # non-negative rows or signed ones
+    bound = 2 ** data.draw(st.integers(0, 70))
+    rows = data.draw(
+        st.lists(
+            st.lists(st.integers(sign * bound, bound), min_size=len(bases), max_size=len(bases)),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    expected = [oracle(bases, row, MODULUS) for row in rows]
+    assert subset_multiexp_rows(bases, rows, MODULUS, group=group) == expected
+
+
+def test_subsets_in_blocks_and_row_chunks(monkeypatch):
+    """More bases than one block of tables holds, and rows unpacked a few at a time."""
+    monkeypatch.setattr(multiexp_module, "_TABLE_ENTRIES", 8)
+    monkeypatch.setattr(multiexp_module, "_DIGIT_BYTES", 64)
+    rng = __import__("random").Random(7)
+    bases = [gmpy2.mpz(rng.randrange(2, MODULUS)) | 1 for _ in range(23)]
+    bases = [b for b in bases if math.gcd(int(b), MODULUS) == 1]
+    rows = [[rng.randint(-(2**33), 2**33) for _ in bases] for _ in range(9)]
+    expected = [oracle(bases, row, MODULUS) for row in rows]
+    for group in (1, 2, 3):
+        assert subset_multiexp_rows(bases, rows, MODULUS, group=group) == expected
 
 
 def test_zero_and_sparse_exponents():
@@ -65,6 +98,9 @@ def test_zero_and_sparse_exponents():
     assert multiexp(bases, [0, 1, 0], MODULUS) == 5
     assert multiexp(bases, [2**64, 0, -1], MODULUS) == oracle(bases, [2**64, 0, -1], MODULUS)
     assert multiexp([], [], MODULUS) == 1
+    assert subset_multiexp_rows(bases, [[0, 0, 0], [0, 1, 0]], MODULUS) == [1, 5]
+    assert subset_multiexp_rows([], [[], []], MODULUS) == [1, 1]
+    assert subset_multiexp_rows(bases, [], MODULUS) == []
 
 
 def test_window_choice_and_errors():
@@ -76,3 +112,17 @@ def test_window_choice_and_errors():
         multiexp([gmpy2.mpz(3)], [5, 6], MODULUS)
     with pytest.raises(ValueError, match="method"):
         multiexp_rows([gmpy2.mpz(3)], [[1]], MODULUS, method="fast")
+    with pytest.raises(ValueError, match="exponents"):
+        multiexp_rows([gmpy2.mpz(3)], [[1, 2]], MODULUS)
+    with pytest.raises(ValueError, match="group"):
+        subset_multiexp_rows([gmpy2.mpz(3)], [[1]], MODULUS, group=0)
+
+
+def test_the_cost_models_pick_sensible_shapes():
+    # many rows share one table: larger groups pay off
+    assert best_group(1, 250, 35) <= best_group(100, 250, 35)
+    assert 6 <= best_group(100, 250, 35) <= 12
+    # the protocol's shape (a few dozen feature rows over a batch of 250): subsets win
+    assert multiexp_module._cheaper(250, [[2**34, -(2**34)] * 125] * 34) == "subsets"
+    # one row: the buckets' single fold is cheaper than tabulating subsets
+    assert multiexp_module._cheaper(1000, [[2**40] * 1000]) == "buckets"

@@ -304,16 +304,17 @@ def matvec_result(
     )
 
 
-def matvec(matrix: Any, vector: EncryptedArray, *, method: str = "buckets") -> EncryptedArray:
+def matvec(matrix: Any, vector: EncryptedArray, *, method: str = "auto") -> EncryptedArray:
     """``matrix @ vector`` for a plaintext matrix (m, k) or vector (k,) and an encrypted
     vector (k,): each output is ``prod_j c_j^(x_ij)``, by multi-exponentiation
-    (``method="buckets"``) or one power per term (``"naive"``)."""
+    (``method``: ``"auto"``, ``"subsets"``, ``"buckets"``, see ``multiexp.multiexp_rows``)
+    or one power per term (``"naive"``)."""
     rows, pe, shape = matvec_rows(matrix, vector)
     out = multiexp_rows(vector.ciphertext_list(), rows, vector.public_key.nsq, method=method)
     return matvec_result(vector, out, rows, pe, shape)
 
 
-def rmatvec(matrix: Any, vector: EncryptedArray, *, method: str = "buckets") -> EncryptedArray:
+def rmatvec(matrix: Any, vector: EncryptedArray, *, method: str = "auto") -> EncryptedArray:
     """``matrix.T @ vector``: for features X (samples, features) and encrypted residuals
     ``[[d]]`` (samples,), the encrypted gradient ``X^T [[d]]`` (features,)."""
     x = np.asarray(matrix)

@@ -158,7 +158,7 @@ class ParallelPaillier:
 
     # ----- plaintext matrix times encrypted vector ---------------------------------------
     def matvec(
-        self, matrix: Any, vector: EncryptedArray, *, method: str = "buckets"
+        self, matrix: Any, vector: EncryptedArray, *, method: str = "auto"
     ) -> EncryptedArray:
         """``matrix @ vector`` (see ``arrays.matvec``) with the rows spread over workers."""
         rows, pe, shape = matvec_rows(matrix, vector)
@@ -173,7 +173,7 @@ class ParallelPaillier:
         return matvec_result(vector, out, rows, pe, shape)
 
     def rmatvec(
-        self, matrix: Any, vector: EncryptedArray, *, method: str = "buckets"
+        self, matrix: Any, vector: EncryptedArray, *, method: str = "auto"
     ) -> EncryptedArray:
         """``matrix.T @ vector``: the encrypted gradient ``X^T [[d]]`` across the workers."""
         x = np.asarray(matrix)
