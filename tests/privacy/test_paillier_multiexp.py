@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 gmpy2 = pytest.importorskip("gmpy2")
 
+from consortium.privacy.paillier import multiexp as multiexp_module  # noqa: E402
 from consortium.privacy.paillier.multiexp import (  # noqa: E402
     MULTIEXP_METHODS,
     best_group,
@@ -19,7 +20,6 @@ from consortium.privacy.paillier.multiexp import (  # noqa: E402
     naive_multiexp,
     subset_multiexp_rows,
 )
-from consortium.privacy.paillier import multiexp as multiexp_module  # noqa: E402
 
 # n^2 for n = 1000003 * 999983, small enough for fast examples.
 MODULUS = (1000003 * 999983) ** 2

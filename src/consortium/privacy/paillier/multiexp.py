@@ -131,7 +131,9 @@ def multiexp_rows(
     of the next two for this shape), ``"subsets"``, ``"buckets"`` or ``"naive"``; all give
     the same residues."""
     if method not in MULTIEXP_METHODS:
-        raise ValueError(f"unknown multi-exponentiation method {method!r}: one of {MULTIEXP_METHODS}")
+        raise ValueError(
+            f"unknown multi-exponentiation method {method!r}: one of {MULTIEXP_METHODS}"
+        )
     for row in rows:
         if len(row) != len(bases):
             raise ValueError(f"a row has {len(row)} exponents for {len(bases)} bases")
@@ -188,7 +190,9 @@ def subset_multiexp_rows(
     chunk = max(1, _DIGIT_BYTES // (min(step, k) * bits))  # rows per unpacking of digits
     for start in range(0, k, step):
         stop = min(k, start + step)
-        tables = [_subset_table(units[a : min(a + width, stop)], m) for a in range(start, stop, width)]
+        tables = [
+            _subset_table(units[a : min(a + width, stop)], m) for a in range(start, stop, width)
+        ]
         for r0 in range(0, len(exps), chunk):
             part = [row[start:stop] for row in exps[r0 : r0 + chunk]]
             for r, levels in enumerate(_digits(part, offset, bits, width), r0):
