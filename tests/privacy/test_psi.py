@@ -84,6 +84,22 @@ def test_the_sender_sees_its_ids_in_a_secret_order():
     assert not np.array_equal(sender.blinded(), in_order)
 
 
+FIELD = 2**255 - 19
+SMALL_ORDER_U = [  # u-coordinates of the points of order 1, 2, 4 and 8 (curve and twist)
+    0,
+    1,
+    325606250916557431795983626356110631294008115727848805560023387167927233504,
+    39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    FIELD - 1,
+]
+
+
+def _rows(*values):
+    return np.frombuffer(b"".join(v.to_bytes(32, "little") for v in values), np.uint8).reshape(
+        -1, 32
+    )
+
+
 @pytest.mark.parametrize(
     "torsion",
     [
@@ -91,18 +107,45 @@ def test_the_sender_sees_its_ids_in_a_secret_order():
         "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # order 2
     ],
 )
-def test_points_outside_the_prime_order_group_are_refused(torsion):
-    """A point with a small-order part could leak key bits (small-subgroup attack)."""
+def test_a_small_order_component_is_multiplied_away(torsion):
+    """A point with a small-order part would leak the key modulo its order (the
+    small-subgroup attack); a clamped key is a multiple of 8, so the part vanishes."""
     import nacl.bindings as nb
 
-    clean = hash_ids(["x"], domain=DOMAIN)
-    small = bytes.fromhex(torsion)
-    dirty = nb.crypto_core_ed25519_add(clean[0].tobytes(), small)
+    from consortium.privacy.psi import _montgomery
+
     key = random_scalar()
-    blind(clean, key)  # the clean point is fine
-    for bad in (dirty, small):
-        with pytest.raises(PsiError):
-            blind(np.frombuffer(bad, np.uint8).reshape(1, 32), key)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        clean_ed = nb.crypto_core_ed25519_from_uniform(rng.bytes(32))  # prime order
+        dirty_ed = nb.crypto_core_ed25519_add(clean_ed, bytes.fromhex(torsion))
+        clean = np.frombuffer(_montgomery(clean_ed), np.uint8).reshape(1, 32)
+        dirty = np.frombuffer(_montgomery(dirty_ed), np.uint8).reshape(1, 32)
+        # the batched Edwards-to-Montgomery map agrees with libsodium's
+        assert nb.crypto_sign_ed25519_pk_to_curve25519(clean_ed) == clean.tobytes()
+        assert not np.array_equal(clean, dirty)
+        np.testing.assert_array_equal(blind(dirty, key), blind(clean, key))
+
+
+@pytest.mark.parametrize("u", SMALL_ORDER_U)
+def test_points_of_small_order_are_refused(u):
+    with pytest.raises(PsiError):
+        blind(_rows(u), random_scalar())
+
+
+@pytest.mark.parametrize("u", [FIELD, FIELD + 1, 2**255 + 9, 2**256 - 1])
+def test_encodings_that_are_not_canonical_are_refused(u):
+    with pytest.raises(PsiError):
+        blind(_rows(u), random_scalar())
+    blind(_rows(9), random_scalar())  # the base point's u is fine
+
+
+def test_scalars_are_clamped():
+    for _ in range(20):
+        k = random_scalar()
+        assert k % 8 == 0 and 2**254 <= k < 2**255
+    with pytest.raises(ValueError, match="clamped"):
+        blind(hash_ids(["x"], domain=DOMAIN), 12345)
 
 
 def test_blinding_commutes_and_a_fresh_key_changes_every_point():
@@ -142,3 +185,15 @@ def test_bad_data_from_the_other_party_is_one_opaque_error():
 def test_ids_must_be_unique():
     with pytest.raises(ValueError, match="unique"):
         PsiSender(["a", "a"], domain=DOMAIN)
+
+
+def test_the_batched_montgomery_map_agrees_with_libsodium():
+    import nacl.bindings as nb
+
+    from consortium.privacy.psi import _montgomery
+
+    rng = np.random.default_rng(5)
+    edwards = [nb.crypto_core_ed25519_from_uniform(rng.bytes(32)) for _ in range(40)]
+    expected = b"".join(nb.crypto_sign_ed25519_pk_to_curve25519(e) for e in edwards)
+    assert _montgomery(b"".join(edwards)) == expected
+    assert _montgomery(b"") == b""

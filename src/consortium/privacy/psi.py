@@ -1,10 +1,10 @@
 """Private set intersection (PSI) by commutative blinding of hashed ids (ECDH-PSI).
 
-Each id ``x`` is hashed to a point ``H(x)`` of the prime-order subgroup of Curve25519 in
-Edwards form (Ed25519's group, order ``l = 2^252 + ...``, through libsodium). A party with a
-secret scalar ``a`` *blinds* a point as ``a·P``; blinding commutes, so ``a·(b·H(x)) =
-b·(a·H(x))`` and two parties can compare ids blinded by both keys without either seeing the
-other's ids. Recovering ``x`` from ``a·H(x)`` is a discrete logarithm, and telling whether two
+Each id ``x`` is hashed to a point ``H(x)`` of the prime-order subgroup of Curve25519
+(order ``l = 2^252 + ...``), written as its Montgomery u-coordinate. A party with a secret
+scalar ``a`` *blinds* a point as ``a·P`` with X25519 (RFC 7748, through libsodium); blinding
+commutes, so ``a·(b·H(x)) = b·(a·H(x))`` and two parties can compare ids blinded by both
+keys without either seeing the other's ids. Recovering ``x`` from ``a·H(x)`` is a discrete logarithm, and telling whether two
 differently blinded points hide the same id is the decisional Diffie-Hellman problem.
 
 The idea is Meadows (1986), "A More Efficient Cryptographic Matchmaking Protocol for Use in
@@ -28,10 +28,16 @@ sender, exactly the intersection) and the sender's set size. A party that lies a
 set (adds ids it does not hold, to probe for them) learns whether the other holds them:
 inherent to any PSI, and outside the semi-honest model.
 
-Every point from another party is checked before a key touches it: libsodium's scalar
-multiplication refuses an encoding that is not canonical, not on the curve, of small order,
-or outside the prime-order subgroup, so a party cannot learn bits of another's key by
-sending points with a small-order component (the small-subgroup attack).
+A party cannot learn bits of another's key from the points it sends (the small-subgroup
+attack): every 32-byte string is the u-coordinate of a point either on Curve25519 (order
+``8·l``) or on its quadratic twist (order ``4·l'``, ``l'`` a 253-bit prime), and every
+secret scalar is *clamped* (RFC 7748: a multiple of 8 in ``[2^254, 2^255)``), so a
+small-order component of either group is multiplied away and what is left lies in a
+subgroup of prime order near ``2^252`` (Bernstein, "Curve25519: new Diffie-Hellman speed
+records", PKC 2006, on twist security). A point of small order gives the all-zero result,
+which libsodium refuses; a u-coordinate that is not canonical (the top bit set, or at least
+``2^255 - 19``) is refused before a key touches it. Blinding by X25519 costs about a third of
+a scalar multiplication in Edwards form with its subgroup check, the reason for the choice.
 
 Two tiers: :class:`PsiSender` and :class:`PsiReceiver` are the protocol's two roles, pure
 and without I/O (callers move the arrays, ``uint8`` of shape ``(n, 32)``); below them,
@@ -65,8 +71,10 @@ __all__ = [
     "random_scalar",
 ]
 
-POINT_BYTES = 32  # a compressed Edwards point; scalars are 32 bytes too
-_HASH_TAG = b"consortium/psi/v1/ed25519-two-maps"  # domain separation of the id hash
+POINT_BYTES = 32  # a Montgomery u-coordinate, little-endian; scalars are 32 bytes too
+_HASH_TAG = b"consortium/psi/v2/x25519-two-maps"  # domain separation of the id hash
+_FIELD = 2**255 - 19  # the prime of Curve25519's field
+_Y_MASK = (1 << 255) - 1  # an Edwards encoding without its sign bit: the y-coordinate
 
 
 class PsiError(Exception):
@@ -92,11 +100,16 @@ GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
 
 
 def random_scalar() -> int:
-    """A secret scalar, uniform in ``[1, l)``, from the OS's CSPRNG.
+    """A secret scalar from the OS's CSPRNG, clamped as X25519 uses it: a multiple of 8
+    in ``[2^254, 2^255)``, with 251 random bits.
 
     Never derive it from the job's seed: every party knows that seed.
     """
-    return secrets.randbelow(GROUP_ORDER - 1) + 1
+    return (1 << 254) | (secrets.randbits(251) << 3)
+
+
+def _clamped(scalar: int) -> bool:
+    return scalar % 8 == 0 and 1 << 254 <= scalar < 1 << 255
 
 
 _T = TypeVar("_T")
@@ -118,11 +131,12 @@ def _chunked(work: Callable[[Sequence[_T]], bytes], items: Sequence[_T]) -> byte
 
 
 def hash_ids(ids: Sequence[str | bytes], *, domain: str) -> np.ndarray:
-    """Hash each id to a point of the prime-order group, as ``uint8 (n, 32)``.
+    """Hash each id to a point of the prime-order group, as its u-coordinate ``uint8 (n, 32)``.
 
     SHA-512 of the tag, the domain and the id gives two 32-byte strings; each is mapped to the
-    group with Elligator 2 (libsodium clears the cofactor) and the two points are added, so the
-    hash behaves as a random oracle into the group (the "two maps" construction of RFC 9380).
+    group with Elligator 2 (libsodium, in Edwards form, clears the cofactor) and the two points
+    are added, so the hash behaves as a random oracle into the group (the "two maps"
+    construction of RFC 9380); the sum goes to Montgomery form, ``u = (1 + y) / (1 - y)``.
     ``domain`` separates runs (pass the job id), so points of one run are useless in another.
     """
     nacl = _nacl()
@@ -142,8 +156,32 @@ def hash_ids(ids: Sequence[str | bytes], *, domain: str) -> np.ndarray:
             out += add(from_uniform(digest[:32]), from_uniform(digest[32:]))
         return bytes(out)
 
-    out = _chunked(work, ids)
+    out = _montgomery(_chunked(work, ids))
     return np.frombuffer(out, dtype=np.uint8).reshape(len(ids), POINT_BYTES).copy()
+
+
+def _montgomery(edwards: bytes) -> bytes:
+    """The u-coordinates of Edwards points of the prime-order group (concatenated 32-byte
+    encodings), with one field inversion for all of them (Montgomery's trick)."""
+    ys = [
+        int.from_bytes(edwards[i : i + POINT_BYTES], "little") & _Y_MASK
+        for i in range(0, len(edwards), POINT_BYTES)
+    ]
+    prefix, acc = [], 1
+    for y in ys:
+        acc = acc * (1 - y) % _FIELD
+        prefix.append(acc)
+    if not acc:  # y = 1 is the identity: the hash of an id never lands there in practice
+        raise ValueError("an id hashed to the identity point")
+    inv = pow(acc, -1, _FIELD)  # 1 / prod(1 - y)
+    out = bytearray(len(edwards))
+    for i in range(len(ys) - 1, -1, -1):
+        y = ys[i]
+        den_inv = inv * (prefix[i - 1] if i else 1) % _FIELD  # 1 / (1 - y_i)
+        inv = inv * (1 - y) % _FIELD
+        u = (1 + y) * den_inv % _FIELD
+        out[i * POINT_BYTES : (i + 1) * POINT_BYTES] = u.to_bytes(POINT_BYTES, "little")
+    return bytes(out)
 
 
 def _points(arr: np.ndarray) -> np.ndarray:
@@ -153,16 +191,30 @@ def _points(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(points)
 
 
-def blind(points: np.ndarray, scalar: int) -> np.ndarray:
-    """``scalar · P`` for each point (rows of ``uint8 (n, 32)``), in the same order.
+def _canonical(points: np.ndarray) -> bool:
+    """Every row is a u-coordinate below ``2^255 - 19`` (so the top bit is clear too)."""
+    top = points[:, 31]
+    if np.any(top > 0x7F):
+        return False
+    # at least 2^255 - 19: 0x7f on top, 0xff in between, at least 0xed at the bottom
+    high = (top == 0x7F) & np.all(points[:, 1:31] == 0xFF, axis=1) & (points[:, 0] >= 0xED)
+    return not bool(np.any(high))
 
-    A row that is not a point of the prime-order subgroup raises :class:`PsiError`.
+
+def blind(points: np.ndarray, scalar: int) -> np.ndarray:
+    """``scalar · P`` for each point (rows of ``uint8 (n, 32)``, u-coordinates), in the same
+    order, by X25519; ``scalar`` is clamped (see :func:`random_scalar`).
+
+    A row that is not canonical or whose product is of small order raises :class:`PsiError`.
     """
-    mult = _nacl().crypto_scalarmult_ed25519_noclamp
-    if not 0 < scalar < GROUP_ORDER:
-        raise ValueError("scalars lie in [1, l)")
+    mult = _nacl().crypto_scalarmult
+    if not _clamped(scalar):
+        raise ValueError("scalars are clamped: multiples of 8 in [2^254, 2^255)")
     key = scalar.to_bytes(POINT_BYTES, "little")
-    data = _points(points).tobytes()
+    checked = _points(points)
+    if not _canonical(checked):
+        raise PsiError()
+    data = checked.tobytes()
     rows = [data[i : i + POINT_BYTES] for i in range(0, len(data), POINT_BYTES)]
 
     def work(chunk: Sequence[bytes]) -> bytes:
@@ -170,7 +222,7 @@ def blind(points: np.ndarray, scalar: int) -> np.ndarray:
         try:
             for row in chunk:
                 out += mult(key, row)
-        except Exception:  # libsodium refuses an invalid point or an identity result
+        except Exception:  # libsodium refuses an all-zero (small-order) result
             raise PsiError() from None
         return bytes(out)
 

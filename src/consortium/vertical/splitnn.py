@@ -103,10 +103,43 @@ def build_net(
         raise ConfigError(f"network {name!r} does not take these arguments: {exc}") from None
 
 
-def _optimizer(params: Any, *, lr: float, momentum: float, l2: float) -> Any:
-    import torch
+class _Sgd:
+    """Stochastic gradient descent with momentum and weight decay, by torch's functional
+    ``torch.optim.sgd.sgd``: the arithmetic of ``torch.optim.SGD`` to the last bit (what
+    :func:`central_network` is trained with), without the optimiser object's per-step
+    wrapping (hooks, profiler records, graph breaks), which for a small network costs more
+    than the update itself, once per party and step."""
 
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=l2)
+    def __init__(self, params: Any, *, lr: float, momentum: float, l2: float) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.buffers: list[Any] = [None] * len(self.params)
+        self.lr, self.momentum, self.l2 = lr, momentum, l2
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        import torch
+        from torch.optim.sgd import sgd
+
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        buffers = [self.buffers[i] for i in live]
+        with torch.no_grad():
+            sgd(
+                [self.params[i] for i in live],
+                [self.params[i].grad for i in live],
+                buffers,
+                foreach=False,
+                weight_decay=self.l2,
+                momentum=self.momentum,
+                lr=self.lr,
+                dampening=0.0,
+                nesterov=False,
+                maximize=False,
+            )
+        for i, buffer in zip(live, buffers, strict=True):
+            self.buffers[i] = buffer
 
 
 def _mode(net: torch.nn.Module, train: bool) -> None:
@@ -127,7 +160,7 @@ class TorchBottom:
 
     def __init__(self, net: torch.nn.Module, *, lr: float, momentum: float, l2: float) -> None:
         self.net = net
-        self.opt = _optimizer(net.parameters(), lr=lr, momentum=momentum, l2=l2)
+        self.opt = _Sgd(net.parameters(), lr=lr, momentum=momentum, l2=l2)
         self._out: torch.Tensor | None = None
 
     def forward(self, x: np.ndarray, *, train: bool) -> np.ndarray:
@@ -145,8 +178,13 @@ class TorchBottom:
     def backward(self, grad: np.ndarray) -> None:
         if self._out is None:
             raise RuntimeError("backward before a training forward")
+        import torch
+
         self.opt.zero_grad()
-        self._out.backward(_tensor(grad))
+        # d/d(out) of sum(out * grad) is grad, exactly; a scalar backward skips torch's
+        # shape checks of a given gradient, whose first call imports a symbolic-shape
+        # library (~0.5 s) in the middle of the first epoch.
+        torch.sum(self._out * _tensor(grad)).backward()
         self.opt.step()
         self._out = None
 
@@ -175,7 +213,7 @@ class TorchTop:
         self.net = net
         self.combine = COMBINERS.get(combine)
         self.task = task
-        self.opt = _optimizer(net.parameters(), lr=lr, momentum=momentum, l2=l2)
+        self.opt = _Sgd(net.parameters(), lr=lr, momentum=momentum, l2=l2)
 
     def _loss(self, out: torch.Tensor, y: np.ndarray) -> torch.Tensor:
         import torch
