@@ -1,7 +1,8 @@
 """Datasets: one in-memory table of features and targets, and a registry of loaders.
 
 The built-in loaders use scikit-learn's bundled datasets (``load_*``, which read files shipped
-with the package and never touch the network) and its generators (``make_*``). scikit-learn
+with the package and never touch the network) and its generators (``make_*``), and one table
+shipped by another package (German credit, the ``credit`` extra). scikit-learn
 is imported inside each loader, so ``import consortium.ml`` stays light.
 """
 
@@ -177,6 +178,17 @@ def load_diabetes(*, seed: int) -> Dataset:
 
     bunch = sk_load()
     return _regression("diabetes", bunch.data, bunch.target)
+
+
+@DATASETS.decorator("german_credit")
+def load_german_credit(*, seed: int) -> Dataset:
+    """German credit (Statlog): 1,000 loan applicants, 61 columns (20 attributes, the
+    categorical ones one-hot), 2 classes (1 = bad credit risk). Needs the ``credit`` extra;
+    the column layout is in :mod:`consortium.ml.german_credit`."""
+    from consortium.ml.german_credit import read_german_credit
+
+    x, y, _ = read_german_credit()
+    return Dataset(x=x, y=y, task="classification", n_classes=2, name="german_credit")
 
 
 @DATASETS.decorator("synthetic")
