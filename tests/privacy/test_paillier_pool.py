@@ -63,6 +63,38 @@ def test_encryption_and_obfuscators_in_workers(keys, parallel):
     assert all(pow(int(v), (p - 1) * (q - 1), int(keys.public_key.nsq)) == 1 for v in values)
 
 
+def test_obfuscators_made_in_the_background_are_valid_and_taken_once(keys, parallel):
+    p, q = keys.private_key.primes
+    phi, nsq = (p - 1) * (q - 1), int(keys.public_key.nsq)
+    pool = ObfuscatorPool(keys.public_key)
+    pool.fill(10, parallel=parallel, wait=False)  # returns before they exist
+    assert len(pool) + pool.pending == 10
+    first = pool.take(3)  # waits only for the chunks it needs
+    assert len(pool) + pool.pending == 7
+    rest = pool.take(9)  # the 7 from the workers, 2 computed on the spot
+    assert len(pool) == 0 and pool.pending == 0
+    values = [int(v) for v in first + rest]
+    assert len(set(values)) == 12
+    assert all(pow(v, phi, nsq) == 1 for v in values)
+    pool.fill(8, parallel=parallel, wait=False)
+    pool.clear()  # drops what is in the making too
+    assert len(pool) == 0 and pool.pending == 0
+    with pytest.raises(ValueError, match="worker processes"):
+        pool.fill(2, wait=False)
+
+
+def test_a_worker_builds_one_fixed_base_table_per_key(keys):
+    from consortium.privacy.paillier import _worker
+
+    n, width = int(keys.public_key.n), keys.public_key.ciphertext_bytes
+    _worker._fixed_base.cache_clear()
+    one = _worker._split(_worker.obfuscators_task(n, 3, width, "fixed-base"), width)
+    two = _worker._split(_worker.obfuscators_task(n, 3, width, "fixed-base"), width)
+    info = _worker._fixed_base.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert len({int(v) for v in one + two}) == 6  # fresh exponents every time
+
+
 def test_invalid_ciphertexts_are_refused_in_workers(keys, parallel):
     p, _ = keys.private_key.primes
     good = keys.public_key.encrypt([1.0, 2.0, 3.0]).ciphertext_list()

@@ -184,10 +184,14 @@ class Keyring:
             self.parallel = None
 
     def reserve(self, count: int) -> None:
-        """Have ``count`` obfuscators ready: computed by the workers when there are some
-        (otherwise each is computed when taken, at the same cost)."""
-        if self.parallel is not None and len(self.pool) < count:
-            self.pool.fill(2 * count - len(self.pool), parallel=self.parallel)
+        """Before taking ``count`` obfuscators: with worker processes, have twice that many
+        ready or in the making, so that once these are taken the next ``count`` are
+        already being computed while this party waits for the others (the protocol's
+        steps repeat with the same sizes). Without workers each is computed when taken."""
+        if self.parallel is not None:
+            short = 2 * count - len(self.pool) - self.pool.pending
+            if short > 0:
+                self.pool.fill(short, parallel=self.parallel, wait=False)
 
     def encrypt(self, values: np.ndarray) -> EncryptedArray:
         self.reserve(int(np.size(values)))

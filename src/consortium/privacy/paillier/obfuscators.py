@@ -29,7 +29,8 @@ Two ways to compute them (``method``):
   keys at the default window of 8 bits) turns each obfuscator into one multiplication per
   8-bit digit of ``a``: ~128 products instead of a 2048-bit power (~0.8 ms against ~11 ms
   at 2048 bits on the 2-core development machine; ``bench/paillier.py``). ``h``, ``h_s``
-  and the table stay in the pool, like the obfuscators themselves.
+  and the table stay in the pool, like the obfuscators themselves; a worker process of the
+  pool's owner builds one table of its own per key and keeps it for its later tasks.
 - ``"textbook"``: ``r^n mod n^2`` for a uniform ``r`` in Z_n^* (Paillier's own), for those
   who want no assumption beyond composite residuosity.
 """
@@ -44,8 +45,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from consortium.privacy.paillier import primitives
 from consortium.privacy.paillier._gmp import gmpy2
+from consortium.privacy.paillier._worker import _split as _split_rows
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from consortium.privacy.paillier.keys import PublicKey
     from consortium.privacy.paillier.pool import ParallelPaillier
 
@@ -95,12 +99,15 @@ class ObfuscatorPool:
     """Precomputed obfuscators for one public key, each handed out once.
 
     ``ObfuscatorPool(public_key, size=1000)`` computes 1,000 now, in this process;
-    ``fill(count, parallel=...)`` computes more, in worker processes if given. Pass the
-    pool as ``obfuscators=`` to ``PublicKey.encrypt``, ``EncryptedArray.rerandomize`` or
-    the serialisation functions. Thread-safe.
+    ``fill(count, parallel=...)`` computes more, in worker processes if given, and with
+    ``wait=False`` returns at once while the workers compute them (:meth:`take` waits for
+    them only when it needs them), so a party can have the next step's obfuscators made
+    while it waits for the other parties. Pass the pool as ``obfuscators=`` to
+    ``PublicKey.encrypt``, ``EncryptedArray.rerandomize`` or the serialisation functions.
+    Thread-safe.
     """
 
-    __slots__ = ("_fixed", "_items", "_lock", "method", "public_key")
+    __slots__ = ("_fixed", "_items", "_lock", "_pending", "method", "public_key")
 
     def __init__(
         self,
@@ -115,6 +122,7 @@ class ObfuscatorPool:
         self.public_key = public_key
         self.method: ObfuscatorMethod = method
         self._items: deque[Any] = deque()
+        self._pending: deque[tuple[Future[bytes], int]] = deque()  # (chunk, its count)
         self._lock = threading.Lock()
         self._fixed: FixedBase | None = None
         if size:
@@ -131,24 +139,63 @@ class ObfuscatorPool:
         return [fixed.draw() for _ in range(count)]
 
     def __len__(self) -> int:
+        """Obfuscators ready to take (not counting those the workers are computing)."""
         return len(self._items)
 
-    def __repr__(self) -> str:
-        return f"ObfuscatorPool(key={self.public_key.fingerprint}, available={len(self)})"
+    @property
+    def pending(self) -> int:
+        """Obfuscators the workers are computing for this pool."""
+        with self._lock:
+            return sum(count for _, count in self._pending)
 
-    def fill(self, count: int, *, parallel: ParallelPaillier | None = None) -> None:
-        """Compute ``count`` more obfuscators (across ``parallel``'s workers when given)."""
+    def __repr__(self) -> str:
+        return (
+            f"ObfuscatorPool(key={self.public_key.fingerprint}, available={len(self)}, "
+            f"pending={self.pending})"
+        )
+
+    def fill(
+        self, count: int, *, parallel: ParallelPaillier | None = None, wait: bool = True
+    ) -> None:
+        """Compute ``count`` more obfuscators (across ``parallel``'s workers when given;
+        with ``wait=False``, in the background: only with ``parallel``)."""
         if count < 0:
             raise ValueError(f"count must be non-negative, got {count}")
-        if parallel is not None:
-            fresh = parallel.obfuscators(self.public_key, count, method=self.method)
-        else:
+        if parallel is None:
+            if not wait:
+                raise ValueError("filling in the background needs worker processes")
             fresh = self._compute(count)
+            with self._lock:
+                self._items.extend(fresh)
+            return
+        futures = parallel.obfuscators_async(self.public_key, count, method=self.method)
+        spans = parallel._spans(count)
         with self._lock:
-            self._items.extend(fresh)
+            self._pending.extend((f, b - a) for f, (a, b) in zip(futures, spans, strict=True))
+        if wait:
+            self._collect(count=None)
+
+    def _collect(self, *, count: int | None) -> None:
+        """Move finished chunks into the pool, waiting for chunks in order until ``count``
+        are ready (``None``: all of them)."""
+        width = self.public_key.ciphertext_bytes
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                future, _ = self._pending[0]
+                enough = count is not None and len(self._items) >= count
+                if enough and not future.done():
+                    return
+                self._pending.popleft()
+            values = _split_rows(future.result(), width)  # waits if still running
+            with self._lock:
+                self._items.extend(values)
 
     def take(self, count: int) -> list[Any]:
-        """``count`` obfuscators, removed from the pool; any shortfall is computed now."""
+        """``count`` obfuscators, removed from the pool: ready ones first, then those the
+        workers are computing; any shortfall is computed now."""
+        self._collect(count=count)
         with self._lock:
             got = min(count, len(self._items))
             out = [self._items.popleft() for _ in range(got)]
@@ -158,6 +205,9 @@ class ObfuscatorPool:
         return out
 
     def clear(self) -> None:
-        """Drop every precomputed obfuscator."""
+        """Drop every precomputed obfuscator, and those still being computed."""
         with self._lock:
             self._items.clear()
+            for future, _ in self._pending:
+                future.cancel()
+            self._pending.clear()

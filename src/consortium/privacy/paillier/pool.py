@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -96,12 +96,20 @@ class ParallelPaillier:
         """``count`` fresh obfuscators for ``public_key`` (see
         :class:`~consortium.privacy.paillier.ObfuscatorPool` for the methods)."""
         width = public_key.ciphertext_bytes
+        futures = self.obfuscators_async(public_key, count, method=method)
+        return [v for f in futures for v in _worker._split(f.result(), width)]
+
+    def obfuscators_async(
+        self, public_key: PublicKey, count: int, *, method: str = "textbook"
+    ) -> list[Future[bytes]]:
+        """Start computing ``count`` obfuscators; each future gives a chunk of them as
+        fixed-width rows of ``public_key.ciphertext_bytes`` (``_worker._split`` reads them)."""
+        width = public_key.ciphertext_bytes
         n = int(public_key.n)
-        futures = [
+        return [
             self._pool().submit(_worker.obfuscators_task, n, b - a, width, method)
             for a, b in self._spans(count)
         ]
-        return [v for f in futures for v in _worker._split(f.result(), width)]
 
     def encrypt(
         self, public_key: PublicKey, values: Any, *, encoding: Encoding | None = None
