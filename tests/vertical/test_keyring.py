@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("gmpy2")
 
-from consortium.privacy.paillier import PaillierKeypair  # noqa: E402
-from consortium.vertical.encrypted import Keyring  # noqa: E402
-from consortium.vertical.settings import PaillierSettings  # noqa: E402
+from consortium.privacy.paillier import PaillierKeypair
+from consortium.vertical.encrypted import Keyring
+from consortium.vertical.settings import PaillierSettings
 
 
 @pytest.mark.parametrize("workers", [0, 1])
