@@ -92,3 +92,20 @@ def test_split_training_equals_central_training(tmp_path, vfl, case):
         predicted = net(*[b[test] for b in blocks]).argmax(dim=1).numpy()
     central = float(np.mean(predicted == pool.y[pool.n_train :]))
     assert result.metrics["accuracy"] == pytest.approx(central, abs=1e-9)
+
+
+def test_a_bottom_refuses_a_gradient_of_another_shape():
+    """The backward pass multiplies the output by the gradient: a gradient that would
+    broadcast (one column, or one row) is refused, not silently stretched."""
+    from consortium.vertical.splitnn import TorchBottom
+
+    net = build_net("mlp", {"hidden": [4]}, in_features=3, out_features=2, image_shape=None, seed=1)
+    bottom = TorchBottom(net, lr=0.1, momentum=0.0, l2=0.0)
+    for bad in (np.ones((5, 1)), np.ones((1, 2))):
+        bottom.forward(np.ones((5, 3)), train=True)
+        with pytest.raises(ValueError, match="shape"):
+            bottom.backward(bad)
+    before = [p.detach().clone() for p in net.parameters()]
+    bottom.forward(np.ones((5, 3)), train=True)
+    bottom.backward(np.ones((5, 2)))
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))

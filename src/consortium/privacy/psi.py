@@ -4,8 +4,9 @@ Each id ``x`` is hashed to a point ``H(x)`` of the prime-order subgroup of Curve
 (order ``l = 2^252 + ...``), written as its Montgomery u-coordinate. A party with a secret
 scalar ``a`` *blinds* a point as ``a·P`` with X25519 (RFC 7748, through libsodium); blinding
 commutes, so ``a·(b·H(x)) = b·(a·H(x))`` and two parties can compare ids blinded by both
-keys without either seeing the other's ids. Recovering ``x`` from ``a·H(x)`` is a discrete logarithm, and telling whether two
-differently blinded points hide the same id is the decisional Diffie-Hellman problem.
+keys without either seeing the other's ids. Recovering ``x`` from ``a·H(x)`` is a discrete
+logarithm, and telling whether two differently blinded points hide the same id is the
+decisional Diffie-Hellman problem.
 
 The idea is Meadows (1986), "A More Efficient Cryptographic Matchmaking Protocol for Use in
 the Absence of a Continuously Available Third Party", IEEE S&P, and Huberman, Franklin and
@@ -59,7 +60,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 __all__ = [
-    "GROUP_ORDER",
     "POINT_BYTES",
     "Match",
     "PsiError",
@@ -93,10 +93,6 @@ def _nacl() -> Any:
             "private set intersection needs PyNaCl (libsodium): pip install pynacl"
         ) from exc
     return bindings
-
-
-# The order of the prime-order subgroup of Curve25519 (RFC 7748, RFC 8032).
-GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
 
 
 def random_scalar() -> int:

@@ -250,7 +250,10 @@ class Member:
             raise RunFailed(f"{msg.kind} from {msg.sender} for a step this member did not run")
         if grad.ndim != 2 or grad.shape[0] != self._step[1] or not np.all(np.isfinite(grad)):
             raise RunFailed(f"{msg.kind} from {msg.sender}: grad has shape {grad.shape}")
-        self._bottom.backward(grad)
+        try:
+            self._bottom.backward(grad)
+        except ValueError as exc:
+            raise RunFailed(f"{msg.kind} from {msg.sender}: {exc}") from None
         self._step = None
 
     def _predict(self, ctx: PartyContext, msg: Message) -> None:

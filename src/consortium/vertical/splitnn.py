@@ -178,6 +178,8 @@ class TorchBottom:
     def backward(self, grad: np.ndarray) -> None:
         if self._out is None:
             raise RuntimeError("backward before a training forward")
+        if tuple(grad.shape) != tuple(self._out.shape):  # no broadcasting in the product below
+            raise ValueError(f"grad has shape {grad.shape}, the output {tuple(self._out.shape)}")
         import torch
 
         self.opt.zero_grad()
