@@ -168,10 +168,9 @@ class ObfuscatorPool:
             with self._lock:
                 self._items.extend(fresh)
             return
-        futures = parallel.obfuscators_async(self.public_key, count, method=self.method)
-        spans = parallel._spans(count)
+        chunks = parallel.obfuscators_async(self.public_key, count, method=self.method)
         with self._lock:
-            self._pending.extend((f, b - a) for f, (a, b) in zip(futures, spans, strict=True))
+            self._pending.extend(chunks)
         if wait:
             self._collect(count=None)
 

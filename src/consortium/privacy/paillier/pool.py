@@ -96,18 +96,19 @@ class ParallelPaillier:
         """``count`` fresh obfuscators for ``public_key`` (see
         :class:`~consortium.privacy.paillier.ObfuscatorPool` for the methods)."""
         width = public_key.ciphertext_bytes
-        futures = self.obfuscators_async(public_key, count, method=method)
-        return [v for f in futures for v in _worker._split(f.result(), width)]
+        chunks = self.obfuscators_async(public_key, count, method=method)
+        return [v for f, _ in chunks for v in _worker._split(f.result(), width)]
 
     def obfuscators_async(
         self, public_key: PublicKey, count: int, *, method: str = "textbook"
-    ) -> list[Future[bytes]]:
-        """Start computing ``count`` obfuscators; each future gives a chunk of them as
-        fixed-width rows of ``public_key.ciphertext_bytes`` (``_worker._split`` reads them)."""
+    ) -> list[tuple[Future[bytes], int]]:
+        """Start computing ``count`` obfuscators, in chunks: (future, how many it holds);
+        a future gives its obfuscators as fixed-width rows of ``public_key.ciphertext_bytes``
+        (``_worker._split`` reads them)."""
         width = public_key.ciphertext_bytes
         n = int(public_key.n)
         return [
-            self._pool().submit(_worker.obfuscators_task, n, b - a, width, method)
+            (self._pool().submit(_worker.obfuscators_task, n, b - a, width, method), b - a)
             for a, b in self._spans(count)
         ]
 
