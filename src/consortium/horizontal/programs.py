@@ -236,7 +236,7 @@ class Trainer:
 
     def _settings(self, meta: Mapping[str, MetaValue]) -> LocalTraining:
         """The local-training settings a fit request carries (validated once per value)."""
-        key = tuple(meta.get(k) for k in ("epochs", "batch_size", "lr"))
+        key = (meta.get("epochs"), meta.get("batch_size"), meta.get("lr"))
         if key not in self._local:
             self._local[key] = LocalTraining.model_validate(
                 dict(zip(("epochs", "batch_size", "lr"), key, strict=True))

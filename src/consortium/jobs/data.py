@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
-from functools import partial
 from typing import Any
 
 import numpy as np
 
 from consortium.errors import ConfigError, PluginError
 from consortium.jobs.load import LoadedJob
-from consortium.ml import PARTITIONERS, build_model, load_dataset, standardize, train_test_split
+from consortium.ml import (
+    PARTITIONERS,
+    load_dataset,
+    model_factory,
+    standardize,
+    train_test_split,
+)
 from consortium.runtime import BINDERS, LocalData, derive_seed
 
 __all__ = ["bind_data"]
@@ -108,14 +113,16 @@ def _bind_rows(job: LoadedJob, parties: Collection[str] | None) -> dict[str, Loc
     if spec.data.standardize:
         train, test = standardize(train, test)
     splits = {"train": train, "test": test, "none": None}
-    model_factory = partial(
-        build_model,
-        spec.model.name,
-        n_features=int(full.x.shape[1]),
-        n_classes=full.n_classes,
-        seed=derive_seed(spec.seed, _MODEL_SEED_KEY),
-        **spec.model.args,
-    )
+    try:
+        build = model_factory(
+            spec.model.name,
+            n_features=int(full.x.shape[1]),
+            n_classes=full.n_classes,
+            seed=derive_seed(spec.seed, _MODEL_SEED_KEY),
+            **spec.model.args,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{job.source}: model: {exc}") from None
     out: dict[str, LocalData] = {}
     for role in {p.role for p in job.topology.parties}:
         members = job.topology.with_role(role)
@@ -141,7 +148,7 @@ def _bind_rows(job: LoadedJob, parties: Collection[str] | None) -> dict[str, Loc
             own: tuple[Any, Any] = (None, share) if is_test else (share, None)
             if binding is not None and binding.holdout > 0 and own[0] is not None:
                 own = _hold_out(job, name, own[0], binding.holdout)
-            out[name] = LocalData(train=own[0], test=own[1], model_factory=model_factory)
+            out[name] = LocalData(train=own[0], test=own[1], model_factory=build)
     return out
 
 

@@ -21,6 +21,7 @@ from consortium.ml.model import (
     build_model,
     check_fit_args,
     check_weights,
+    model_factory,
     r2_score,
 )
 from consortium.ml.partition import PARTITIONERS, Partitioner, dirichlet, iid, partition, shards
@@ -61,6 +62,7 @@ __all__ = [
     "dirichlet",
     "iid",
     "load_dataset",
+    "model_factory",
     "partition",
     "r2_score",
     "shards",

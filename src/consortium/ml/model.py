@@ -26,6 +26,7 @@ __all__ = [
     "build_model",
     "check_fit_args",
     "check_weights",
+    "model_factory",
     "r2_score",
 ]
 
@@ -109,12 +110,26 @@ def build_model(
     Raises PluginError (a ConfigError) listing the choices for an unknown name, and
     ConfigError naming the argument for an argument the factory does not take.
     """
+    return model_factory(name, n_features=n_features, n_classes=n_classes, seed=seed, **args)()
+
+
+def model_factory(
+    name: str, *, n_features: int, n_classes: int | None, seed: int, **args: Any
+) -> Callable[[], Model]:
+    """A function building one such model per call (see :func:`build_model`), with the
+    name, the arguments and the seed checked once, here: a simulation with a thousand
+    parties builds a thousand models."""
     factory = MODELS.get(name)
     check_plugin_args(factory, args, kind="model", name=name, reserved=_RESERVED)
-    try:
-        return factory(n_features=n_features, n_classes=n_classes, seed=check_seed(seed), **args)
-    except (ConfigError, TypeError, ValueError) as exc:
-        raise ConfigError(f"model {name!r}: {exc}") from exc
+    seed = check_seed(seed)
+
+    def build() -> Model:
+        try:
+            return factory(n_features=n_features, n_classes=n_classes, seed=seed, **args)
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"model {name!r}: {exc}") from exc
+
+    return build
 
 
 def check_weights(
