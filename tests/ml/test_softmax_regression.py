@@ -234,3 +234,16 @@ def test_bad_inputs_are_refused() -> None:
         build_model("logreg", n_features=2, n_classes=None, seed=0)
     with pytest.raises(ConfigError, match="l2"):
         build_model("logreg", n_features=2, n_classes=3, seed=0, l2=-1.0)
+
+
+def test_a_model_factory_checks_once_and_builds_fresh_equal_models():
+    from consortium.ml import model_factory
+
+    with pytest.raises(ConfigError, match="no argument 'l3'"):
+        model_factory("logreg", n_features=4, n_classes=3, seed=1, l3=0.1)  # before any build
+    build = model_factory("logreg", n_features=4, n_classes=3, seed=1, l2=0.01)
+    one, two = build(), build()
+    assert one is not two
+    for name, value in one.get_weights().items():
+        np.testing.assert_array_equal(value, two.get_weights()[name])
+    assert one.l2 == 0.01
