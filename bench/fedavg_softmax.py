@@ -9,7 +9,11 @@ informative), 80/20 split, standardised; SGD lr 0.05, batch 32, one local epoch 
 Both sides use the same data preparation and the same model code (``consortium.ml``), so
 the difference is what the framework adds: parties, messages, threads, rounds, quorum,
 tracking to the run directory. Each variant runs in a fresh process, timed from its first
-line (before imports). Usage: ``python bench/fedavg_softmax.py [--repeat N] [--out FILE]``.
+line (before imports). With ``--no-training`` both sides replace local training by a no-op
+(the model comes back unchanged), so that a round holds only what the framework adds to the
+plain loop's sampling, model loading and evaluation: its per-round overhead, measured
+without the noise of the training itself. Usage: ``python bench/fedavg_softmax.py
+[--repeat N] [--no-training] [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -147,13 +151,24 @@ def run_plain(scenario: str) -> dict:
     }
 
 
-def child(args: list[str]) -> None:
+def _skip_training() -> None:
+    from consortium.ml._affine import AffineModel
+
+    def fit(self: AffineModel, x: object, y: object, **settings: object) -> dict[str, float]:
+        return {"loss": 0.0}
+
+    AffineModel.fit = fit  # type: ignore[method-assign,assignment]
+
+
+def child(args: list[str], *, no_training: bool) -> None:
     kind, scenario, workers = args[0], args[1], int(args[2])
+    if no_training:
+        _skip_training()
     out = run_plain(scenario) if kind == "plain" else run_consortium(scenario, workers)
     print(json.dumps(out))
 
 
-def measure(kind: str, scenario: str, workers: int) -> dict:
+def measure(kind: str, scenario: str, workers: int, *, no_training: bool = False) -> dict:
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -161,7 +176,8 @@ def measure(kind: str, scenario: str, workers: int) -> dict:
         "MKL_NUM_THREADS": "1",
     }
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", kind, scenario, str(workers)],
+        [sys.executable, __file__, "--child", kind, scenario, str(workers)]
+        + (["--no-training"] if no_training else []),
         capture_output=True,
         text=True,
         check=True,
@@ -175,14 +191,18 @@ def main() -> None:
     parser.add_argument("--child", nargs=3)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--no-training", action="store_true")
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, no_training=args.no_training)
         return
     rows = []
     for scenario in SCENARIOS:
         for kind, workers in (("plain", 1), ("consortium", 1), ("consortium", 2)):
-            runs = [measure(kind, scenario, workers) for _ in range(args.repeat)]
+            runs = [
+                measure(kind, scenario, workers, no_training=args.no_training)
+                for _ in range(args.repeat)
+            ]
             best = min(runs, key=lambda r: r["total_s"])
             rounds = sorted(best["rounds_s"])
             rows.append(
