@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -81,6 +87,80 @@ def test_obfuscators_made_in_the_background_are_valid_and_taken_once(keys, paral
     assert len(pool) == 0 and pool.pending == 0
     with pytest.raises(ValueError, match="worker processes"):
         pool.fill(2, wait=False)
+
+
+def _is_nth_residue_unit(keys, values):
+    p, q = keys.private_key.primes
+    phi, nsq = (p - 1) * (q - 1), int(keys.public_key.nsq)
+    return all(pow(int(v), phi, nsq) == 1 for v in values)
+
+
+def test_obfuscators_lost_with_a_dead_worker_are_computed_here(keys, caplog):
+    ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        ex.submit(os._exit, 1)  # runs first, in the only worker: the pool breaks
+        pool = ObfuscatorPool(keys.public_key)
+        pool.fill(6, parallel=ParallelPaillier(executor=ex), wait=False)
+        assert pool.pending == 6
+        with caplog.at_level(logging.WARNING):
+            values = pool.take(6)  # no BrokenProcessPool: the chunks are made here
+    finally:
+        ex.shutdown()
+    assert len({int(v) for v in values}) == 6 and _is_nth_residue_unit(keys, values)
+    assert pool.pending == 0 and "lost" in caplog.text
+
+
+def test_an_owned_worker_pool_found_broken_is_replaced(keys):
+    with ParallelPaillier(workers=1) as par:
+        assert len(par.obfuscators(keys.public_key, 2)) == 2  # starts the pool
+        killed = par._executor.submit(os._exit, 1)
+        with pytest.raises(Exception, match="terminated abruptly"):
+            killed.result()
+        values = par.obfuscators(keys.public_key, 3)  # a fresh pool, not an error
+    assert len(values) == 3 and _is_nth_residue_unit(keys, values)
+
+
+class _HandFedExecutor(Executor):
+    """Hands out futures this test completes itself, and says when one is waited on."""
+
+    def __init__(self) -> None:
+        self.futures: list[Future] = []
+        self.waited_on = threading.Event()
+
+    def submit(self, fn, /, *args, **kwargs):
+        waited_on = self.waited_on
+
+        class _Signalling(Future):
+            def result(self, timeout=None):
+                waited_on.set()
+                return super().result(timeout)
+
+        future = _Signalling()
+        future.set_running_or_notify_cancel()  # "running": clear() cannot cancel it
+        self.futures.append(future)
+        return future
+
+
+def test_clear_while_a_take_waits_drops_the_chunk_it_waits_for(keys):
+    from consortium.privacy.paillier import _worker
+
+    hand = _HandFedExecutor()
+    pool = ObfuscatorPool(keys.public_key)
+    pool.fill(
+        4, parallel=ParallelPaillier(executor=hand, workers=1, chunks_per_worker=1), wait=False
+    )
+    taken: list = []
+    taker = threading.Thread(target=lambda: taken.extend(pool.take(2)))
+    taker.start()
+    assert hand.waited_on.wait(30)
+    pool.clear()  # while the taker waits for the chunk
+    width = keys.public_key.ciphertext_bytes
+    cleared = ObfuscatorPool(keys.public_key, size=4).take(4)
+    hand.futures[0].set_result(_worker._join(cleared, width))
+    taker.join(30)
+    assert len(taken) == 2 and _is_nth_residue_unit(keys, taken)
+    assert not {int(v) for v in taken} & {int(v) for v in cleared}  # made after the clear
+    assert len(pool) == 0 and pool.pending == 0
 
 
 def test_a_worker_builds_one_fixed_base_table_per_key(keys):

@@ -107,7 +107,7 @@ class ObfuscatorPool:
     Thread-safe.
     """
 
-    __slots__ = ("_fixed", "_items", "_lock", "_pending", "method", "public_key")
+    __slots__ = ("_fixed", "_generation", "_items", "_lock", "_pending", "method", "public_key")
 
     def __init__(
         self,
@@ -124,6 +124,7 @@ class ObfuscatorPool:
         self._items: deque[Any] = deque()
         self._pending: deque[tuple[Future[bytes], int]] = deque()  # (chunk, its count)
         self._lock = threading.Lock()
+        self._generation = 0  # bumped by clear(): chunks collected across it are dropped
         self._fixed: FixedBase | None = None
         if size:
             self.fill(size, parallel=parallel)
@@ -176,7 +177,9 @@ class ObfuscatorPool:
 
     def _collect(self, *, count: int | None) -> None:
         """Move finished chunks into the pool, waiting for chunks in order until ``count``
-        are ready (``None``: all of them)."""
+        are ready (``None``: all of them). A chunk whose worker failed (a dead worker, a
+        pool shut down, a chunk cancelled) is dropped with a warning: :meth:`take`
+        computes the shortfall here instead."""
         width = self.public_key.ciphertext_bytes
         while True:
             with self._lock:
@@ -187,9 +190,15 @@ class ObfuscatorPool:
                 if enough and not future.done():
                     return
                 self._pending.popleft()
-            values = _split_rows(future.result(), width)  # waits if still running
+                generation = self._generation
+            try:
+                values = _split_rows(future.result(), width)  # waits if still running
+            except Exception as exc:  # any lost chunk is recomputed below, in take()
+                log.warning("obfuscators from a worker were lost (%r); computing here", exc)
+                continue
             with self._lock:
-                self._items.extend(values)
+                if generation == self._generation:  # not cleared while we waited
+                    self._items.extend(values)
 
     def take(self, count: int) -> list[Any]:
         """``count`` obfuscators, removed from the pool: ready ones first, then those the
@@ -206,6 +215,7 @@ class ObfuscatorPool:
     def clear(self) -> None:
         """Drop every precomputed obfuscator, and those still being computed."""
         with self._lock:
+            self._generation += 1
             self._items.clear()
             for future, _ in self._pending:
                 future.cancel()

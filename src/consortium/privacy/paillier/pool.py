@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -70,17 +71,31 @@ class ParallelPaillier:
         self.close()
 
     def close(self) -> None:
-        """Shut down the pool this object started (a borrowed executor is left alone)."""
+        """Shut down the pool this object started, cancelling work not yet begun (a
+        borrowed executor is left alone)."""
         if self._owned and self._executor is not None:
-            self._executor.shutdown()
+            self._executor.shutdown(cancel_futures=True)
             self._executor = None
 
-    def _pool(self) -> Executor:
+    def _submit(self, fn: Any, *args: Any) -> Future[Any]:
+        """``fn(*args)`` in a worker. An owned pool found broken (a worker died, e.g.
+        killed for memory) is replaced once, so one lost worker fails only the work it
+        held; a borrowed one is its owner's to replace."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        return self._executor
+            self._executor = self._start()
+        try:
+            return self._executor.submit(fn, *args)
+        except BrokenProcessPool:
+            if not self._owned:
+                raise
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._start()
+            return self._executor.submit(fn, *args)
+
+    def _start(self) -> Executor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+        )
 
     def _spans(self, total: int) -> list[tuple[int, int]]:
         parts = min(total, self.workers * self.chunks_per_worker)
@@ -108,7 +123,7 @@ class ParallelPaillier:
         width = public_key.ciphertext_bytes
         n = int(public_key.n)
         return [
-            (self._pool().submit(_worker.obfuscators_task, n, b - a, width, method), b - a)
+            (self._submit(_worker.obfuscators_task, n, b - a, width, method), b - a)
             for a, b in self._spans(count)
         ]
 
@@ -142,9 +157,7 @@ class ParallelPaillier:
         blob = _worker._join(encrypted.ciphertext_list(), width)
         p, q = private_key.primes
         futures = [
-            self._pool().submit(
-                _worker.decrypt_task, p, q, blob[a * width : b * width], width, out_width
-            )
+            self._submit(_worker.decrypt_task, p, q, blob[a * width : b * width], width, out_width)
             for a, b in self._spans(encrypted.size)
         ]
         residues: list[Any] = []
@@ -175,7 +188,7 @@ class ParallelPaillier:
         width = vector.public_key.ciphertext_bytes
         blob = _worker._join(vector.ciphertext_list(), width)
         futures = [
-            self._pool().submit(_worker.multiexp_task, int(nsq), blob, width, rows[a:b], method)
+            self._submit(_worker.multiexp_task, int(nsq), blob, width, rows[a:b], method)
             for a, b in self._spans(len(rows))
         ]
         out = [v for f in futures for v in _worker._split(f.result(), width)]
