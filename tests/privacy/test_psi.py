@@ -140,6 +140,22 @@ def test_encodings_that_are_not_canonical_are_refused(u):
     blind(_rows(9), random_scalar())  # the base point's u is fine
 
 
+def test_points_on_the_twist_are_blinded_like_points_on_the_curve():
+    """X25519 works on the u-line: a u whose point lies on the quadratic twist is blinded
+    too (twist security), and blinding still commutes; the largest canonical u is fine."""
+
+    def on_twist(u):  # u^3 + A u^2 + u is not a square modulo the field prime
+        return pow((u**3 + 486662 * u * u + u) % FIELD, (FIELD - 1) // 2, FIELD) == FIELD - 1
+
+    twist = [u for u in range(2, 40) if on_twist(u)][:3]
+    assert twist  # about half of all u are on the twist
+    points = _rows(*twist, FIELD - 2)
+    a, b = random_scalar(), random_scalar()
+    once = blind(points, a)
+    assert not np.any(np.all(once == 0, axis=1))
+    np.testing.assert_array_equal(blind(once, b), blind(blind(points, b), a))
+
+
 def test_scalars_are_clamped():
     for _ in range(20):
         k = random_scalar()
