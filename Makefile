@@ -21,8 +21,12 @@ setup: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/consortium run examples/hfl_digits.yaml
 
+# One BLAS/OpenMP/numba thread per test process: two processes share the cores, and a
+# torch op issued while other party threads run ops can get a different number of threads
+# from run to run, and with it different rounding (split-network tests compare to 1e-4).
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench fuzz

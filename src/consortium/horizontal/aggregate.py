@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from consortium.horizontal import compiled
+
 __all__ = ["UpdateStack", "WeightedSum", "check_update"]
 
 
@@ -234,23 +236,24 @@ class WeightedSum:
 
     Speed: the cost is reading each reply once. Replies are not folded one at a time
     (that would read and write the whole accumulator per reply); :meth:`add` keeps a
-    reference to up to ``_HOLD`` replies (no copy: the arrays already exist) and folds them
-    together, one block of columns at a time: the block of every held reply is gathered
-    into a small stack that stays in cache and reduced with one matrix-vector product, so
-    the accumulator is read and written once per ``_HOLD`` replies. Peak extra memory is
-    the accumulator (8 bytes per element), a 2 MiB stack and the held references.
-    What bounds it: each reply is an array of its own, so it is read as one stream, and one
-    core reads one stream at a third to a half of the rate BLAS reaches reading many rows
-    of one (N, P) array side by side (~6 against 12-19 GB/s on the 2-core development
-    machine; ``bench/aggregate.py`` measures the whole path against that reference).
+    reference to up to ``_HOLD`` replies (fewer for a large model: at most ``_HOLD_BYTES``
+    of them; no copy, the arrays already exist) and folds them together, so the
+    accumulator is read and written once per fold. Tensors of ``_COMPILED_MIN`` elements or
+    more (float32 or float64) fold through the compiled kernel of
+    :mod:`~consortium.horizontal.compiled` when numba is installed, reading the held
+    replies side by side in cache-sized blocks; the others, and every tensor without numba,
+    fold one block of columns at a time: the block of every held reply is gathered into a
+    small stack that stays in cache and reduced with one matrix-vector product. Peak extra
+    memory is the accumulator (8 bytes per element), a 2 MiB stack and the held references.
+    ``bench/aggregate.py`` measures the whole path against one matrix-vector product over
+    the same bytes in one (N, P) array.
 
     Because replies are held, the arrays given to :meth:`add` must not be changed
     until :meth:`mean` (a model's ``get_weights`` and the wire decoder both return arrays
     that nothing changes later).
 
     Precision: every tensor accumulates in float64, whatever its dtype (float32 partial
-    sums were measured at most ~10% faster, since the time goes into reading the replies,
-    and would make the result depend on the reply order at float32 resolution). For N
+    sums would make the result depend on the reply order at float32 resolution). For N
     replies the float64 sum is within about N * 2**-53 * sum_k |w_k x_k| of the exact one,
     so the order replies arrive in changes a float32 mean by at most one unit in the last
     place (almost always not at all) and a float64 mean by about N * 2**-53 relative to
@@ -270,7 +273,22 @@ class WeightedSum:
         }
         self._held: list[list[np.ndarray]] = []
         self._held_weights: list[float] = []
-        self._plan: list[tuple[int, int, list[tuple[int, int, int, int, int]]]] | None = None
+        self._folded = 0  # replies folded into the accumulator so far
+        sizes = [stop - start for start, stop in self._layout.bounds]
+        nbytes = sum(n * d.itemsize for n, d in zip(sizes, self._layout.dtypes, strict=True))
+        self._hold = max(1, min(_HOLD, _HOLD_BYTES // max(1, nbytes)))
+        big = [
+            i
+            for i, (n, d) in enumerate(zip(sizes, self._layout.dtypes, strict=True))
+            if n >= _COMPILED_MIN and d in (np.float32, np.float64)
+        ]
+        self._compiled = big if big and compiled.available() else []
+        self._spans = [
+            (i, lo, hi)
+            for i, (lo, hi) in enumerate(self._layout.bounds)
+            if hi > lo and i not in self._compiled
+        ]
+        self._plan: list[tuple[int, list[_Segment], list[_Run]]] | None = None
         self._stack: np.ndarray | None = None
         self.total_weight = 0.0
         self.count = 0
@@ -291,7 +309,7 @@ class WeightedSum:
         self._held_weights.append(w)
         self.total_weight += w
         self.count += 1
-        if len(self._held) >= _HOLD:
+        if len(self._held) >= self._hold:
             self._fold()
 
     def mean(self) -> dict[str, np.ndarray]:
@@ -317,56 +335,79 @@ class WeightedSum:
         return out
 
     def _fold(self) -> None:
-        """acc += sum_j w_j x_j over the held replies, block by block; then drop them."""
+        """acc += sum_j w_j x_j over the held replies; then drop them."""
         held, weights = self._held, np.array(self._held_weights, np.float64)
         self._held, self._held_weights = [], []
         if not held or self._layout.size == 0:
             return
+        fresh = self._folded == 0  # the accumulator holds only zeros: write, not add
+        self._folded += len(held)
+        for i in self._compiled:
+            start, stop = self._layout.bounds[i]
+            acc = self._acc[start:stop]
+            compiled.fold(acc, [flats[i] for flats in held], weights, fresh=fresh)
         if self._plan is None:
-            self._plan = _blocks(self._layout.bounds, _COLUMNS_PER_FOLD)
-            self._stack = np.empty((_HOLD, min(_COLUMNS_PER_FOLD, self._layout.size)))
+            self._plan = _blocks(self._spans, _COLUMNS_PER_FOLD)
+            width = max((columns for columns, _, _ in self._plan), default=0)
+            self._stack = np.empty((_HOLD, width))
         assert self._stack is not None
         k = len(held)
         column = np.empty(self._stack.shape[1])
-        for start, stop, segments in self._plan:
-            stack = self._stack[:k, : stop - start]
+        for columns, segments, runs in self._plan:
+            stack = self._stack[:k, :columns]
             for row, flats in zip(stack, held, strict=True):
                 for i, src, src_stop, dst, dst_stop in segments:
                     row[dst:dst_stop] = flats[i][src:src_stop]
-            partial = column[: stop - start]
+            partial = column[:columns]
             np.matmul(weights, stack, out=partial)
-            acc = self._acc[start:stop]
-            acc += partial
+            for start, stop, dst in runs:
+                acc = self._acc[start:stop]
+                acc += partial[dst : dst + stop - start]
 
 
 # Replies held by WeightedSum before they are folded: the accumulator is read and written
-# once per _HOLD replies, so its traffic is 2 x 8 / (_HOLD x 4) = 25% of a float32 model's
-# at 16, against 400% when replies are folded one by one.
-_HOLD = 16
+# once per _HOLD replies, so its traffic is 2 x 8 / (_HOLD x 4) = 12.5% of a float32
+# model's at 32, against 400% when replies are folded one by one. Fewer are held when the model is
+# large: at most _HOLD_BYTES of replies (one at least) wait to be folded.
+_HOLD = 32
+_HOLD_BYTES = 1 << 30
 # Columns per fold block: the (_HOLD, columns) float64 stack is 2 MiB, within the last-level
 # cache. Measured at N=100, P=10M: 1 MiB and 4 MiB stacks were 15-35% slower.
 _COLUMNS_PER_FOLD = (2 << 20) // (8 * _HOLD)
+# Tensors of at least this many float32 or float64 elements fold through the compiled
+# kernel when numba is installed (``compiled``); building its list of rows costs ~8 us a
+# reply, against ~100 us to read a reply's 1 MiB of such a tensor.
+_COMPILED_MIN = 1 << 18
+
+
+_Segment = tuple[int, int, int, int, int]  # tensor, start and stop in it, in the block
+_Run = tuple[int, int, int]  # start and stop in the accumulator, start in the block
 
 
 def _blocks(
-    bounds: list[tuple[int, int]], width: int
-) -> list[tuple[int, int, list[tuple[int, int, int, int, int]]]]:
-    """Cut the flat layout into blocks of ``width`` columns: (start, stop, segments), each
-    segment (tensor, start and stop in the tensor, start and stop in the block)."""
-    total = bounds[-1][1] if bounds else 0
-    plan = []
-    first = 0  # the first tensor that does not end before the block
-    for start in range(0, total, width):
-        stop = min(start + width, total)
-        while bounds[first][1] <= start:
-            first += 1
-        segments = []
-        i = first
-        while i < len(bounds) and bounds[i][0] < stop:
-            lo, hi = bounds[i]
-            a, b = max(lo, start), min(hi, stop)
-            if a < b:
-                segments.append((i, a - lo, b - lo, a - start, b - start))
-            i += 1
-        plan.append((start, stop, segments))
+    spans: list[tuple[int, int, int]], width: int
+) -> list[tuple[int, list[_Segment], list[_Run]]]:
+    """Cut the tensors ``spans`` names (tensor, start, stop in the accumulator), laid end to
+    end, into blocks of ``width`` columns: (columns, segments, runs); the runs are the
+    segments merged where they sit side by side in the accumulator too."""
+    plan: list[tuple[int, list[_Segment], list[_Run]]] = []
+    segments: list[_Segment] = []
+    runs: list[_Run] = []
+    used = 0  # columns of the current block taken
+    for i, lo, hi in spans:
+        src = 0
+        while src < hi - lo:
+            take = min(hi - lo - src, width - used)
+            segments.append((i, src, src + take, used, used + take))
+            if runs and runs[-1][1] == lo + src:
+                runs[-1] = (runs[-1][0], lo + src + take, runs[-1][2])
+            else:
+                runs.append((lo + src, lo + src + take, used))
+            src += take
+            used += take
+            if used == width:
+                plan.append((used, segments, runs))
+                segments, runs, used = [], [], 0
+    if segments:
+        plan.append((used, segments, runs))
     return plan

@@ -40,7 +40,13 @@ __all__ = ["run_processes"]
 
 log = logging.getLogger(__name__)
 
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+_THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
 _HUB_START_TIMEOUT = 120.0  # seconds for the hub to import, load data and bind its port
 _GRACE = 30.0  # seconds the other parties get to leave after the hub is done
 _RUN_CERT_DAYS = 30  # throw-away certificates: valid for longer than any run lasts

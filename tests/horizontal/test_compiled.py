@@ -1,0 +1,94 @@
+"""The compiled weighted fold (numba) against a float64 oracle and the numpy fold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from consortium.horizontal import aggregate, compiled
+from consortium.horizontal.aggregate import WeightedSum
+
+SIZE = 2 * compiled._BLOCK + 37  # blocks that do not divide the columns
+
+
+def _oracle(acc, rows, weights):
+    return acc + sum(w * r.astype(np.float64) for r, w in zip(rows, weights, strict=True))
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 17])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fold_is_the_weighted_sum_in_float64(count, dtype):
+    rng = np.random.default_rng(count)
+    rows = [rng.standard_normal(SIZE).astype(dtype) for _ in range(count)]
+    for row in rows[::2]:
+        row.flags.writeable = False  # read-only rows (decoded replies) mix with others
+    weights = rng.integers(1, 5000, count).astype(np.float64)
+    start = rng.standard_normal(SIZE)
+    acc = start.copy()
+    compiled.fold(acc, rows, weights)
+    np.testing.assert_allclose(acc, _oracle(start, rows, weights), rtol=1e-13, atol=1e-9)
+
+
+def test_rows_of_mixed_dtypes_are_folded_in_float64():
+    rng = np.random.default_rng(1)
+    rows = [rng.standard_normal(SIZE).astype(np.float32), rng.standard_normal(SIZE)]
+    rows.append(rng.integers(-5, 5, SIZE))
+    weights = np.array([2.0, 3.0, 0.5])
+    acc = np.zeros(SIZE)
+    compiled.fold(acc, rows, weights)
+    np.testing.assert_allclose(acc, _oracle(np.zeros(SIZE), rows, weights), rtol=1e-13)
+
+
+def test_bad_arguments_are_refused():
+    acc = np.zeros(10)
+    with pytest.raises(ValueError, match="2 rows but 1 weights"):
+        compiled.fold(acc, [np.zeros(10), np.zeros(10)], np.ones(1))
+    with pytest.raises(ValueError, match="shape"):
+        compiled.fold(acc, [np.zeros(11)], np.ones(1))
+
+
+def test_weighted_sum_folds_big_tensors_compiled_and_small_ones_with_numpy(monkeypatch):
+    rng = np.random.default_rng(2)
+    big = aggregate._COMPILED_MIN
+    like = {
+        "small": np.zeros((3, 5), np.float32),
+        "big": np.zeros(big + 3, np.float32),
+        "count": np.zeros((), np.int64),
+        "big64": np.zeros((2, big // 2), np.float64),
+    }
+
+    def reply():
+        return {k: rng.standard_normal(v.shape).astype(v.dtype) * 10 for k, v in like.items()}
+
+    replies = [reply() for _ in range(aggregate._HOLD + 5)]
+    weights = rng.integers(1, 100, len(replies)).astype(np.float64)
+
+    def mean():
+        acc = WeightedSum(like=like)
+        for r, w in zip(replies, weights, strict=True):
+            acc.add(r, w)
+        return acc, acc.mean()
+
+    fast, got = mean()
+    assert [fast._layout.names[i] for i in fast._compiled] == ["big", "big64"]
+    monkeypatch.setattr(compiled, "available", lambda: False)
+    slow, want = mean()
+    assert slow._compiled == []
+    for name, arr in like.items():
+        exact = sum(w * r[name].astype(np.float64) for r, w in zip(replies, weights, strict=True))
+        exact = exact / weights.sum()
+        assert got[name].dtype == arr.dtype and got[name].shape == arr.shape
+        if arr.dtype.kind == "f":
+            np.testing.assert_allclose(got[name], exact, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_fewer_replies_are_held_when_the_model_is_large(monkeypatch):
+    monkeypatch.setattr(aggregate, "_HOLD_BYTES", 3 * 4 * 1000)
+    assert WeightedSum(like={"w": np.zeros(1000, np.float32)})._hold == 3
+    assert WeightedSum(like={"w": np.zeros(10**6, np.float32)})._hold == 1
+    assert WeightedSum(like={"w": np.zeros(10, np.float32)})._hold == aggregate._HOLD
