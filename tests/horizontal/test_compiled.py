@@ -92,3 +92,38 @@ def test_fewer_replies_are_held_when_the_model_is_large(monkeypatch):
     assert WeightedSum(like={"w": np.zeros(1000, np.float32)})._hold == 3
     assert WeightedSum(like={"w": np.zeros(10**6, np.float32)})._hold == 1
     assert WeightedSum(like={"w": np.zeros(10, np.float32)})._hold == aggregate._HOLD
+
+
+@pytest.mark.parametrize("count", [0, 3, 9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_mean_written_in_the_same_pass_equals_a_division_after_it(count, dtype):
+    rng = np.random.default_rng(5)
+    rows = [rng.standard_normal(SIZE).astype(np.float32) for _ in range(count)]
+    weights = rng.random(count) * 10
+    start = rng.standard_normal(SIZE)
+    acc, mean = start.copy(), np.empty(SIZE, dtype)
+    compiled.fold(acc, rows, weights, mean=mean, total=7.5)
+    plain = start.copy()
+    compiled.fold(plain, rows, weights)
+    np.testing.assert_array_equal(acc, plain)
+    want = np.empty(SIZE, dtype)
+    np.divide(plain, 7.5, out=want, casting="same_kind")
+    np.testing.assert_array_equal(mean, want)  # the same rounding, bit for bit
+    with pytest.raises(ValueError, match="mean must be"):
+        compiled.fold(acc, rows, weights, mean=np.empty(SIZE, np.int64))
+
+
+def test_a_weighted_sum_goes_on_after_its_mean():
+    rng = np.random.default_rng(6)
+    like = {"w": np.zeros(aggregate._COMPILED_MIN, np.float32)}
+    replies = [rng.standard_normal(like["w"].size).astype(np.float32) for _ in range(5)]
+    acc = WeightedSum(like=like)
+    for r in replies[:3]:
+        acc.add({"w": r}, 2.0)
+    first = acc.mean()["w"]
+    np.testing.assert_array_equal(acc.mean()["w"], first)  # asking twice changes nothing
+    for r in replies[3:]:
+        acc.add({"w": r}, 1.0)
+    exact = (2 * sum(r.astype(np.float64) for r in replies[:3]) + sum(replies[3:])) / 8.0
+    np.testing.assert_allclose(acc.mean()["w"], exact, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(first, 2 * sum(replies[:3]) / 6.0, rtol=1e-6, atol=1e-6)

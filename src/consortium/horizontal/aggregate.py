@@ -314,17 +314,29 @@ class WeightedSum:
 
     def mean(self) -> dict[str, np.ndarray]:
         """The weighted mean as fresh arrays, each in its tensor's dtype and shape."""
-        self._fold()
         if self.total_weight <= 0:
             raise ValueError("no weight was accumulated")
+        # compiled tensors: the last fold and the division in one pass over the columns
+        means = {
+            i: np.empty(
+                self._layout.bounds[i][1] - self._layout.bounds[i][0], self._layout.dtypes[i]
+            )
+            for i in self._compiled
+        }
+        self._fold(means=means)
         out = {}
-        for name, shape, dtype, (start, stop) in zip(
-            self._layout.names,
-            self._layout.shapes,
-            self._layout.dtypes,
-            self._layout.bounds,
-            strict=True,
+        for i, (name, shape, dtype, (start, stop)) in enumerate(
+            zip(
+                self._layout.names,
+                self._layout.shapes,
+                self._layout.dtypes,
+                self._layout.bounds,
+                strict=True,
+            )
         ):
+            if i in means:
+                out[name] = means[i].reshape(shape)
+                continue
             part = self._acc[start:stop]
             if dtype.kind == "f":
                 arr = np.empty(stop - start, dtype)
@@ -334,18 +346,26 @@ class WeightedSum:
             out[name] = arr.reshape(shape)
         return out
 
-    def _fold(self) -> None:
-        """acc += sum_j w_j x_j over the held replies; then drop them."""
+    def _fold(self, *, means: dict[int, np.ndarray] | None = None) -> None:
+        """acc += sum_j w_j x_j over the held replies; then drop them. ``means``: arrays
+        for the compiled tensors, which also receive acc / total_weight."""
         held, weights = self._held, np.array(self._held_weights, np.float64)
         self._held, self._held_weights = [], []
-        if not held or self._layout.size == 0:
-            return
         fresh = self._folded == 0  # the accumulator holds only zeros: write, not add
         self._folded += len(held)
-        for i in self._compiled:
-            start, stop = self._layout.bounds[i]
-            acc = self._acc[start:stop]
-            compiled.fold(acc, [flats[i] for flats in held], weights, fresh=fresh)
+        if held or means:
+            for i in self._compiled:
+                start, stop = self._layout.bounds[i]
+                compiled.fold(
+                    self._acc[start:stop],
+                    [flats[i] for flats in held],
+                    weights,
+                    fresh=fresh,
+                    mean=None if means is None else means[i],
+                    total=self.total_weight,
+                )
+        if not held or self._layout.size == 0:
+            return
         if self._plan is None:
             self._plan = _blocks(self._spans, _COLUMNS_PER_FOLD)
             width = max((columns for columns, _, _ in self._plan), default=0)

@@ -32,6 +32,7 @@ MIN_ELEMENTS = 1 << 20
 # Columns per block: a 64 KiB float64 block of the accumulator stays in the core's cache.
 _BLOCK = 8192
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _lock = threading.Lock()
 
 
@@ -46,10 +47,18 @@ def available() -> bool:
 
 
 def fold(
-    acc: np.ndarray, rows: Sequence[np.ndarray], weights: np.ndarray, *, fresh: bool = False
+    acc: np.ndarray,
+    rows: Sequence[np.ndarray],
+    weights: np.ndarray,
+    *,
+    fresh: bool = False,
+    mean: np.ndarray | None = None,
+    total: float = 1.0,
 ) -> None:
     """``acc += sum_k weights[k] * rows[k]``, in float64, rows in the order given; with
-    ``fresh``, ``acc = ...`` (what ``acc`` held is neither read nor kept).
+    ``fresh``, ``acc = ...`` (what ``acc`` held is neither read nor kept). With ``mean``
+    (a float32 or float64 array of ``acc``'s length), also ``mean[:] = acc / total`` in the
+    same pass, rounded once to ``mean``'s dtype as ``numpy.divide`` would.
 
     ``acc`` is a contiguous 1-d float64 array; ``rows`` are 1-d real arrays of ``acc``'s
     length (each is read, never written; rows that are not all float32 or all float64 are
@@ -57,12 +66,18 @@ def fold(
     """
     if len(rows) != len(weights):
         raise ValueError(f"{len(rows)} rows but {len(weights)} weights")
+    if mean is not None and (mean.shape != acc.shape or mean.dtype not in _FLOATS):
+        raise ValueError(f"mean must be float32 or float64 of shape {acc.shape}")
     if not rows:
+        if fresh:
+            acc[:] = 0.0
+        if mean is not None:
+            np.divide(acc, total, out=mean, casting="same_kind")
         return
     from numba.typed import List
 
     dtype = rows[0].dtype
-    if dtype not in (np.float32, np.float64) or any(row.dtype != dtype for row in rows):
+    if dtype not in _FLOATS or any(row.dtype != dtype for row in rows):
         dtype = np.dtype(np.float64)
     typed = List()
     for row in rows:
@@ -71,16 +86,19 @@ def fold(
         view = np.ascontiguousarray(row, dtype).view()
         view.flags.writeable = False  # one numba type for arrays read-only or not
         typed.append(view)
+    w = np.ascontiguousarray(weights, np.float64)
+    finish = mean is not None
+    out = mean if finish else acc[:0]
     with _lock:
-        _kernel()(acc, typed, np.ascontiguousarray(weights, np.float64), _BLOCK, fresh)
+        _kernel()(acc, typed, w, _BLOCK, fresh, out, float(total), finish)
 
 
 @functools.cache
 def _kernel() -> Any:
     import numba
 
-    @numba.njit(parallel=True, cache=True, boundscheck=False, nogil=True, fastmath={"contract"})
-    def weighted_fold(acc, rows, weights, block, fresh):  # type: ignore[no-untyped-def]
+    @numba.njit(parallel=True, cache=True, boundscheck=False, nogil=True)
+    def weighted_fold(acc, rows, weights, block, fresh, out, total, finish):  # type: ignore[no-untyped-def]
         size, count = acc.shape[0], len(rows)
         for b in numba.prange((size + block - 1) // block):
             s = b * block
@@ -108,5 +126,8 @@ def _kernel() -> Any:
                     part[j] += w0 * x0[j]
                 k += 1
             acc[s:e] = part
+            if finish:
+                for j in range(e - s):
+                    out[s + j] = part[j] / total
 
     return weighted_fold
