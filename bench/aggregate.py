@@ -96,6 +96,15 @@ def numpy_fold(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         aggregate._COMPILED_MIN = saved
 
 
+def kernel_alone(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The compiled kernel over every reply in one call (no replies held back, no folds
+    in between): what the accumulator's traffic between folds costs ``weighted_sum``."""
+    acc = np.zeros(rows.shape[1])
+    mean = np.empty(rows.shape[1], rows.dtype)
+    compiled.fold(acc, list(rows), weights, fresh=True, mean=mean, total=float(weights.sum()))
+    return mean
+
+
 def one_at_a_time(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The previous WeightedSum: multiply each reply into a float64 scratch, add it."""
     acc = np.zeros(rows.shape[1])
@@ -130,6 +139,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "reference: w @ X (one sgemv)": lambda: w32 @ rows,
             "WeightedSum.add x N, mean()": lambda: weighted_sum(rows, weights),
             "the same, numpy fold": lambda: numpy_fold(rows, weights),
+            **(
+                {"compiled kernel, all N in one call": lambda: kernel_alone(rows, weights)}
+                if compiled.available()
+                else {}
+            ),
             "one reply at a time (before)": lambda: one_at_a_time(rows, weights),
         },
         "median": {
@@ -141,11 +155,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     # correctness, outside the timed spans
     exact = (weights @ rows.astype(np.float64)) / weights.sum() if args.p <= 10**6 else None
     ref = (w32 @ rows) / w32.sum()
-    for mean in (weighted_sum(rows, weights), numpy_fold(rows, weights)):  # compiles, once
+    means = [weighted_sum(rows, weights), numpy_fold(rows, weights)]  # compiles, once
+    if compiled.available():
+        means.append(kernel_alone(rows, weights))
+    for mean in means:
         np.testing.assert_allclose(mean, ref, rtol=1e-4, atol=1e-5)
         if exact is not None:
             np.testing.assert_allclose(mean, exact.astype(np.float32), rtol=1e-6, atol=1e-7)
-    del mean, ref, exact
+    del mean, means, ref, exact
     np.testing.assert_array_equal(stack.median()["w"], np.median(rows, axis=0))
 
     out_rows = []
