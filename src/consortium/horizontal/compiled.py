@@ -97,7 +97,6 @@ def fold(
 def _kernel() -> Any:
     import numba
 
-    @numba.njit(parallel=True, cache=True, boundscheck=False, nogil=True)
     def weighted_fold(acc, rows, weights, block, fresh, out, total, finish):  # type: ignore[no-untyped-def]
         size, count = acc.shape[0], len(rows)
         for b in numba.prange((size + block - 1) // block):
@@ -130,4 +129,10 @@ def _kernel() -> Any:
                 for j in range(e - s):
                     out[s + j] = part[j] / total
 
-    return weighted_fold
+    def compile(cache: bool) -> Any:
+        return numba.njit(weighted_fold, parallel=True, boundscheck=False, nogil=True, cache=cache)
+
+    try:  # compiled once, then loaded from numba's cache next to this file or the user's
+        return compile(cache=True)
+    except RuntimeError:  # no writable cache location: compile once per process instead
+        return compile(cache=False)
