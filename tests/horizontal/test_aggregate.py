@@ -222,7 +222,8 @@ def test_weighted_sum_peak_memory_is_a_few_models_whatever_the_replies():
         updates.append({"w": u})
     model_bytes = 4 * p
     warm = WeightedSum(like={"w": np.zeros(p, np.float32)})  # imports and compiles, once
-    warm.add(updates[0], 1.0)
+    for u in updates[: _HOLD + 1]:  # a fold, then the last fold with the mean
+        warm.add(u, 1.0)
     warm.mean()
     tracemalloc.start()
     try:

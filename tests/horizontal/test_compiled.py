@@ -80,7 +80,10 @@ def test_weighted_sum_folds_big_tensors_compiled_and_small_ones_with_numpy(monke
         exact = sum(w * r[name].astype(np.float64) for r, w in zip(replies, weights, strict=True))
         exact = exact / weights.sum()
         assert got[name].dtype == arr.dtype and got[name].shape == arr.shape
-        if arr.dtype.kind == "f":
+        if arr.dtype == np.float64:  # nothing rounded to float32 on the way
+            np.testing.assert_allclose(got[name], exact, rtol=1e-13, atol=1e-12)
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-13, atol=1e-12)
+        elif arr.dtype.kind == "f":
             np.testing.assert_allclose(got[name], exact, rtol=1e-6, atol=1e-6)
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6)
         else:
@@ -127,3 +130,61 @@ def test_a_weighted_sum_goes_on_after_its_mean():
     exact = (2 * sum(r.astype(np.float64) for r in replies[:3]) + sum(replies[3:])) / 8.0
     np.testing.assert_allclose(acc.mean()["w"], exact, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(first, 2 * sum(replies[:3]) / 6.0, rtol=1e-6, atol=1e-6)
+
+
+def test_a_fresh_fold_ignores_what_the_accumulator_held():
+    rng = np.random.default_rng(7)
+    rows = [rng.standard_normal(SIZE).astype(np.float32) for _ in range(9)]
+    weights = rng.random(9)
+    acc = np.full(SIZE, 1e6)  # e.g. pages never written: must not be read
+    compiled.fold(acc, rows, weights, fresh=True)
+    np.testing.assert_allclose(acc, _oracle(np.zeros(SIZE), rows, weights), rtol=1e-13, atol=1e-12)
+    acc = np.full(SIZE, 1e6)
+    compiled.fold(acc, [], np.empty(0), fresh=True)
+    assert not acc.any()
+
+
+def test_a_fold_that_fails_part_way_leaves_no_wrong_mean(monkeypatch):
+    like = {
+        "a": np.zeros(aggregate._COMPILED_MIN, np.float32),
+        "b": np.zeros(aggregate._COMPILED_MIN, np.float32),
+    }
+    acc = WeightedSum(like=like)
+    real, calls = compiled.fold, []
+
+    def second_one_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("out of memory in the middle of a fold")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compiled, "fold", second_one_fails)
+    acc.add({k: np.ones_like(v) for k, v in like.items()}, 1.0)
+    with pytest.raises(MemoryError):
+        acc.mean()  # "a" got the reply, "b" did not
+    with pytest.raises(RuntimeError, match="earlier fold"):
+        acc.mean()
+    with pytest.raises(RuntimeError, match="earlier fold"):
+        acc.add({k: np.ones_like(v) for k, v in like.items()}, 1.0)
+
+
+def test_the_kernel_compiles_without_a_disk_cache_where_none_can_be_written(monkeypatch):
+    import numba
+
+    real, asked = numba.njit, []
+
+    def njit(fn, **options):
+        asked.append(options["cache"])
+        if options["cache"]:
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(fn, **options)
+
+    compiled._kernel.cache_clear()
+    monkeypatch.setattr(numba, "njit", njit)
+    try:
+        acc = np.zeros(SIZE)
+        compiled.fold(acc, [np.ones(SIZE, np.float32)], np.array([2.0]))
+        np.testing.assert_array_equal(acc, 2.0)
+        assert asked == [True, False]
+    finally:
+        compiled._kernel.cache_clear()  # the next test compiles (or loads) the cached one

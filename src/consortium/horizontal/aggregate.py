@@ -283,11 +283,13 @@ class WeightedSum:
             if n >= _COMPILED_MIN and d in (np.float32, np.float64)
         ]
         self._compiled = big if big and compiled.available() else []
+        skip = set(self._compiled)
         self._spans = [
             (i, lo, hi)
             for i, (lo, hi) in enumerate(self._layout.bounds)
-            if hi > lo and i not in self._compiled
+            if hi > lo and i not in skip
         ]
+        self._failed = False  # a fold raised part-way: the sum is no longer right
         self._plan: list[tuple[int, list[_Segment], list[_Run]]] | None = None
         self._stack: np.ndarray | None = None
         self.total_weight = 0.0
@@ -296,6 +298,8 @@ class WeightedSum:
     def add(self, update: Mapping[str, np.ndarray], weight: float) -> None:
         """Fold ``update`` in with ``weight`` (finite). Raises before changing anything when
         a tensor is missing, has another shape, or has a dtype that is not real."""
+        if self._failed:
+            raise RuntimeError("an earlier fold of this weighted sum failed; it has no mean")
         w = float(weight)
         if not math.isfinite(w):
             raise ValueError(f"weight must be finite, got {weight!r}")
@@ -348,7 +352,18 @@ class WeightedSum:
 
     def _fold(self, *, means: dict[int, np.ndarray] | None = None) -> None:
         """acc += sum_j w_j x_j over the held replies; then drop them. ``means``: arrays
-        for the compiled tensors, which also receive acc / total_weight."""
+        for the compiled tensors, which also receive acc / total_weight. A fold that raises
+        part-way (e.g. out of memory) leaves some tensors with the held replies and some
+        without: every later call then raises rather than give a wrong mean."""
+        if self._failed:
+            raise RuntimeError("an earlier fold of this weighted sum failed; it has no mean")
+        try:
+            self._fold_held(means)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _fold_held(self, means: dict[int, np.ndarray] | None) -> None:
         held, weights = self._held, np.array(self._held_weights, np.float64)
         self._held, self._held_weights = [], []
         fresh = self._folded == 0  # the accumulator holds only zeros: write, not add

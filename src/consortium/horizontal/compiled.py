@@ -9,11 +9,12 @@ call; column blocks are shared out over numba's threads. ``bench/aggregate.py`` 
 it against one BLAS matrix-vector product over the same bytes in one (N, P) array.
 
 Optional: :func:`available` says whether numba can be imported; without it
-``WeightedSum`` folds with numpy. Used only for models of at least :data:`MIN_ELEMENTS`
-elements, where numba's import and the first call's compilation (cached on disk after
-that) are small beside the work; smaller models fold with numpy whatever is installed.
-Calls are serialised by a lock: numba's default threading layer runs one parallel region
-at a time, and two folds on two cores would gain nothing over one on both.
+``WeightedSum`` folds with numpy. ``WeightedSum`` uses it only for tensors large enough
+that numba's import and the first call's compilation (a few seconds, cached on disk after
+that) are small beside the work; smaller tensors fold with numpy whatever is installed.
+Calls are serialised by a lock: the ``workqueue`` threading layer, numba's fallback when
+no OpenMP or TBB runtime is found, must not be entered from two threads at once, and two
+folds sharing the cores gain nothing over one using them all.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_ELEMENTS", "available", "fold"]
+__all__ = ["available", "fold"]
 
-# Models below this many elements fold with numpy: 4 MiB of float32 is read in ~1 ms.
-MIN_ELEMENTS = 1 << 20
 # Columns per block: a 64 KiB float64 block of the accumulator stays in the core's cache.
 _BLOCK = 8192
 
@@ -88,7 +87,9 @@ def fold(
         typed.append(view)
     w = np.ascontiguousarray(weights, np.float64)
     finish = mean is not None
-    out = mean if finish else acc[:0]
+    # without a mean, an empty one of the rows' dtype: the type the final fold usually
+    # has too, so one compiled variant serves every fold of a float32 model
+    out = mean if mean is not None else np.empty(0, dtype)
     with _lock:
         _kernel()(acc, typed, w, _BLOCK, fresh, out, float(total), finish)
 

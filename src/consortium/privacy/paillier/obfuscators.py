@@ -41,6 +41,7 @@ import logging
 import secrets
 import threading
 from collections import deque
+from concurrent.futures import BrokenExecutor, CancelledError
 from typing import TYPE_CHECKING, Any, Literal
 
 from consortium.privacy.paillier import primitives
@@ -177,9 +178,9 @@ class ObfuscatorPool:
 
     def _collect(self, *, count: int | None) -> None:
         """Move finished chunks into the pool, waiting for chunks in order until ``count``
-        are ready (``None``: all of them). A chunk whose worker failed (a dead worker, a
-        pool shut down, a chunk cancelled) is dropped with a warning: :meth:`take`
-        computes the shortfall here instead."""
+        are ready (``None``: all of them). A chunk lost with its workers (a worker died,
+        the pool was shut down, the chunk was cancelled) is dropped with a warning:
+        :meth:`take` computes the shortfall here instead. Any other error is raised."""
         width = self.public_key.ciphertext_bytes
         while True:
             with self._lock:
@@ -193,7 +194,7 @@ class ObfuscatorPool:
                 generation = self._generation
             try:
                 values = _split_rows(future.result(), width)  # waits if still running
-            except Exception as exc:  # any lost chunk is recomputed below, in take()
+            except (BrokenExecutor, CancelledError) as exc:  # take() makes the shortfall
                 log.warning("obfuscators from a worker were lost (%r); computing here", exc)
                 continue
             with self._lock:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,7 @@ class ParallelPaillier:
         self.chunks_per_worker = max(1, chunks_per_worker)
         self._executor = executor
         self._owned = executor is None
+        self._lock = threading.Lock()  # guards starting and replacing the executor
 
     def __enter__(self) -> ParallelPaillier:
         return self
@@ -73,24 +75,28 @@ class ParallelPaillier:
     def close(self) -> None:
         """Shut down the pool this object started, cancelling work not yet begun (a
         borrowed executor is left alone)."""
-        if self._owned and self._executor is not None:
-            self._executor.shutdown(cancel_futures=True)
-            self._executor = None
+        if not self._owned:
+            return
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
 
     def _submit(self, fn: Any, *args: Any) -> Future[Any]:
         """``fn(*args)`` in a worker. An owned pool found broken (a worker died, e.g.
-        killed for memory) is replaced once, so one lost worker fails only the work it
-        held; a borrowed one is its owner's to replace."""
-        if self._executor is None:
-            self._executor = self._start()
-        try:
-            return self._executor.submit(fn, *args)
-        except BrokenProcessPool:
-            if not self._owned:
-                raise
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = self._start()
-            return self._executor.submit(fn, *args)
+        killed for memory: every task it had pending then fails) is replaced, so the next
+        calls work again; a borrowed one is its owner's to replace."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = self._start()
+            try:
+                return self._executor.submit(fn, *args)
+            except BrokenProcessPool:
+                if not self._owned:
+                    raise
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._start()
+                return self._executor.submit(fn, *args)
 
     def _start(self) -> Executor:
         return ProcessPoolExecutor(
