@@ -384,7 +384,7 @@ class WeightedSum:
         if self._plan is None:
             self._plan = _blocks(self._spans, _COLUMNS_PER_FOLD)
             width = max((columns for columns, _, _ in self._plan), default=0)
-            self._stack = np.empty((_HOLD, width))
+            self._stack = np.empty((self._hold, width))
         assert self._stack is not None
         k = len(held)
         column = np.empty(self._stack.shape[1])
@@ -402,12 +402,12 @@ class WeightedSum:
 
 # Replies held by WeightedSum before they are folded: the accumulator is read and written
 # once per _HOLD replies, so its traffic is 2 x 8 / (_HOLD x 4) = 12.5% of a float32
-# model's at 32, against 400% when replies are folded one by one. Fewer are held when the model is
-# large: at most _HOLD_BYTES of replies (one at least) wait to be folded.
+# model's at 32, against 400% when replies are folded one by one. Fewer are held when the
+# model is large: at most _HOLD_BYTES of replies (one at least) wait to be folded.
 _HOLD = 32
 _HOLD_BYTES = 1 << 30
 # Columns per fold block: the (_HOLD, columns) float64 stack is 2 MiB, within the last-level
-# cache. Measured at N=100, P=10M: 1 MiB and 4 MiB stacks were 15-35% slower.
+# cache (measured with 16 rows at N=100, P=10M: 1 MiB and 4 MiB stacks were 15-35% slower).
 _COLUMNS_PER_FOLD = (2 << 20) // (8 * _HOLD)
 # Tensors of at least this many float32 or float64 elements fold through the compiled
 # kernel when numba is installed (``compiled``); building its list of rows costs ~8 us a
