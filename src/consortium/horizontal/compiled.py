@@ -130,10 +130,10 @@ def _kernel() -> Any:
                 for j in range(e - s):
                     out[s + j] = part[j] / total
 
-    def compile(cache: bool) -> Any:
+    def build(cache: bool) -> Any:
         return numba.njit(weighted_fold, parallel=True, boundscheck=False, nogil=True, cache=cache)
 
     try:  # compiled once, then loaded from numba's cache next to this file or the user's
-        return compile(cache=True)
+        return build(cache=True)
     except RuntimeError:  # no writable cache location: compile once per process instead
-        return compile(cache=False)
+        return build(cache=False)
