@@ -273,7 +273,7 @@ class WeightedSum:
         }
         self._held: list[list[np.ndarray]] = []
         self._held_weights: list[float] = []
-        self._folded = 0  # replies folded into the accumulator so far
+        self._fresh = True  # nothing folded yet: the accumulator holds only zeros
         sizes = [stop - start for start, stop in self._layout.bounds]
         nbytes = sum(n * d.itemsize for n, d in zip(sizes, self._layout.dtypes, strict=True))
         self._hold = max(1, min(_HOLD, _HOLD_BYTES // max(1, nbytes)))
@@ -298,8 +298,7 @@ class WeightedSum:
     def add(self, update: Mapping[str, np.ndarray], weight: float) -> None:
         """Fold ``update`` in with ``weight`` (finite). Raises before changing anything when
         a tensor is missing, has another shape, or has a dtype that is not real."""
-        if self._failed:
-            raise RuntimeError("an earlier fold of this weighted sum failed; it has no mean")
+        self._check_intact()
         w = float(weight)
         if not math.isfinite(w):
             raise ValueError(f"weight must be finite, got {weight!r}")
@@ -350,13 +349,16 @@ class WeightedSum:
             out[name] = arr.reshape(shape)
         return out
 
+    def _check_intact(self) -> None:
+        if self._failed:
+            raise RuntimeError("an earlier fold of this weighted sum failed; it has no mean")
+
     def _fold(self, *, means: dict[int, np.ndarray] | None = None) -> None:
         """acc += sum_j w_j x_j over the held replies; then drop them. ``means``: arrays
         for the compiled tensors, which also receive acc / total_weight. A fold that raises
         part-way (e.g. out of memory) leaves some tensors with the held replies and some
         without: every later call then raises rather than give a wrong mean."""
-        if self._failed:
-            raise RuntimeError("an earlier fold of this weighted sum failed; it has no mean")
+        self._check_intact()
         try:
             self._fold_held(means)
         except BaseException:
@@ -366,8 +368,7 @@ class WeightedSum:
     def _fold_held(self, means: dict[int, np.ndarray] | None) -> None:
         held, weights = self._held, np.array(self._held_weights, np.float64)
         self._held, self._held_weights = [], []
-        fresh = self._folded == 0  # the accumulator holds only zeros: write, not add
-        self._folded += len(held)
+        fresh, self._fresh = self._fresh, self._fresh and not held  # fresh: write, not add
         if held or means:
             for i in self._compiled:
                 start, stop = self._layout.bounds[i]

@@ -34,8 +34,8 @@ attack): every canonical u-coordinate (below ``2^255 - 19``) is that of a point 
 Curve25519 (order ``8·l``) or on its quadratic twist (order ``4·l'``, ``l'`` a 253-bit
 prime), and every secret scalar is *clamped* (RFC 7748: a multiple of 8 in ``[2^254,
 2^255)``), so a small-order component of either group is multiplied away and what is left
-lies in the subgroup of prime order ``l`` or ``l'`` (Bernstein, "Curve25519: new Diffie-Hellman speed
-records", PKC 2006, on twist security). A point of small order gives the all-zero result,
+lies in the subgroup of prime order ``l`` or ``l'`` (Bernstein, "Curve25519: new
+Diffie-Hellman speed records", PKC 2006, on twist security). A point of small order gives the all-zero result,
 which libsodium refuses; a u-coordinate that is not canonical (the top bit set, or at least
 ``2^255 - 19``) is refused before a key touches it. Blinding by X25519 costs about a third of
 a scalar multiplication in Edwards form with its subgroup check, the reason for the choice.
@@ -79,7 +79,8 @@ _Y_MASK = (1 << 255) - 1  # an Edwards encoding without its sign bit: the y-coor
 
 class PsiError(Exception):
     """A point from another party is not a canonical u-coordinate or blinds to the identity
-    (a point of small order), or a reply does not fit the request. One error for every failure, saying nothing about which check failed."""
+    (a point of small order), or a reply does not fit the request. One error for every
+    failure, saying nothing about which check failed."""
 
     def __init__(self) -> None:
         super().__init__("invalid private-set-intersection data from the other party")
