@@ -15,9 +15,11 @@ from consortium.privacy.paillier.multiexp import (  # noqa: E402
     MULTIEXP_METHODS,
     best_group,
     best_window,
+    exponent_bits,
     multiexp,
     multiexp_rows,
     naive_multiexp,
+    split_across,
     subset_multiexp_rows,
 )
 
@@ -126,3 +128,21 @@ def test_the_cost_models_pick_sensible_shapes():
     assert multiexp_module._cheaper(250, [[2**34, -(2**34)] * 125] * 34) == "subsets"
     # one row: the buckets' single fold is cheaper than tabulating subsets
     assert multiexp_module._cheaper(1000, [[2**40] * 1000]) == "buckets"
+
+
+def test_exponent_bits_count_the_sign_offset():
+    assert exponent_bits([]) == exponent_bits([[0, 0]]) == 0
+    assert exponent_bits([[5, 3], [1, 0]]) == 3
+    assert exponent_bits([[5, -3], [1, 0]]) == 4  # the offset that makes them positive
+    assert exponent_bits([[-(2**34)]]) == 36
+
+
+def test_jobs_run_at_once_split_where_their_longest_is_cheapest():
+    # the protocol's shape: a few dozen rows over a batch's 250 ciphertexts: every job
+    # tabulating all 250 costs more than every job squaring for all rows
+    assert split_across(34, 250, 36, 2) == "terms"
+    # one row cannot be cut by rows
+    assert split_across(1, 1000, 40, 4) == "terms"
+    # many rows over a few bases: tables are cheap, squarings are not
+    assert split_across(1000, 8, 40, 4) == "rows"
+    assert split_across(34, 250, 36, 1) == split_across(0, 250, 36, 2) == "rows"

@@ -46,6 +46,28 @@ def test_matrix_products_are_identical_to_serial(keys, parallel):
     assert parallel.matvec(X.T, d).ciphertext_list() == serial.ciphertext_list()
 
 
+@pytest.mark.parametrize("split", ["rows", "terms"])
+def test_products_split_either_way_are_identical_to_serial(keys, parallel, monkeypatch, split):
+    """Jobs with some of the rows, or with some of the ciphertexts and every row (the
+    partial products multiplied after): the same residues as one serial product."""
+    from consortium.privacy.paillier import pool as pool_module
+
+    picked = []
+
+    def forced(*args):
+        picked.append(args)
+        return split
+
+    monkeypatch.setattr(pool_module, "split_across", forced)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(9, 7))
+    d = keys.public_key.encrypt(rng.normal(size=9))
+    serial = d @ X
+    got = parallel.rmatvec(X, d)
+    assert picked and got.ciphertext_list() == serial.ciphertext_list()
+    assert (got.exponent, got.bound, got.shape) == (serial.exponent, serial.bound, serial.shape)
+
+
 def test_decryption_is_identical_to_serial(keys, parallel):
     x = np.linspace(-5, 5, 23).reshape(23, 1)
     enc = keys.public_key.encrypt(x)

@@ -12,6 +12,7 @@ import pytest
 from consortium.errors import ConfigError
 from consortium.jobs import parse_job, run
 from consortium.vertical import Member
+from consortium.vertical import arbitered as arbitered_module
 
 SMALL_KEY = {"key_bits": 512, "precision": 32}
 
@@ -163,3 +164,35 @@ def test_forged_ciphertexts_fail_the_run_naming_the_member(tmp_path, vfl, monkey
     assert "member-0" in result.error and "invalid ciphertexts" in result.error
     assert "member-1" not in result.error
     assert (tmp_path / "run" / "summary.json").is_file()  # the failure is recorded
+
+
+def test_outputs_beyond_the_public_limit_fail_the_run_naming_the_member(tmp_path, vfl, monkeypatch):
+    """Every party's partial output is at most 2^62 (the public limit the packed masking
+    relies on): member-0's outputs, scaled past it, fail the run before they are encrypted."""
+    honest = Member._reply_encrypted
+
+    def inflated(self, ctx, msg, kind, out):
+        scale = 2.0**70 if ctx.name == "member-0" else 1.0
+        return honest(self, ctx, msg, kind, out * scale + scale)
+
+    monkeypatch.setattr(Member, "_reply_encrypted", inflated)
+    result = run(arbitered(vfl, "vfl_logreg_breast_cancer", algorithm__rounds=1), out=tmp_path)
+    assert not result.ok
+    assert "member-0" in result.error and "exceeds 2^62" in result.error
+
+
+@pytest.mark.parametrize(
+    ("bound", "match"),
+    [
+        (lambda *a: 1, "master's partial outputs or targets exceed 2^62"),
+        (lambda *a: 1 << 600, "bound_bits must be a positive integer below the key's size"),
+    ],
+    ids=["master-beyond-its-bound", "member-refuses-a-bound-wider-than-the-key"],
+)
+def test_residual_bounds_are_checked(tmp_path, vfl, monkeypatch, bound, match):
+    """The master checks its own [[s d]] against the public bound it announces; a member
+    refuses an announced bound that cannot fit a plaintext."""
+    monkeypatch.setattr(arbitered_module, "residual_bound", bound)
+    result = run(arbitered(vfl, "vfl_logreg_breast_cancer", algorithm__rounds=1), out=tmp_path)
+    assert not result.ok
+    assert match in result.error

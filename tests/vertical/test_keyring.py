@@ -8,8 +8,9 @@ import pytest
 
 pytest.importorskip("gmpy2")
 
+from consortium.errors import RunFailed
 from consortium.privacy.paillier import PaillierKeypair
-from consortium.vertical.encrypted import Keyring
+from consortium.vertical.encrypted import OUTPUT_LIMIT_BITS, Keyring, residual_bound
 from consortium.vertical.settings import PaillierSettings
 
 
@@ -27,3 +28,32 @@ def test_each_step_leaves_the_next_steps_obfuscators_in_the_making(workers):
     finally:
         ring.close()
     assert len(ring.pool) == 0 and ring.pool.pending == 0
+
+
+def test_partial_outputs_beyond_the_public_limit_are_refused_before_encryption():
+    keys = PaillierKeypair.generate(512, allow_small=True)
+    ring = Keyring(keys.public_key, PaillierSettings(key_bits=512, workers=0))
+    limit = 2.0**OUTPUT_LIMIT_BITS
+    enc = ring.encrypt(np.array([limit, -limit]))  # at the limit: allowed
+    assert enc.bound == ring.limit
+    for bad in ([np.nextafter(limit, np.inf)], [-limit * 2], [np.nan], [np.inf]):
+        with pytest.raises(RunFailed, match=r"exceeds 2\^62"):
+            ring.encrypt(np.array(bad))
+    assert len(ring.pool) == 0  # nothing was drawn for the refused ones
+
+
+def test_the_announced_residual_bound_covers_every_link():
+    """|s d| at the extremes each party may reach stays within residual_bound."""
+    precision, limit = 32, 1 << (OUTPUT_LIMIT_BITS + 32)
+    for task, k in (("regression", 1), ("classification", 1), ("classification", 3)):
+        for parties in (1, 2, 5):
+            z = np.full((1, k), parties * limit, dtype=object)  # every output at the limit
+            z[0, 0] = -z[0, 0]
+            if task == "regression":
+                sd = z - limit  # a target at the limit
+            elif k == 1:
+                sd = z + 2 * (1 << precision)  # 2 - 4y at y = 0
+            else:
+                sd = k * z - z.sum(axis=1, keepdims=True) + (k - k * k) * (1 << precision)
+            worst = max(abs(int(v)) for v in sd.ravel())
+            assert worst <= residual_bound(task, k, parties, precision), (task, k, parties)

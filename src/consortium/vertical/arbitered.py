@@ -29,7 +29,12 @@ from consortium.errors import RunFailed
 from consortium.ml.datasets import Task
 from consortium.privacy.paillier import EncryptedArray, InvalidPublicKey, public_key_from_array
 from consortium.runtime import PartyContext, gather
-from consortium.vertical.encrypted import Keyring, scaled_residual
+from consortium.vertical.encrypted import (
+    OUTPUT_LIMIT_BITS,
+    Keyring,
+    residual_bound,
+    scaled_residual,
+)
 from consortium.vertical.messages import Kind
 from consortium.vertical.parts import Bottom, LinearBottom, LinearTop, Top
 from consortium.vertical.settings import VerticalSettings
@@ -106,8 +111,16 @@ class EncryptedSteps:
         keyring = self.keyring
         z = self._outputs(ctx, step, rows, Kind.FORWARD, own, own_x) + top.bias
         sd, scale = scaled_residual(z, y, task=self.task, n_outputs=self.n_outputs)
+        parties = len(self.members) + 1
+        bound = residual_bound(self.task, self.n_outputs, parties, keyring.encoding.precision)
+        if sd.bound is None or sd.bound > bound:
+            raise RunFailed(
+                f"the master's partial outputs or targets exceed 2^{OUTPUT_LIMIT_BITS} in "
+                "magnitude, beyond the arbitered protocol's public limit: scale them"
+            )
         wire = keyring.to_wire(sd)
-        meta = {"exponent": sd.exponent, "scale": scale}
+        # a public bound on s d, from settings only, for the members' packing
+        meta = {"exponent": sd.exponent, "scale": scale, "bound_bits": bound.bit_length()}
         for member in self.members:
             ctx.send(Kind.RESIDUAL, member, round=step, tensors={"enc": wire}, meta=meta)
         block = np.ones((len(rows), 1))
@@ -158,6 +171,7 @@ class EncryptedSteps:
                     msg.tensors.get("enc"),
                     exponent=msg.meta.get("exponent"),
                     shape=(len(rows), self.n_outputs),
+                    bound=keyring.limit,  # each member checks its own against it
                 )
             except RunFailed as exc:
                 return str(exc)

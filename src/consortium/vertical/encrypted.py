@@ -47,6 +47,17 @@ operations keep the fixed-point exponent, so the only rounding is where values a
 (each ``u_p``, ``y`` and ``X_p`` to ``2^-precision``), and the decrypted gradient is the
 exact sum of the encoded terms. Runs with the same seed give the same model to the bit,
 whatever the randomness of the ciphertexts.
+
+Public bounds
+-------------
+Each party packs its masked gradient several values to a ciphertext before the arbiter
+decrypts it (``privacy.paillier.masking``), which needs a proven bound on the values. So the
+protocol fixes a public limit, far beyond any model that trains: every partial output and
+regression target is at most ``2^62`` in magnitude (:data:`OUTPUT_LIMIT_BITS`). Members
+check theirs before encrypting them; the master bounds ``[[s d]]`` from the limit and public
+settings alone (:func:`residual_bound`), checks that its own values keep within that bound,
+and tells the members, who bound ``X_p^T [[s d]]`` by their own columns. A run beyond the
+limit fails with a message saying so; no bound reveals a value.
 """
 
 from __future__ import annotations
@@ -78,15 +89,40 @@ from consortium.privacy.paillier import (
 from consortium.vertical.settings import PaillierSettings
 
 __all__ = [
+    "OUTPUT_LIMIT_BITS",
     "Keyring",
+    "check_output",
     "decrypt_masked",
     "encrypted_gradient",
+    "output_limit",
+    "residual_bound",
     "residual_scale",
     "scaled_residual",
     "taylor_residual",
 ]
 
 log = logging.getLogger(__name__)
+
+
+# Every partial output ``X_p W_p`` and regression target is below 2^62 in magnitude (see the
+# module's docstring): a public limit, so that bounds derived from it reveal nothing.
+OUTPUT_LIMIT_BITS = 62
+
+
+def output_limit(precision: int) -> int:
+    """The public limit on a partial output or target, encoded at ``precision`` bits."""
+    return 1 << (OUTPUT_LIMIT_BITS + precision)
+
+
+def residual_bound(task: Task, n_outputs: int, parties: int, precision: int) -> int:
+    """A bound on every encoded ``|s d|`` when ``parties`` partial outputs (the master's
+    included), each within :func:`output_limit`, make ``z`` (see :func:`scaled_residual`:
+    ``z - y``, ``z + 2 - 4y`` or ``K z_k - sum_j z_j + K - K^2 t``)."""
+    limit = output_limit(precision)
+    if task == "regression" or n_outputs == 1:
+        return (parties + 1) * limit
+    k = n_outputs
+    return (2 * k * parties + k * k) * limit
 
 
 def residual_scale(task: Task, n_outputs: int, rows: int) -> int:
@@ -174,6 +210,7 @@ class Keyring:
     def __init__(self, public_key: PublicKey, settings: PaillierSettings) -> None:
         self.public_key = public_key
         self.encoding = Encoding(precision=settings.precision)
+        self.limit = output_limit(settings.precision)
         self.pool = ObfuscatorPool(public_key)
         self.parallel = ParallelPaillier(workers=settings.workers) if settings.workers else None
 
@@ -194,6 +231,8 @@ class Keyring:
                 self.pool.fill(short, parallel=self.parallel, wait=False)
 
     def encrypt(self, values: np.ndarray) -> EncryptedArray:
+        """This party's partial outputs, encrypted; RunFailed beyond the protocol's limit."""
+        check_output(values)
         self.reserve(int(np.size(values)))
         return self.public_key.encrypt(values, encoding=self.encoding, obfuscators=self.pool)
 
@@ -203,8 +242,16 @@ class Keyring:
             self.reserve(encrypted.size)
         return ciphertexts_to_array(encrypted, obfuscators=self.pool)
 
-    def from_wire(self, arr: object, *, exponent: object, shape: tuple[int, ...]) -> EncryptedArray:
-        """Load ciphertexts of the given shape and exponent; RunFailed for anything else."""
+    def from_wire(
+        self,
+        arr: object,
+        *,
+        exponent: object,
+        shape: tuple[int, ...],
+        bound: int | None = None,
+    ) -> EncryptedArray:
+        """Load ciphertexts of the given shape and exponent, whose encoded values the
+        protocol bounds by ``bound`` (when given); RunFailed for anything else."""
         if not isinstance(exponent, int) or isinstance(exponent, bool) or exponent < 0:
             raise RunFailed(f"ciphertexts need a non-negative integer exponent, got {exponent!r}")
         if not isinstance(arr, np.ndarray) or arr.shape[:-1] != shape:
@@ -212,7 +259,7 @@ class Keyring:
             raise RunFailed(f"expected ciphertexts of shape {shape}, got {got}")
         try:
             return ciphertexts_from_array(
-                self.public_key, arr, exponent=exponent, encoding=self.encoding
+                self.public_key, arr, exponent=exponent, encoding=self.encoding, bound=bound
             )
         except InvalidCiphertext:
             raise RunFailed("invalid ciphertexts") from None
@@ -228,8 +275,8 @@ class Keyring:
 
     def unmask(self, secret: Mask, arr: object, scale: int = 1) -> np.ndarray:
         """The values behind the arbiter's residues, divided by ``scale``."""
-        if not isinstance(arr, np.ndarray) or arr.shape[:-1] != secret.shape:
-            raise RunFailed(f"the arbiter's residues do not have the shape {secret.shape}")
+        if not isinstance(arr, np.ndarray) or arr.shape[:-1] != secret.wire_shape:
+            raise RunFailed(f"the arbiter's residues do not have the shape {secret.wire_shape}")
         try:
             residues = residues_from_array(self.public_key, arr)
             return secret.unmask(residues) / scale
@@ -237,6 +284,17 @@ class Keyring:
             raise RunFailed("the arbiter returned invalid residues") from None
         except PaillierError as exc:
             raise RunFailed(f"a decrypted value overflowed: {exc}") from None
+
+
+def check_output(values: np.ndarray) -> None:
+    """RunFailed unless every value is within the protocol's public limit, ``2^62``."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size and not bool((np.abs(arr) <= 2.0**OUTPUT_LIMIT_BITS).all()):
+        raise RunFailed(
+            f"a partial output or target exceeds 2^{OUTPUT_LIMIT_BITS} in magnitude (or is "
+            "not finite), beyond the arbitered protocol's public limit: scale the features"
+            " or targets"
+        )
 
 
 def decrypt_masked(

@@ -219,10 +219,20 @@ class Member:
         scale = msg.meta.get("scale")
         if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
             raise RunFailed(f"{msg.kind} from {msg.sender}: scale must be a positive integer")
+        bits = msg.meta.get("bound_bits")
+        if (
+            not isinstance(bits, int)
+            or isinstance(bits, bool)
+            or not 0 < bits < self._keyring.public_key.bits
+        ):
+            raise RunFailed(
+                f"{msg.kind} from {msg.sender}: bound_bits must be a positive integer below the key's size"
+            )
         sd = self._keyring.from_wire(
             msg.tensors.get("enc"),
             exponent=msg.meta.get("exponent"),
             shape=(self._step[1], self._width),
+            bound=1 << bits,
         )
         wire, secret = self._keyring.masked(self._keyring.gradient(self._x[self._rows], sd))
         ctx.send(Kind.DECRYPT, self.arbiter, round=msg.round, tensors={"enc": wire})

@@ -53,12 +53,17 @@ or as residues masked with a uniform value in ``Z_n`` that only the requester kn
 receiver  kind                        what it reveals
 ========  ==========================  ====================================================
 arbiter   ``vfl.he.keys``             the key size
-arbiter   ``vfl.he.decrypt``          ciphertexts of ``value + mask``: decrypted, uniform
-                                      residues, independent of any gradient or output
+arbiter   ``vfl.he.decrypt``          ciphertexts of ``value + mask`` (several values
+                                      packed to one, each packed value with its own mask):
+                                      decrypted, uniform residues, independent of any
+                                      gradient or output; their count, that of the values
+                                      divided by the values per ciphertext
 member    ``vfl.he.public_key``       the public key
 member    ``vfl.he.residual``         ``[[s d]]``: ciphertexts, re-randomised by the master,
                                       which the member cannot read; ``s`` (batch size and
-                                      link, known anyway)
+                                      link, known anyway) and a bound on ``|s d|`` computed
+                                      from the protocol's public limits (the number of
+                                      parties and settings, no value)
 member    ``vfl.he.decrypt.reply``    **label-derived**: once its own mask is removed, the
                                       gradient of its own weights ``X_p^T d``, which it
                                       needs to step: a sum over the batch's rows, never a
@@ -79,8 +84,9 @@ master    ``vfl.he.stepped``          that the member has stepped its weights
 The arbiter receives no plaintext gradient, output or label; members receive nothing
 derived from labels in the clear except their own weights' gradient, aggregated over a batch;
 the master receives no member's columns and no member's output for a training row. The
-parties are semi-honest and do not collude: the arbiter and a member together could unmask
-nothing more, but the arbiter and the master together could decrypt the members' outputs.
+parties are semi-honest and do not collude: the arbiter holds the key to every ciphertext,
+so with a member it could decrypt ``[[s d]]`` (per row and label-derived), and with the
+master the members' outputs.
 """
 
 from __future__ import annotations

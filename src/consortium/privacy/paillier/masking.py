@@ -7,6 +7,15 @@ independent of the value, returns it, and only the owner can subtract the mask. 
 the masking step of Hardy et al., "Private federated learning on vertically partitioned
 data via entity resolution and additively homomorphic encryption", arXiv:1711.10677, 2017.
 
+Packed before masking: when the array carries a proven bound ``B`` on its encoded values
+(``EncryptedArray.bound``), the owner first packs its ciphertexts, several to one, as
+Horner's rule does (``[[P]] = [[v_0 + B]] * ([[v_1 + B]] * ...^(2^W))^(2^W)``, slots of
+``W`` bits, with ``2B < 2^W`` so no slot carries into the next and ``P < n``), then masks
+each packed ciphertext with its own uniform element of Z_n. The arbiter still sees only
+uniform residues, now fewer of them: the decryptions, the costly part, drop from one per
+value to one per ``floor((|n| - 1) / W)`` values, against ``W`` squarings per value to
+pack. Without a bound every value is masked on its own.
+
 The masked array is re-randomised when serialised (it is ``derived``), so the arbiter
 cannot link it to ciphertexts it saw before either.
 """
@@ -18,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from consortium.privacy.paillier._gmp import gmpy2
 from consortium.privacy.paillier.arrays import EncryptedArray
 from consortium.privacy.paillier.encoding import Encoding, from_residues, object_array
 
@@ -25,15 +35,41 @@ __all__ = ["Mask", "mask"]
 
 
 class Mask:
-    """The secret half of a masking: stays with the party that drew it, never sent."""
+    """The secret half of a masking: stays with the party that drew it, never sent.
 
-    __slots__ = ("_residues", "exponent", "public_key", "shape")
+    ``shape`` is that of the masked values, ``wire_shape`` that of the residues the key
+    holder returns (``(count,)`` packed ciphertexts, or ``shape`` when not packed)."""
 
-    def __init__(self, encrypted: EncryptedArray, residues: list[int]) -> None:
+    __slots__ = (
+        "_offset",
+        "_per",
+        "_residues",
+        "_width",
+        "exponent",
+        "public_key",
+        "shape",
+        "size",
+        "wire_shape",
+    )
+
+    def __init__(
+        self,
+        encrypted: EncryptedArray,
+        residues: list[int],
+        *,
+        width: int = 0,
+        per: int = 1,
+        offset: int = 0,
+    ) -> None:
         self.public_key = encrypted.public_key
         self.exponent = encrypted.exponent
         self.shape = encrypted.shape
+        self.size = encrypted.size
+        self.wire_shape = (len(residues),) if width else encrypted.shape
         self._residues = residues
+        self._width = width  # bits per slot; 0: one value per residue
+        self._per = per  # values per residue
+        self._offset = offset  # the bound B added to every packed value
 
     def __repr__(self) -> str:
         return f"Mask(shape={self.shape}, key={self.public_key.fingerprint})"
@@ -41,13 +77,20 @@ class Mask:
     def unmask_encoded(self, decrypted: Any) -> np.ndarray:
         """The exact signed integers from the residues the key holder decrypted."""
         arr = np.asarray(decrypted, dtype=object)
-        if arr.shape != self.shape:
-            raise ValueError(f"expected decrypted residues of shape {self.shape}, got {arr.shape}")
+        if arr.shape != self.wire_shape:
+            raise ValueError(
+                f"expected decrypted residues of shape {self.wire_shape}, got {arr.shape}"
+            )
         n = int(self.public_key.n)
         plain = [
             (int(d) - r) % n for d, r in zip(arr.ravel().tolist(), self._residues, strict=True)
         ]
-        return object_array(from_residues(plain, n), self.shape)
+        if not self._width:
+            return object_array(from_residues(plain, n), self.shape)
+        size, width, per, offset = self.size, self._width, self._per, self._offset
+        slot = (1 << width) - 1
+        values = [((p >> (width * j)) & slot) - offset for p in plain for j in range(per)][:size]
+        return object_array(values, self.shape)
 
     def unmask(self, decrypted: Any) -> np.ndarray:
         """The float64 values from the residues the key holder decrypted."""
@@ -55,23 +98,61 @@ class Mask:
 
 
 def mask(encrypted: EncryptedArray) -> tuple[EncryptedArray, Mask]:
-    """``(encrypted + mask, mask)`` with a fresh uniform mask in Z_n for every element.
+    """``(encrypted + mask, mask)``: the values, packed when their bound allows (see the
+    module's docstring), each ciphertext with a fresh uniform mask in Z_n.
 
     Send the first to the key holder, who returns ``decrypt_residues`` of it; keep the
     second and call ``unmask`` on what comes back.
     """
-    n = int(encrypted.public_key.n)
-    residues = [secrets.randbelow(n) for _ in range(encrypted.size)]
-    nsq = encrypted.public_key.nsq
-    cts = [
-        c * (1 + r * n) % nsq for c, r in zip(encrypted.ciphertext_list(), residues, strict=True)
+    public = encrypted.public_key
+    n, nsq = int(public.n), public.nsq
+    cts = encrypted.ciphertext_list()
+    width, per = _layout(encrypted.bound, public.bits, len(cts))
+    offset = 0 if not width else int(encrypted.bound or 0)
+    if width:
+        cts, offsets = _pack(cts, width, per, offset, nsq)
+    else:
+        offsets = [0] * len(cts)
+    residues = [secrets.randbelow(n) for _ in cts]
+    hidden = [
+        c * (1 + (r + o) % n * n) % nsq for c, r, o in zip(cts, residues, offsets, strict=True)
     ]
     masked = EncryptedArray(
-        encrypted.public_key,
-        object_array(cts, encrypted.shape),
+        public,
+        object_array(hidden, (len(hidden),) if width else encrypted.shape),
         exponent=encrypted.exponent,
         encoding=encrypted.encoding,
         bound=None,  # uniform over Z_n: nothing to bound
         derived=True,
     )
-    return masked, Mask(encrypted, residues)
+    return masked, Mask(encrypted, residues, width=width, per=per, offset=offset)
+
+
+def _layout(bound: int | None, key_bits: int, size: int) -> tuple[int, int]:
+    """(bits per slot, values per packed ciphertext) for values of magnitude at most
+    ``bound``, or (0, 1) where packing would not save a ciphertext."""
+    if bound is None or size < 2:
+        return 0, 1
+    width = max(1, (2 * bound).bit_length())  # v + B in [0, 2B] fits
+    per = (key_bits - 1) // width  # P < 2^(W per) <= 2^(bits - 1) <= n
+    if per < 2:
+        return 0, 1
+    return width, per
+
+
+def _pack(
+    cts: list[Any], width: int, per: int, offset: int, nsq: Any
+) -> tuple[list[Any], list[int]]:
+    """Groups of ``per`` ciphertexts packed into one (slot ``j`` shifted by ``j * width``
+    bits), with the plaintext each must still have added: ``offset`` in every slot."""
+    powmod = gmpy2().powmod
+    shift = 1 << width
+    packed, offsets = [], []
+    for start in range(0, len(cts), per):
+        group = cts[start : start + per]
+        acc = group[-1]
+        for c in reversed(group[:-1]):
+            acc = powmod(acc, shift, nsq) * c % nsq
+        packed.append(acc)
+        offsets.append(offset * sum(1 << (width * j) for j in range(len(group))))
+    return packed, offsets

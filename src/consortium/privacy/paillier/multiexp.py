@@ -43,9 +43,11 @@ __all__ = [
     "MULTIEXP_METHODS",
     "best_group",
     "best_window",
+    "exponent_bits",
     "multiexp",
     "multiexp_rows",
     "naive_multiexp",
+    "split_across",
     "subset_multiexp_rows",
 ]
 
@@ -93,6 +95,35 @@ def best_group(rows: int, terms: int, bits: int) -> int:
     if rows <= 0 or terms <= 0 or bits <= 0:
         return 1
     return min(range(1, 16), key=lambda g: _subset_cost(rows, terms, bits, g))
+
+
+def exponent_bits(rows: Sequence[Sequence[int]]) -> int:
+    """Bits the subset method reads per exponent of ``rows``: the largest magnitude's, plus
+    one when any exponent is negative (the offset that makes them all positive)."""
+    top, signed = 0, False
+    for row in rows:
+        for e in row:
+            e = int(e)
+            signed = signed or e < 0
+            top = max(top, abs(e))
+    return top.bit_length() + (signed and top > 0)
+
+
+def split_across(rows: int, terms: int, bits: int, parts: int) -> str:
+    """How to cut ``multiexp_rows`` over ``terms`` bases and ``rows`` rows into ``parts``
+    jobs run at once: ``"rows"`` (each job all bases, some rows: every job tabulates every
+    base) or ``"terms"`` (each job some bases, all rows: every job squares for every row,
+    and the partial products are multiplied together after). The one whose longest job
+    is cheaper by the subset method's cost model, counting the final multiplications."""
+    if rows <= 0 or terms <= 0 or bits <= 0 or parts <= 1:
+        return "rows"
+
+    def cost(r: int, k: int) -> int:
+        return _subset_cost(r, k, bits, best_group(r, k, bits))
+
+    by_rows = cost(-(-rows // parts), terms)
+    by_terms = cost(rows, -(-terms // parts)) + rows * (min(parts, terms) - 1)
+    return "terms" if by_terms < by_rows else "rows"
 
 
 def multiexp(

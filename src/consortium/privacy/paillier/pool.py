@@ -1,8 +1,8 @@
 """Paillier work spread over worker processes.
 
 Modular exponentiation holds the GIL in gmpy2, so threads do not help; processes do.
-:class:`ParallelPaillier` cuts big jobs (obfuscators, decryptions, the rows of
-``X^T [[d]]``) into chunks for a :class:`concurrent.futures.ProcessPoolExecutor` and
+:class:`ParallelPaillier` cuts big jobs (obfuscators, decryptions, the rows or the
+terms of ``X^T [[d]]``) into chunks for a :class:`concurrent.futures.ProcessPoolExecutor` and
 puts the answers back in order, so results equal the serial ones (decryptions and
 products exactly; encryptions up to their randomness).
 
@@ -34,6 +34,7 @@ from consortium.privacy.paillier.encoding import (
     to_residues,
 )
 from consortium.privacy.paillier.errors import InvalidCiphertext
+from consortium.privacy.paillier.multiexp import exponent_bits, split_across
 
 if TYPE_CHECKING:
     from consortium.privacy.paillier.keys import PrivateKey, PublicKey
@@ -46,7 +47,8 @@ class ParallelPaillier:
 
     ``ParallelPaillier(workers=4)`` owns a process pool (started on first use, closed by
     :meth:`close` or ``with``); ``ParallelPaillier(executor=ex)`` borrows one.
-    ``chunks_per_worker`` trades load balance against per-task overhead. Workers are
+    ``chunks_per_worker`` (for obfuscators and decryptions, whose chunks cost no extra
+    work) trades load balance against per-task overhead. Workers are
     spawned, so a script that uses this must guard its entry point with
     ``if __name__ == "__main__":`` (the launcher and the CLI do).
     """
@@ -104,11 +106,7 @@ class ParallelPaillier:
         )
 
     def _spans(self, total: int) -> list[tuple[int, int]]:
-        parts = min(total, self.workers * self.chunks_per_worker)
-        if parts == 0:
-            return []
-        step = -(-total // parts)
-        return [(i, min(i + step, total)) for i in range(0, total, step)]
+        return _even_spans(total, self.workers * self.chunks_per_worker)
 
     # ----- obfuscators and encryption ----------------------------------------------
     def obfuscators(
@@ -188,16 +186,40 @@ class ParallelPaillier:
     def matvec(
         self, matrix: Any, vector: EncryptedArray, *, method: str = "auto"
     ) -> EncryptedArray:
-        """``matrix @ vector`` (see ``arrays.matvec``) with the rows spread over workers."""
+        """``matrix @ vector`` (see ``arrays.matvec``) spread over the workers: one job per
+        worker, each with some of the rows, or with some of the ciphertexts and every row
+        (then the partial products are multiplied here), whichever the cost model of
+        ``multiexp.split_across`` finds faster. Extra jobs would each tabulate or square
+        again, so there are no more jobs than workers."""
         rows, pe, shape = matvec_rows(matrix, vector)
         nsq = vector.public_key.nsq
         width = vector.public_key.ciphertext_bytes
-        blob = _worker._join(vector.ciphertext_list(), width)
-        futures = [
-            self._submit(_worker.multiexp_task, int(nsq), blob, width, rows[a:b], method)
-            for a, b in self._spans(len(rows))
-        ]
-        out = [v for f in futures for v in _worker._split(f.result(), width)]
+        cts = vector.ciphertext_list()
+        parts = min(self.workers, max(len(rows), len(cts)))
+        how = split_across(len(rows), len(cts), exponent_bits(rows), parts)
+        if how == "rows":
+            blob = _worker._join(cts, width)
+            futures = [
+                self._submit(_worker.multiexp_task, int(nsq), blob, width, rows[a:b], method)
+                for a, b in _even_spans(len(rows), parts)
+            ]
+            out = [v for f in futures for v in _worker._split(f.result(), width)]
+        else:
+            futures = [
+                self._submit(
+                    _worker.multiexp_task,
+                    int(nsq),
+                    _worker._join(cts[a:b], width),
+                    width,
+                    [row[a:b] for row in rows],
+                    method,
+                )
+                for a, b in _even_spans(len(cts), parts)
+            ]
+            out = _worker._split(futures[0].result(), width)
+            for f in futures[1:]:
+                partial = _worker._split(f.result(), width)
+                out = [u * v % nsq for u, v in zip(out, partial, strict=True)]
         return matvec_result(vector, out, rows, pe, shape)
 
     def rmatvec(
@@ -206,3 +228,13 @@ class ParallelPaillier:
         """``matrix.T @ vector``: the encrypted gradient ``X^T [[d]]`` across the workers."""
         x = np.asarray(matrix)
         return self.matvec(x.T if x.ndim == 2 else x, vector, method=method)
+
+
+def _even_spans(total: int, parts: int) -> list[tuple[int, int]]:
+    """``[a, b)`` spans cutting ``range(total)`` into at most ``parts`` pieces of equal size
+    (the last one possibly shorter)."""
+    parts = min(total, parts)
+    if parts <= 0:
+        return []
+    step = -(-total // parts)
+    return [(i, min(i + step, total)) for i in range(0, total, step)]
