@@ -15,8 +15,11 @@ The data is generated once, straight into the ``UpdateStack`` buffer; its rows a
 replies (read-only views) and ``X`` of the references, so every side reads the same bytes.
 Times are the median of ``--repeat`` runs, sides interleaved; GB/s is the input's bytes
 (N x P x 4) over that time; "best x best" is the fastest run over the reference's fastest,
-steadier than the medians where other tenants share the memory bus. Peak extra memory is what ``tracemalloc`` (which sees numpy's
-allocations) records in one further, untimed run. Results are checked against each other
+steadier than the medians where other tenants share the memory bus. Each timed
+``WeightedSum`` reuses the accumulator the previous one left (``_SpareBuffers``), as a
+round does the last round's. Peak extra memory is what ``tracemalloc`` (which sees numpy's
+allocations) records in one further, untimed run of a cold sum (no spare accumulator).
+Results are checked against each other
 outside the timed spans. BLAS and numba get the same number of threads, ``--threads``
 (default 1; set before numpy is imported). With numba installed (the ``fast`` extra)
 ``WeightedSum`` folds a model this large with its compiled kernel; the row "numpy fold"
@@ -116,7 +119,9 @@ def one_at_a_time(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def peak_extra(fn: Callable[[], object]) -> int:
-    """Bytes allocated at the peak of ``fn`` above what was allocated before it."""
+    """Bytes allocated at the peak of ``fn`` above what was allocated before it, with no
+    spare accumulator to reuse (a cold sum allocates its own)."""
+    aggregate._SPARES.clear()
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()

@@ -188,3 +188,51 @@ def test_the_kernel_compiles_without_a_disk_cache_where_none_can_be_written(monk
         assert asked == [True, False]
     finally:
         compiled._kernel.cache_clear()  # the next test compiles (or loads) the cached one
+
+
+@pytest.mark.parametrize(
+    "p", [1000, aggregate._COMPILED_MIN], ids=["numpy-fold", "compiled-when-installed"]
+)
+def test_a_finished_sums_accumulator_is_reused_and_what_it_held_ignored(p):
+    """The next sum of the same size takes the last one's accumulator (no fresh pages to
+    map) and overwrites it in its first fold: stale NaNs left in it change nothing."""
+    like = {"w": np.zeros(p, np.float32), "b": np.zeros(3)}
+    rng = np.random.default_rng(3)
+    first = WeightedSum(like=like)
+    first.add({"w": np.ones(p, np.float32), "b": np.ones(3)}, 1.0)
+    first.mean()
+    buf = first._acc
+    buf[:] = np.nan
+    del first
+    second = WeightedSum(like=like)
+    assert second._acc is buf
+    updates = [
+        {"w": rng.standard_normal(p).astype(np.float32), "b": rng.standard_normal(3)}
+        for _ in range(5)
+    ]
+    weights = [float(k + 1) for k in range(5)]
+    for u, w in zip(updates, weights, strict=True):
+        second.add(u, w)
+    mean = second.mean()
+    for name in like:
+        exact = sum(w * u[name].astype(np.float64) for u, w in zip(updates, weights, strict=True))
+        np.testing.assert_allclose(mean[name], exact / sum(weights), rtol=1e-6, atol=1e-7)
+
+
+def test_spare_accumulators_are_two_a_size_within_a_byte_budget(monkeypatch):
+    monkeypatch.setattr(aggregate, "_SPARE_BYTES", 3 * 800)
+    spares = aggregate._SpareBuffers()
+    a, b, c = (np.empty(100) for _ in range(3))  # 800 bytes each
+    for buf in (a, b, c):
+        spares.give(buf)
+    assert spares.take(100) is b and spares.take(100) is a  # two kept, the latest first
+    fresh = spares.take(100)
+    assert fresh is not c and fresh.shape == (100,) and fresh.dtype == np.float64
+    d, e = np.empty(200), np.empty(50)  # 1600 and 400 bytes
+    spares.give(a)
+    spares.give(d)  # 2400 bytes: at the budget
+    spares.give(e)  # over it: the oldest size goes
+    assert spares.take(100) is not a
+    assert spares.take(200) is d and spares.take(50) is e
+    spares.give(np.empty(1000))  # 8000 bytes: more than the budget, not kept
+    assert spares.take(1000) is not None and not spares._free
