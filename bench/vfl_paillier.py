@@ -47,6 +47,7 @@ from consortium.privacy.paillier import (
 from consortium.vertical.encrypted import (
     Keyring,
     decrypt_masked,
+    gradient_bound,
     residual_bound,
     scaled_residual,
     taylor_residual,
@@ -134,8 +135,8 @@ def ours_step(
     z = parts[0] + parts[1] + (batch.blocks[0] @ batch.weights[0] + batch.bias)
     sd, scale = scaled_residual(z, batch.y, task="classification", n_outputs=1)
     sd_wire = master.to_wire(sd)
-    # the public bound on |s d| the master announces, for the members' packing
-    bound = 1 << residual_bound("classification", 1, len(rings), precision).bit_length()
+    # the public bound on |s d| the master announces, for every party's packing
+    bits = residual_bound("classification", 1, len(rings), precision).bit_length()
     # every party: X_p^T [[s d]], packed and masked; the arbiter decrypts; the party unmasks
     x_master = np.hstack([batch.blocks[0], np.ones((batch.rows, 1))])
     out = []
@@ -143,9 +144,9 @@ def ours_step(
         mine = (
             sd
             if ring is master
-            else ring.from_wire(sd_wire, exponent=sd.exponent, shape=shape, bound=bound)
+            else ring.from_wire(sd_wire, exponent=sd.exponent, shape=shape, bound=1 << bits)
         )
-        wire, secret = ring.masked(ring.gradient(x, mine))
+        wire, secret = ring.masked(ring.gradient(x, mine), bound=gradient_bound(bits, precision))
         residues = decrypt_masked(private, wire, arbiter)
         out.append(ring.unmask(secret, residues, scale))
     return out

@@ -11,7 +11,7 @@ gmpy2 = pytest.importorskip("gmpy2")
 
 from consortium.privacy.paillier import (  # noqa: E402
     Encoding,
-    EncryptedArray,
+    EncodingOverflow,
     PaillierKeypair,
     ciphertexts_from_array,
     ciphertexts_to_array,
@@ -53,9 +53,8 @@ def test_the_vertical_gradient_round_trip(keys):
 
 def test_masks_are_fresh_each_time(keys):
     pk, sk = keys.public_key, keys.private_key
-    enc = ciphertexts_from_array(pk, ciphertexts_to_array(pk.encrypt([1.0, 1.0])), exponent=32)
-    assert enc.bound is None  # unbounded: masked one by one
-    a, secret = mask(enc)
+    enc = pk.encrypt([1.0, 1.0])
+    a, secret = mask(enc)  # no public bound: masked one by one
     b, _ = mask(enc)
     ra = sk.decrypt_residues(a).tolist()
     rb = sk.decrypt_residues(b).tolist()
@@ -64,17 +63,69 @@ def test_masks_are_fresh_each_time(keys):
     assert secret.wire_shape == secret.shape == (2,)
 
 
-def test_bounded_values_are_packed_before_masking(keys):
+def test_packing_is_laid_out_by_the_public_bound_alone(keys):
+    """Values of very different sizes under one public bound: the same number of
+    ciphertexts, each decrypting to a fresh uniform residue, and the exact values back."""
     pk, sk = keys.public_key, keys.private_key
-    x = np.linspace(-3, 3, 7).reshape(7, 1)
-    enc = pk.encrypt(x)
-    masked, secret = mask(enc)
-    # slots of (2 * 3 * 2^32).bit_length() = 35 bits: 14 to a 512-bit key's plaintext
-    assert masked.shape == (1,) and secret.wire_shape == (1,) and secret.shape == (7, 1)
-    residues = sk.decrypt_residues(masked)
-    np.testing.assert_array_equal(secret.unmask(residues), x)
-    assert secret.unmask_encoded(residues).tolist() == sk.decrypt_encoded(enc).tolist()
-    assert mask(enc)[0].ciphertext_list() != masked.ciphertext_list()
+    bound = 1 << 60  # in encoded units (2^-32): |x| < 2^28
+    counts = set()
+    for scale in (1e-6, 1.0, 1e6):
+        x = np.linspace(-3, 3, 7).reshape(7, 1) * scale
+        enc = pk.encrypt(x)
+        masked, secret = mask(enc, bound=bound)
+        counts.add(masked.size)
+        assert secret.shape == (7, 1) and secret.wire_shape == masked.shape
+        residues = sk.decrypt_residues(masked)
+        assert secret.unmask_encoded(residues).tolist() == sk.decrypt_encoded(enc).tolist()
+        assert mask(enc, bound=bound)[0].ciphertext_list() != masked.ciphertext_list()
+    # slots of (2 * 2^60).bit_length() = 62 bits: 8 to a 512-bit key's plaintext
+    assert counts == {1}
+
+
+def test_values_beyond_the_public_bound_are_refused(keys):
+    pk = keys.public_key
+    enc = pk.encrypt([1.0, -2.0])  # proven bound 2^33
+    with pytest.raises(EncodingOverflow, match="exceeds the public bound"):
+        mask(enc, bound=1 << 32)
+    unbounded = ciphertexts_from_array(pk, ciphertexts_to_array(enc), exponent=32)
+    with pytest.raises(EncodingOverflow, match="unknown"):
+        mask(unbounded, bound=1 << 40)
+    with pytest.raises(ValueError, match="non-negative"):
+        mask(enc, bound=-1)
+
+
+@pytest.mark.parametrize(
+    "width",
+    [7, 73, 255, 8, 64, 256, 300],
+    ids=["7x73=511", "73x7=511", "255x2=510", "8-divides-512", "64-divides-512", "256", "300"],
+)
+def test_every_slot_at_either_end_of_the_bound(keys, width):
+    """Slot widths at the edges of a 512-bit key's layout (``per * width`` equal to, or one
+    short of, the 511 bits below n, and widths dividing 512, where one more slot would
+    pass n), with every value at +-bound: exact."""
+    pk, sk = keys.public_key, keys.private_key
+    assert pk.bits == 512
+    bound = (1 << (width - 1)) - 1  # (2 * bound).bit_length() == width
+    count = 2 * (511 // width) + 1  # two full ciphertexts and one value more
+    values = [bound if j % 5 else -bound for j in range(count)]
+    enc = pk.encrypt(np.array(values, dtype=object), encoding=Encoding(precision=0))
+    masked, secret = mask(enc, bound=bound)
+    assert masked.size == (3 if 511 // width >= 2 else count)
+    assert secret.unmask_encoded(sk.decrypt_residues(masked)).tolist() == values
+
+
+def test_a_slot_that_overflowed_raises_on_unmasking(keys):
+    pk, sk = keys.public_key, keys.private_key
+    enc = pk.encrypt(np.array([5, -5, 5], dtype=object), encoding=Encoding(precision=0))
+    masked, secret = mask(enc, bound=5)  # width 4: slots hold 0..10
+    residues = sk.decrypt_residues(masked).tolist()
+    n = int(pk.n)
+    above = np.array([(residues[0] + (1 << 12)) % n], dtype=object)  # past the last slot
+    with pytest.raises(EncodingOverflow, match="overflowed its slot"):
+        secret.unmask_encoded(above)
+    wide = np.array([(residues[0] + 3) % n], dtype=object)  # slot 0: 10 + 3, over 2 * 5
+    with pytest.raises(EncodingOverflow, match="overflowed its slot"):
+        secret.unmask_encoded(wide)
 
 
 @settings(max_examples=40, deadline=None)
@@ -83,14 +134,13 @@ def test_bounded_values_are_packed_before_masking(keys):
     slack=st.integers(0, 2**100),
 )
 def test_packed_masks_round_trip_exactly(keys, values, slack):
-    """Any bound at or above the values' magnitudes, any count: the packed layout (slots
-    per residue, a last residue partly filled) gives the exact integers back."""
+    """Any public bound at or above the values' magnitudes, any count: the packed layout
+    (slots per residue, a last residue partly filled) gives the exact integers back."""
     pk, sk = keys.public_key, keys.private_key
     ints = np.array(values, dtype=object)
-    exact = pk.encrypt(ints, encoding=Encoding(precision=0))
+    enc = pk.encrypt(ints, encoding=Encoding(precision=0))
     bound = max((abs(v) for v in values), default=0) + slack
-    enc = EncryptedArray(pk, exact.ciphertexts, exponent=0, encoding=exact.encoding, bound=bound)
-    masked, secret = mask(enc)
+    masked, secret = mask(enc, bound=bound)
     if len(values) > 1 and (2 * bound).bit_length() * 2 < pk.bits:
         assert masked.size < len(values)
     got = secret.unmask_encoded(sk.decrypt_residues(masked))

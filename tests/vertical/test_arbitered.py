@@ -184,8 +184,8 @@ def test_outputs_beyond_the_public_limit_fail_the_run_naming_the_member(tmp_path
 @pytest.mark.parametrize(
     ("bound", "match"),
     [
-        (lambda *a: 1, "master's partial outputs or targets exceed 2^62"),
-        (lambda *a: 1 << 600, "bound_bits must be a positive integer below the key's size"),
+        (lambda *a: 1, "master's partial outputs (with the intercept) or targets exceed 2^62"),
+        (lambda *a: 1 << 450, "bound_bits must be a positive integer small enough for the key"),
     ],
     ids=["master-beyond-its-bound", "member-refuses-a-bound-wider-than-the-key"],
 )

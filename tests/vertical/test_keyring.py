@@ -10,7 +10,7 @@ pytest.importorskip("gmpy2")
 
 from consortium.errors import RunFailed
 from consortium.privacy.paillier import PaillierKeypair
-from consortium.vertical.encrypted import OUTPUT_LIMIT_BITS, Keyring, residual_bound
+from consortium.vertical.encrypted import VALUE_LIMIT_BITS, Keyring, residual_bound
 from consortium.vertical.settings import PaillierSettings
 
 
@@ -33,7 +33,7 @@ def test_each_step_leaves_the_next_steps_obfuscators_in_the_making(workers):
 def test_partial_outputs_beyond_the_public_limit_are_refused_before_encryption():
     keys = PaillierKeypair.generate(512, allow_small=True)
     ring = Keyring(keys.public_key, PaillierSettings(key_bits=512, workers=0))
-    limit = 2.0**OUTPUT_LIMIT_BITS
+    limit = 2.0**VALUE_LIMIT_BITS
     enc = ring.encrypt(np.array([limit, -limit]))  # at the limit: allowed
     assert enc.bound == ring.limit
     for bad in ([np.nextafter(limit, np.inf)], [-limit * 2], [np.nan], [np.inf]):
@@ -43,17 +43,29 @@ def test_partial_outputs_beyond_the_public_limit_are_refused_before_encryption()
 
 
 def test_the_announced_residual_bound_covers_every_link():
-    """|s d| at the extremes each party may reach stays within residual_bound."""
-    precision, limit = 32, 1 << (OUTPUT_LIMIT_BITS + 32)
+    """|s d| at every corner the parties' outputs and the labels may reach (each output
+    and target at +-the limit) stays within residual_bound, and reaches it up to the
+    constant term."""
+    import itertools
+
+    precision, limit = 32, 1 << (VALUE_LIMIT_BITS + 32)
+    one = 1 << precision
     for task, k in (("regression", 1), ("classification", 1), ("classification", 3)):
         for parties in (1, 2, 5):
-            z = np.full((1, k), parties * limit, dtype=object)  # every output at the limit
-            z[0, 0] = -z[0, 0]
-            if task == "regression":
-                sd = z - limit  # a target at the limit
-            elif k == 1:
-                sd = z + 2 * (1 << precision)  # 2 - 4y at y = 0
-            else:
-                sd = k * z - z.sum(axis=1, keepdims=True) + (k - k * k) * (1 << precision)
-            worst = max(abs(int(v)) for v in sd.ravel())
-            assert worst <= residual_bound(task, k, parties, precision), (task, k, parties)
+            worst = 0
+            for signs in itertools.product((-1, 1), repeat=k):
+                z = [sign * parties * limit for sign in signs]
+                if task == "regression":
+                    sds = [z[0] - t for t in (-limit, limit)]
+                elif k == 1:
+                    sds = [z[0] + (2 - 4 * y) * one for y in (0, 1)]
+                else:
+                    sds = [
+                        k * z[j] - sum(z) + (k - k * k * (label == j)) * one
+                        for label in range(k)
+                        for j in range(k)
+                    ]
+                worst = max(worst, *(abs(v) for v in sds))
+            bound = residual_bound(task, k, parties, precision)
+            assert worst <= bound, (task, k, parties)
+            assert bound - worst <= k * k * limit, (task, k, parties)  # not loose

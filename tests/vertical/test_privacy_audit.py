@@ -12,6 +12,7 @@ import pytest
 
 from consortium.jobs import bind_data, parse_job, run_inproc
 from consortium.vertical import VISIBILITY, Kind
+from consortium.vertical.encrypted import gradient_bound, residual_bound
 from consortium.wire import Message
 
 RUNTIME_KINDS = {"party.join", "run.stop", "party.leave"}
@@ -166,9 +167,34 @@ def _check_arbitered(job, inbox, roles, seen_kinds) -> None:
         # the arbiter's plaintexts: were one a gradient or an output, it would be a
         # fixed-point number near 0 or near n (a negative one)
         assert all(band < v < n - band for v in values), f"an unmasked value to {msg.receiver}"
-        if roles[msg.receiver] == "member":  # its gradient, packed: fewer than its columns
-            columns = bind_data(job)[msg.receiver].n_features
-            assert 1 <= msg.tensors["residues"].shape[0] <= columns
+    _check_public_layout(job, inbox, roles, key)
+
+
+def _check_public_layout(job, inbox, roles, key) -> None:
+    """The bound the master announces and the number of ciphertexts each member has the
+    arbiter decrypt follow from the job and the key alone, never from the data: the same
+    every step, equal to the public layout's, and fewer than the member's columns (its
+    gradient is packed)."""
+    data = bind_data(job)
+    master = data["master"]
+    outputs = 1 if master.task == "regression" or master.n_classes == 2 else master.n_classes
+    members = [p for p, r in roles.items() if r == "member"]
+    precision = job.algorithm.paillier.precision
+    task = "regression" if master.task == "regression" else "classification"
+    bits = residual_bound(task, outputs, len(members) + 1, precision).bit_length()
+    residuals = [m for p in members for m in inbox[p] if m.kind == Kind.RESIDUAL]
+    assert residuals and {m.meta["bound_bits"] for m in residuals} == {bits}
+    width = (2 * gradient_bound(bits, precision)).bit_length()
+    per = (key.bits - 1) // width
+    for member in members:
+        values = data[member].n_features * outputs
+        counts = {
+            m.tensors["enc"].shape[0]
+            for m in inbox[next(p for p, r in roles.items() if r == "arbiter")]
+            if m.kind == Kind.DECRYPT and m.sender == member
+        }
+        assert counts == {-(-values // per)}, (member, counts, values, per)
+        assert -(-values // per) < data[member].n_features
 
 
 def test_alignment_tells_each_member_only_the_intersection(tmp_path, vfl):

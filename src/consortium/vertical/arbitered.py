@@ -30,8 +30,10 @@ from consortium.ml.datasets import Task
 from consortium.privacy.paillier import EncryptedArray, InvalidPublicKey, public_key_from_array
 from consortium.runtime import PartyContext, gather
 from consortium.vertical.encrypted import (
-    OUTPUT_LIMIT_BITS,
+    VALUE_LIMIT_BITS,
     Keyring,
+    gradient_bound,
+    output_bound,
     residual_bound,
     scaled_residual,
 )
@@ -89,6 +91,12 @@ class EncryptedSteps:
         self._keyring = receive_public_key(got[0], self.settings)
 
     @property
+    def parties(self) -> int:
+        """Parties whose outputs make ``z``: the members and the master (its columns, or at
+        least its intercept)."""
+        return len(self.members) + 1
+
+    @property
     def keyring(self) -> Keyring:
         if self._keyring is None:
             raise RuntimeError("no public key yet")
@@ -111,22 +119,31 @@ class EncryptedSteps:
         keyring = self.keyring
         z = self._outputs(ctx, step, rows, Kind.FORWARD, own, own_x) + top.bias
         sd, scale = scaled_residual(z, y, task=self.task, n_outputs=self.n_outputs)
-        parties = len(self.members) + 1
-        bound = residual_bound(self.task, self.n_outputs, parties, keyring.encoding.precision)
+        precision = keyring.encoding.precision
+        # a public bound on |s d|, from the job alone, for every party's packing
+        bound = residual_bound(self.task, self.n_outputs, self.parties, precision)
+        bits = bound.bit_length()
         if sd.bound is None or sd.bound > bound:
             raise RunFailed(
-                f"the master's partial outputs or targets exceed 2^{OUTPUT_LIMIT_BITS} in "
-                "magnitude, beyond the arbitered protocol's public limit: scale them"
+                f"the master's partial outputs (with the intercept) or targets exceed "
+                f"2^{VALUE_LIMIT_BITS} in magnitude, beyond the arbitered protocol's public "
+                "limit: scale the data"
             )
         wire = keyring.to_wire(sd)
-        # a public bound on s d, from settings only, for the members' packing
-        meta = {"exponent": sd.exponent, "scale": scale, "bound_bits": bound.bit_length()}
+        meta = {"exponent": sd.exponent, "scale": scale, "bound_bits": bits}
         for member in self.members:
             ctx.send(Kind.RESIDUAL, member, round=step, tensors={"enc": wire}, meta=meta)
         block = np.ones((len(rows), 1))
         if own_x is not None:
             block = np.hstack([own_x, block])
-        gradient = self._decrypt(ctx, step, keyring.gradient(block, sd), scale, wait_stepped=True)
+        gradient = self._decrypt(
+            ctx,
+            step,
+            keyring.gradient(block, sd),
+            scale,
+            bound=gradient_bound(bits, precision),
+            wait_stepped=True,
+        )
         if own is not None:
             assert isinstance(own, LinearBottom)
             own.apply(gradient[:-1])
@@ -145,7 +162,8 @@ class EncryptedSteps:
         top: Top,
     ) -> np.ndarray:
         z = self._outputs(ctx, step, rows, Kind.PREDICT, own, own_x)
-        return top.predict([self._decrypt(ctx, step, z, 1, wait_stepped=False)])
+        bound = output_bound(self.parties, self.keyring.encoding.precision)
+        return top.predict([self._decrypt(ctx, step, z, 1, bound=bound, wait_stepped=False)])
 
     # -- the parts -----------------------------------------------------------------------
 
@@ -198,12 +216,14 @@ class EncryptedSteps:
         values: EncryptedArray,
         scale: int,
         *,
+        bound: int,
         wait_stepped: bool,
     ) -> np.ndarray:
-        """``values / scale`` through the arbiter, masked; with ``wait_stepped``, also wait
-        for every member's ``vfl.he.stepped`` (which may come before the arbiter's reply)."""
+        """``values / scale`` through the arbiter, packed by the public ``bound`` and
+        masked; with ``wait_stepped``, also wait for every member's ``vfl.he.stepped``
+        (which may come before the arbiter's reply)."""
         keyring = self.keyring
-        wire, secret = keyring.masked(values)
+        wire, secret = keyring.masked(values, bound=bound)
         ctx.send(Kind.DECRYPT, self.arbiter, round=step, tensors={"enc": wire})
         stepped: set[str] = set()
 

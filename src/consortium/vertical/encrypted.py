@@ -51,13 +51,18 @@ whatever the randomness of the ciphertexts.
 Public bounds
 -------------
 Each party packs its masked gradient several values to a ciphertext before the arbiter
-decrypts it (``privacy.paillier.masking``), which needs a proven bound on the values. So the
-protocol fixes a public limit, far beyond any model that trains: every partial output and
-regression target is at most ``2^62`` in magnitude (:data:`OUTPUT_LIMIT_BITS`). Members
-check theirs before encrypting them; the master bounds ``[[s d]]`` from the limit and public
-settings alone (:func:`residual_bound`), checks that its own values keep within that bound,
-and tells the members, who bound ``X_p^T [[s d]]`` by their own columns. A run beyond the
-limit fails with a message saying so; no bound reveals a value.
+decrypts it (``privacy.paillier.masking``). The packing needs a bound on the values that is
+both proven and public: laid out from the values' own magnitudes, the number of
+ciphertexts the arbiter receives would tell it about them. So the protocol fixes public
+limits, far beyond any model that trains: every feature, partial output and regression
+target is at most ``2^62`` in magnitude (:data:`VALUE_LIMIT_BITS`) and a batch has at most
+``2^32`` rows (:data:`ROWS_LIMIT_BITS`). From them and public settings the master bounds
+``[[s d]]`` (:func:`residual_bound`), checks that its own ``[[s d]]`` keeps within that,
+and announces the bound to the members; each party bounds its gradient by it
+(:func:`gradient_bound`) and the master its prediction outputs (:func:`output_bound`). The
+layout then depends on the job and the key alone. Members check their outputs before
+encrypting them; where a party's values break a limit, its proven bound exceeds the
+public one and the run fails with a message saying so.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ from consortium.errors import RunFailed
 from consortium.ml.datasets import Task
 from consortium.privacy.paillier import (
     Encoding,
+    EncodingOverflow,
     EncryptedArray,
     InvalidCiphertext,
     Mask,
@@ -89,40 +95,56 @@ from consortium.privacy.paillier import (
 from consortium.vertical.settings import PaillierSettings
 
 __all__ = [
-    "OUTPUT_LIMIT_BITS",
+    "ROWS_LIMIT_BITS",
+    "VALUE_LIMIT_BITS",
     "Keyring",
     "check_output",
     "decrypt_masked",
     "encrypted_gradient",
-    "output_limit",
+    "gradient_bound",
+    "output_bound",
     "residual_bound",
     "residual_scale",
     "scaled_residual",
     "taylor_residual",
+    "value_limit",
 ]
 
 log = logging.getLogger(__name__)
 
 
-# Every partial output ``X_p W_p`` and regression target is below 2^62 in magnitude (see the
-# module's docstring): a public limit, so that bounds derived from it reveal nothing.
-OUTPUT_LIMIT_BITS = 62
+# Public limits (see the module's docstring): every feature, partial output ``X_p W_p`` and
+# regression target is at most 2^62 in magnitude, and a batch has at most 2^32 rows.
+VALUE_LIMIT_BITS = 62
+ROWS_LIMIT_BITS = 32
 
 
-def output_limit(precision: int) -> int:
-    """The public limit on a partial output or target, encoded at ``precision`` bits."""
-    return 1 << (OUTPUT_LIMIT_BITS + precision)
+def value_limit(precision: int) -> int:
+    """The public limit on a feature, partial output or target, encoded at ``precision``."""
+    return 1 << (VALUE_LIMIT_BITS + precision)
 
 
 def residual_bound(task: Task, n_outputs: int, parties: int, precision: int) -> int:
-    """A bound on every encoded ``|s d|`` when ``parties`` partial outputs (the master's
-    included), each within :func:`output_limit`, make ``z`` (see :func:`scaled_residual`:
-    ``z - y``, ``z + 2 - 4y`` or ``K z_k - sum_j z_j + K - K^2 t``)."""
-    limit = output_limit(precision)
+    """A bound on every encoded ``|s d|`` when ``parties`` partial outputs (the master's,
+    with the intercept, included), each within :func:`value_limit`, make ``z`` (see
+    :func:`scaled_residual`: ``z - y``, ``z + 2 - 4y`` or ``K z_k - sum_j z_j + K - K^2 t``,
+    where ``|K z_k - sum_j z_j| <= 2 (K - 1) max_j |z_j|``)."""
+    limit = value_limit(precision)
     if task == "regression" or n_outputs == 1:
         return (parties + 1) * limit
     k = n_outputs
-    return (2 * k * parties + k * k) * limit
+    return (2 * (k - 1) * parties + k * k) * limit
+
+
+def gradient_bound(residual_bits: int, precision: int) -> int:
+    """A public bound on every encoded entry of ``X_p^T [[s d]]`` when ``|s d| < 2^bits``:
+    at most ``2^32`` rows, each feature within :func:`value_limit`."""
+    return (1 << (residual_bits + ROWS_LIMIT_BITS)) * value_limit(precision)
+
+
+def output_bound(parties: int, precision: int) -> int:
+    """A public bound on every encoded ``z = sum_p X_p W_p`` over ``parties`` parties."""
+    return parties * value_limit(precision)
 
 
 def residual_scale(task: Task, n_outputs: int, rows: int) -> int:
@@ -210,7 +232,7 @@ class Keyring:
     def __init__(self, public_key: PublicKey, settings: PaillierSettings) -> None:
         self.public_key = public_key
         self.encoding = Encoding(precision=settings.precision)
-        self.limit = output_limit(settings.precision)
+        self.limit = value_limit(settings.precision)
         self.pool = ObfuscatorPool(public_key)
         self.parallel = ParallelPaillier(workers=settings.workers) if settings.workers else None
 
@@ -265,12 +287,24 @@ class Keyring:
             raise RunFailed("invalid ciphertexts") from None
 
     def gradient(self, x: np.ndarray, d: EncryptedArray) -> EncryptedArray:
-        return encrypted_gradient(x, d, self.parallel)
+        """``X^T [[d]]``; RunFailed where its values could outgrow the key."""
+        try:
+            return encrypted_gradient(x, d, self.parallel)
+        except EncodingOverflow as exc:
+            raise RunFailed(f"the encrypted gradient could overflow the key: {exc}") from None
 
-    def masked(self, encrypted: EncryptedArray) -> tuple[np.ndarray, Mask]:
-        """``encrypted`` plus a fresh uniform mask, for the arbiter (the wire tensor), and
-        the mask, which never leaves this party."""
-        hidden, secret = mask(encrypted)
+    def masked(self, encrypted: EncryptedArray, *, bound: int) -> tuple[np.ndarray, Mask]:
+        """``encrypted``, packed by the public ``bound`` and masked, for the arbiter (the
+        wire tensor), and the mask, which never leaves this party. RunFailed when the
+        values' proven bound exceeds the public one (a value broke a public limit)."""
+        try:
+            hidden, secret = mask(encrypted, bound=bound)
+        except EncodingOverflow:
+            raise RunFailed(
+                f"values beyond the arbitered protocol's public limits (features, outputs "
+                f"and targets at most 2^{VALUE_LIMIT_BITS} in magnitude, batches at most "
+                f"2^{ROWS_LIMIT_BITS} rows): scale the data"
+            ) from None
         return self.to_wire(hidden), secret
 
     def unmask(self, secret: Mask, arr: object, scale: int = 1) -> np.ndarray:
@@ -289,11 +323,10 @@ class Keyring:
 def check_output(values: np.ndarray) -> None:
     """RunFailed unless every value is within the protocol's public limit, ``2^62``."""
     arr = np.asarray(values, dtype=np.float64)
-    if arr.size and not bool((np.abs(arr) <= 2.0**OUTPUT_LIMIT_BITS).all()):
+    if arr.size and not bool((np.abs(arr) <= 2.0**VALUE_LIMIT_BITS).all()):
         raise RunFailed(
-            f"a partial output or target exceeds 2^{OUTPUT_LIMIT_BITS} in magnitude (or is "
-            "not finite), beyond the arbitered protocol's public limit: scale the features"
-            " or targets"
+            f"a partial output exceeds 2^{VALUE_LIMIT_BITS} in magnitude (or is not "
+            "finite), beyond the arbitered protocol's public limit: scale the data"
         )
 
 

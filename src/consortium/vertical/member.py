@@ -28,7 +28,7 @@ from consortium.transport import PEER_LOST
 from consortium.vertical.align import fit_standardizer
 from consortium.vertical.arbitered import receive_public_key
 from consortium.vertical.data import VerticalData
-from consortium.vertical.encrypted import Keyring
+from consortium.vertical.encrypted import Keyring, gradient_bound
 from consortium.vertical.exact import CglsBlock
 from consortium.vertical.messages import ACCEPTS, FROM_ARBITER, Kind, MemberStage
 from consortium.vertical.parts import Bottom, LinearBottom
@@ -219,22 +219,27 @@ class Member:
         scale = msg.meta.get("scale")
         if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
             raise RunFailed(f"{msg.kind} from {msg.sender}: scale must be a positive integer")
+        ring = self._keyring
+        precision = ring.encoding.precision
         bits = msg.meta.get("bound_bits")
         if (
             not isinstance(bits, int)
             or isinstance(bits, bool)
-            or not 0 < bits < self._keyring.public_key.bits
+            or not 0 < bits < ring.public_key.bits
+            or gradient_bound(bits, precision) > ring.public_key.max_int
         ):
             raise RunFailed(
-                f"{msg.kind} from {msg.sender}: bound_bits must be a positive integer below the key's size"
+                f"{msg.kind} from {msg.sender}: bound_bits must be a positive integer small "
+                f"enough for the key's plaintexts, got {bits!r}"
             )
-        sd = self._keyring.from_wire(
+        sd = ring.from_wire(
             msg.tensors.get("enc"),
             exponent=msg.meta.get("exponent"),
             shape=(self._step[1], self._width),
             bound=1 << bits,
         )
-        wire, secret = self._keyring.masked(self._keyring.gradient(self._x[self._rows], sd))
+        gradient = ring.gradient(self._x[self._rows], sd)
+        wire, secret = ring.masked(gradient, bound=gradient_bound(bits, precision))
         ctx.send(Kind.DECRYPT, self.arbiter, round=msg.round, tensors={"enc": wire})
         self._secret = (secret, scale, msg.round)
         self.stage = MemberStage.DECRYPTING

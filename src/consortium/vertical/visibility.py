@@ -56,8 +56,9 @@ arbiter   ``vfl.he.keys``             the key size
 arbiter   ``vfl.he.decrypt``          ciphertexts of ``value + mask`` (several values
                                       packed to one, each packed value with its own mask):
                                       decrypted, uniform residues, independent of any
-                                      gradient or output; their count, that of the values
-                                      divided by the values per ciphertext
+                                      gradient or output; their count, fixed by the job
+                                      and the key (the packing is laid out from public
+                                      bounds, not from the values)
 member    ``vfl.he.public_key``       the public key
 member    ``vfl.he.residual``         ``[[s d]]``: ciphertexts, re-randomised by the master,
                                       which the member cannot read; ``s`` (batch size and

@@ -7,14 +7,19 @@ independent of the value, returns it, and only the owner can subtract the mask. 
 the masking step of Hardy et al., "Private federated learning on vertically partitioned
 data via entity resolution and additively homomorphic encryption", arXiv:1711.10677, 2017.
 
-Packed before masking: when the array carries a proven bound ``B`` on its encoded values
-(``EncryptedArray.bound``), the owner first packs its ciphertexts, several to one, as
-Horner's rule does (``[[P]] = [[v_0 + B]] * ([[v_1 + B]] * ...^(2^W))^(2^W)``, slots of
-``W`` bits, with ``2B < 2^W`` so no slot carries into the next and ``P < n``), then masks
-each packed ciphertext with its own uniform element of Z_n. The arbiter still sees only
-uniform residues, now fewer of them: the decryptions, the costly part, drop from one per
-value to one per ``floor((|n| - 1) / W)`` values, against ``W`` squarings per value to
-pack. Without a bound every value is masked on its own.
+Packed before masking: given a public bound ``B`` on the encoded values (one that whoever
+sees the ciphertexts could compute too, and that the array's own proven bound,
+``EncryptedArray.bound``, must not exceed), the owner first packs its ciphertexts several
+to one by Horner's rule (``[[P]] = [[v_0 + B]] * ([[v_1 + B]] * ...^(2^W))^(2^W)``, slots of
+``W`` bits with ``2B < 2^W``, so no slot carries into the next and ``P < n``), then masks
+each packed ciphertext with its own uniform element of Z_n. The key holder still sees only
+uniform residues, fewer of them: one decryption, the costly part, per ``floor((|n| - 1) /
+W)`` values, against ``W`` squarings per value to pack. The layout comes from ``B`` and the
+number of values alone, so the count of ciphertexts reveals nothing about the values (a
+bound derived from the values would: their magnitude moves ``W``). Without ``B`` every
+value is masked on its own. The bound is proven, so no slot should overflow; unmasking
+still checks each slot against ``[0, 2B]`` and the bits above the last one, which catches
+most values that would have broken it.
 
 The masked array is re-randomised when serialised (it is ``derived``), so the arbiter
 cannot link it to ciphertexts it saw before either.
@@ -30,6 +35,7 @@ import numpy as np
 from consortium.privacy.paillier._gmp import gmpy2
 from consortium.privacy.paillier.arrays import EncryptedArray
 from consortium.privacy.paillier.encoding import Encoding, from_residues, object_array
+from consortium.privacy.paillier.errors import EncodingOverflow
 
 __all__ = ["Mask", "mask"]
 
@@ -88,8 +94,16 @@ class Mask:
         if not self._width:
             return object_array(from_residues(plain, n), self.shape)
         size, width, per, offset = self.size, self._width, self._per, self._offset
-        slot = (1 << width) - 1
-        values = [((p >> (width * j)) & slot) - offset for p in plain for j in range(per)][:size]
+        slot, values = (1 << width) - 1, []
+        for k, p in enumerate(plain):
+            count = min(per, size - k * per)
+            if p >> (width * count):
+                raise EncodingOverflow("a packed value overflowed its slot")
+            for j in range(count):
+                v = (p >> (width * j)) & slot
+                if v > 2 * offset:
+                    raise EncodingOverflow("a packed value overflowed its slot")
+                values.append(v - offset)
         return object_array(values, self.shape)
 
     def unmask(self, decrypted: Any) -> np.ndarray:
@@ -97,18 +111,28 @@ class Mask:
         return Encoding.decode(self.unmask_encoded(decrypted), self.exponent)
 
 
-def mask(encrypted: EncryptedArray) -> tuple[EncryptedArray, Mask]:
-    """``(encrypted + mask, mask)``: the values, packed when their bound allows (see the
-    module's docstring), each ciphertext with a fresh uniform mask in Z_n.
+def mask(encrypted: EncryptedArray, *, bound: int | None = None) -> tuple[EncryptedArray, Mask]:
+    """``(encrypted + mask, mask)``: the values, packed by the public ``bound`` when given
+    (see the module's docstring), each ciphertext with a fresh uniform mask in Z_n.
 
-    Send the first to the key holder, who returns ``decrypt_residues`` of it; keep the
-    second and call ``unmask`` on what comes back.
+    ``bound`` must be at least the array's proven bound (:class:`EncodingOverflow`
+    otherwise, and when the array has none). Send the first to the key holder, who returns
+    ``decrypt_residues`` of it; keep the second and call ``unmask`` on what comes back.
     """
     public = encrypted.public_key
     n, nsq = int(public.n), public.nsq
     cts = encrypted.ciphertext_list()
-    width, per = _layout(encrypted.bound, public.bits, len(cts))
-    offset = 0 if not width else int(encrypted.bound or 0)
+    width, per, offset = 0, 1, 0
+    if bound is not None:
+        if bound < 0:
+            raise ValueError(f"bound must be non-negative, got {bound}")
+        if encrypted.bound is None or encrypted.bound > bound:
+            raise EncodingOverflow(
+                f"the values' proven bound ({_bits(encrypted.bound)}) exceeds the public "
+                f"bound they are packed by ({_bits(bound)})"
+            )
+        width, per = _layout(bound, public.bits, len(cts))
+        offset = bound if width else 0
     if width:
         cts, offsets = _pack(cts, width, per, offset, nsq)
     else:
@@ -126,6 +150,10 @@ def mask(encrypted: EncryptedArray) -> tuple[EncryptedArray, Mask]:
         derived=True,
     )
     return masked, Mask(encrypted, residues, width=width, per=per, offset=offset)
+
+
+def _bits(bound: int | None) -> str:
+    return "unknown" if bound is None else f"{int(bound).bit_length()} bits"
 
 
 def _layout(bound: int | None, key_bits: int, size: int) -> tuple[int, int]:

@@ -27,7 +27,8 @@ ciphertexts raised to plaintext features, and packing cannot help there. Two met
   row divided by the shared ``(prod_j b_j)^(2^B)`` (one inversion for all rows).
 
 ``method="auto"`` (the default of :func:`multiexp_rows`) picks the cheaper of the two by
-their cost models, weighed by measured costs per multiplication. :func:`naive_multiexp` is the plain oracle.
+their cost models, weighed by measured costs per multiplication. :func:`naive_multiexp` is
+the plain oracle.
 """
 
 from __future__ import annotations

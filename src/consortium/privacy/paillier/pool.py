@@ -196,7 +196,11 @@ class ParallelPaillier:
         width = vector.public_key.ciphertext_bytes
         cts = vector.ciphertext_list()
         parts = min(self.workers, max(len(rows), len(cts)))
-        how = split_across(len(rows), len(cts), exponent_bits(rows), parts)
+        how = (
+            split_across(len(rows), len(cts), exponent_bits(rows), parts)
+            if method in ("auto", "subsets")
+            else "rows"  # one product per row: cutting the terms would only add folds
+        )
         if how == "rows":
             blob = _worker._join(cts, width)
             futures = [
