@@ -9,8 +9,13 @@ import pytest
 pytest.importorskip("gmpy2")
 
 from consortium.errors import RunFailed
-from consortium.privacy.paillier import PaillierKeypair
-from consortium.vertical.encrypted import VALUE_LIMIT_BITS, Keyring, residual_bound
+from consortium.privacy.paillier import EncryptedArray, PaillierKeypair
+from consortium.vertical.encrypted import (
+    VALUE_LIMIT_BITS,
+    Keyring,
+    residual_bound,
+    scaled_residual,
+)
 from consortium.vertical.settings import PaillierSettings
 
 
@@ -43,29 +48,42 @@ def test_partial_outputs_beyond_the_public_limit_are_refused_before_encryption()
 
 
 def test_the_announced_residual_bound_covers_every_link():
-    """|s d| at every corner the parties' outputs and the labels may reach (each output
-    and target at +-the limit) stays within residual_bound, and reaches it up to the
-    constant term."""
+    """The bound ``scaled_residual``'s arithmetic proves for outputs at the public limit
+    (what the master checks) stays within residual_bound, for any number of parties; and
+    so do the values at every corner (each output and target at +-the limit)."""
     import itertools
 
+    keys = PaillierKeypair.generate(512, allow_small=True)
     precision, limit = 32, 1 << (VALUE_LIMIT_BITS + 32)
     one = 1 << precision
-    for task, k in (("regression", 1), ("classification", 1), ("classification", 3)):
-        for parties in (1, 2, 5):
+    for task, k in (
+        ("regression", 1),
+        ("classification", 1),
+        ("classification", 3),
+        ("classification", 5),
+    ):
+        for parties in (1, 2, 5, 12, 40):
+            bound = residual_bound(task, k, parties, precision)
+            zeros = keys.public_key.encrypt(np.zeros((4, k)))
+            z = EncryptedArray(
+                keys.public_key, zeros.ciphertexts, exponent=precision, bound=parties * limit
+            )
+            y = np.array([0.0, 1.0, 2.0**VALUE_LIMIT_BITS, -(2.0**VALUE_LIMIT_BITS)])
+            labels = y if task == "regression" else np.arange(4) % max(k, 2)
+            sd, _ = scaled_residual(z, labels, task=task, n_outputs=k)
+            assert sd.bound <= bound, (task, k, parties)
             worst = 0
             for signs in itertools.product((-1, 1), repeat=k):
-                z = [sign * parties * limit for sign in signs]
+                z_ = [sign * parties * limit for sign in signs]
                 if task == "regression":
-                    sds = [z[0] - t for t in (-limit, limit)]
+                    sds = [z_[0] - t for t in (-limit, limit)]
                 elif k == 1:
-                    sds = [z[0] + (2 - 4 * y) * one for y in (0, 1)]
+                    sds = [z_[0] + (2 - 4 * label) * one for label in (0, 1)]
                 else:
                     sds = [
-                        k * z[j] - sum(z) + (k - k * k * (label == j)) * one
+                        k * z_[j] - sum(z_) + (k - k * k * (label == j)) * one
                         for label in range(k)
                         for j in range(k)
                     ]
                 worst = max(worst, *(abs(v) for v in sds))
-            bound = residual_bound(task, k, parties, precision)
             assert worst <= bound, (task, k, parties)
-            assert bound - worst <= k * k * limit, (task, k, parties)  # not loose

@@ -12,7 +12,7 @@ import pytest
 
 from consortium.jobs import bind_data, parse_job, run_inproc
 from consortium.vertical import VISIBILITY, Kind
-from consortium.vertical.encrypted import gradient_bound, residual_bound
+from consortium.vertical.encrypted import gradient_bound, output_bound, residual_bound
 from consortium.wire import Message
 
 RUNTIME_KINDS = {"party.join", "run.stop", "party.leave"}
@@ -184,17 +184,29 @@ def _check_public_layout(job, inbox, roles, key) -> None:
     bits = residual_bound(task, outputs, len(members) + 1, precision).bit_length()
     residuals = [m for p in members for m in inbox[p] if m.kind == Kind.RESIDUAL]
     assert residuals and {m.meta["bound_bits"] for m in residuals} == {bits}
-    width = (2 * gradient_bound(bits, precision)).bit_length()
-    per = (key.bits - 1) // width
+    per = (key.bits - 1) // (2 * gradient_bound(bits, precision)).bit_length()
+    arbiter = next(p for p, r in roles.items() if r == "arbiter")
+
+    def counts(sender: str) -> set[int]:
+        return {
+            m.tensors["enc"].shape[0]
+            for m in inbox[arbiter]
+            if m.kind == Kind.DECRYPT and m.sender == sender
+        }
+
     for member in members:
         values = data[member].n_features * outputs
-        counts = {
-            m.tensors["enc"].shape[0]
-            for m in inbox[next(p for p, r in roles.items() if r == "arbiter")]
-            if m.kind == Kind.DECRYPT and m.sender == member
-        }
-        assert counts == {-(-values // per)}, (member, counts, values, per)
+        assert counts(member) == {-(-values // per)}, (member, counts(member), values, per)
         assert -(-values // per) < data[member].n_features
+    # the master: its gradient (its columns and the intercept), and the outputs of the rows
+    # it predicts for (as many as the members were asked to predict)
+    per_out = (key.bits - 1) // (2 * output_bound(len(members) + 1, precision)).bit_length()
+    predicted = {len(m.tensors["rows"]) for m in inbox[members[0]] if m.kind == Kind.PREDICT}
+    assert predicted
+    master = next(p for p, r in roles.items() if r == "master")
+    gradient = (data[master].n_features + 1) * outputs
+    expected = {-(-gradient // per)} | {-(-rows * outputs // per_out) for rows in predicted}
+    assert counts(master) == expected, (counts(master), expected)
 
 
 def test_alignment_tells_each_member_only_the_intersection(tmp_path, vfl):

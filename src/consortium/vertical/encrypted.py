@@ -61,8 +61,9 @@ target is at most ``2^62`` in magnitude (:data:`VALUE_LIMIT_BITS`) and a batch h
 and announces the bound to the members; each party bounds its gradient by it
 (:func:`gradient_bound`) and the master its prediction outputs (:func:`output_bound`). The
 layout then depends on the job and the key alone. Members check their outputs before
-encrypting them; where a party's values break a limit, its proven bound exceeds the
-public one and the run fails with a message saying so.
+encrypting them; every other value is checked through the bound its arithmetic proves:
+where a party's values could exceed the public bound they are packed by, the run fails
+with a message saying so.
 """
 
 from __future__ import annotations
@@ -126,14 +127,15 @@ def value_limit(precision: int) -> int:
 
 def residual_bound(task: Task, n_outputs: int, parties: int, precision: int) -> int:
     """A bound on every encoded ``|s d|`` when ``parties`` partial outputs (the master's,
-    with the intercept, included), each within :func:`value_limit`, make ``z`` (see
-    :func:`scaled_residual`: ``z - y``, ``z + 2 - 4y`` or ``K z_k - sum_j z_j + K - K^2 t``,
-    where ``|K z_k - sum_j z_j| <= 2 (K - 1) max_j |z_j|``)."""
+    with the intercept, included), each within :func:`value_limit`, make ``z``: the bound
+    :func:`scaled_residual`'s arithmetic proves (``z - y``, ``z + 2 - 4y`` or
+    ``K z_k - sum_j z_j + K - K^2 t``, the last bounded by ``2 K max|z| + K^2``), which the
+    master checks its own ``[[s d]]`` against."""
     limit = value_limit(precision)
     if task == "regression" or n_outputs == 1:
         return (parties + 1) * limit
     k = n_outputs
-    return (2 * (k - 1) * parties + k * k) * limit
+    return (2 * k * parties + k * k) * limit
 
 
 def gradient_bound(residual_bits: int, precision: int) -> int:

@@ -56,9 +56,10 @@ arbiter   ``vfl.he.keys``             the key size
 arbiter   ``vfl.he.decrypt``          ciphertexts of ``value + mask`` (several values
                                       packed to one, each packed value with its own mask):
                                       decrypted, uniform residues, independent of any
-                                      gradient or output; their count, fixed by the job
-                                      and the key (the packing is laid out from public
-                                      bounds, not from the values)
+                                      gradient or output; their count, which the
+                                      packing's public layout fixes from the job, the key,
+                                      the sender's columns and the rows predicted (the
+                                      number of requests shows the batches per epoch)
 member    ``vfl.he.public_key``       the public key
 member    ``vfl.he.residual``         ``[[s d]]``: ciphertexts, re-randomised by the master,
                                       which the member cannot read; ``s`` (batch size and
