@@ -16,8 +16,8 @@ replies (read-only views) and ``X`` of the references, so every side reads the s
 Times are the median of ``--repeat`` runs, sides interleaved; GB/s is the input's bytes
 (N x P x 4) over that time; "best x best" is the fastest run over the reference's fastest,
 steadier than the medians where other tenants share the memory bus. Each timed
-``WeightedSum`` reuses the accumulator the previous one left (``_SpareBuffers``), as a
-round does the last round's. Peak extra memory is what ``tracemalloc`` (which sees numpy's
+``WeightedSum`` reuses the accumulator the previous one left (``horizontal/_spares.py``),
+as a round does the last round's. Peak extra memory is what ``tracemalloc`` (which sees numpy's
 allocations) records in one further, untimed run of a cold sum (no spare accumulator).
 Results are checked against each other
 outside the timed spans. BLAS and numba get the same number of threads, ``--threads``
@@ -61,7 +61,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from consortium.horizontal import aggregate, compiled  # noqa: E402
+from consortium.horizontal import _spares, aggregate, compiled  # noqa: E402
 from consortium.horizontal.aggregate import UpdateStack, WeightedSum  # noqa: E402
 
 QUICK_ARGS: list[str] = ["--n", "20", "--p", "200000", "--repeat", "1"]
@@ -121,7 +121,7 @@ def one_at_a_time(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def peak_extra(fn: Callable[[], object]) -> int:
     """Bytes allocated at the peak of ``fn`` above what was allocated before it, with no
     spare accumulator to reuse (a cold sum allocates its own)."""
-    aggregate._SPARES.clear()
+    _spares.SPARES.clear()
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()

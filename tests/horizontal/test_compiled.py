@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("numba")
 
-from consortium.horizontal import aggregate, compiled
+from consortium.horizontal import _spares, aggregate, compiled
 from consortium.horizontal.aggregate import WeightedSum
 
 SIZE = 2 * compiled._BLOCK + 37  # blocks that do not divide the columns
@@ -220,8 +220,8 @@ def test_a_finished_sums_accumulator_is_reused_and_what_it_held_ignored(p):
 
 
 def test_spare_accumulators_are_two_a_size_within_a_byte_budget(monkeypatch):
-    monkeypatch.setattr(aggregate, "_SPARE_BYTES", 3 * 800)
-    spares = aggregate._SpareBuffers()
+    monkeypatch.setattr(_spares, "SPARE_BYTES", 3 * 800)
+    spares = _spares.SpareBuffers()
     a, b, c = (np.empty(100) for _ in range(3))  # 800 bytes each
     for buf in (a, b, c):
         spares.give(buf)

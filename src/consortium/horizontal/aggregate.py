@@ -11,14 +11,13 @@ elements and work on that, in blocks of columns sized for the cache.
 from __future__ import annotations
 
 import math
-import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from consortium.horizontal import compiled
+from consortium.horizontal._spares import SPARES
 
 __all__ = ["UpdateStack", "WeightedSum", "check_update"]
 
@@ -249,7 +248,7 @@ class WeightedSum:
     small stack that stays in cache and reduced with one matrix-vector product. Peak extra
     memory is the accumulator (8 bytes per element), a 2 MiB stack and the held references;
     the accumulator of a finished sum is kept for the next one of the same size (the next
-    round's), so a round does not pay for mapping fresh memory (``_SpareBuffers``).
+    round's), so a round does not pay for mapping fresh memory (``_spares``).
     ``bench/aggregate.py`` measures the whole path against one matrix-vector product over
     the same bytes in one (N, P) array.
 
@@ -270,9 +269,9 @@ class WeightedSum:
         self._layout = _Layout(like)
         # a finished sum's accumulator when one of this size is spare (its pages already
         # mapped), else a new one; either way the first fold writes it, never reads it
-        self._acc = _SPARES.take(self._layout.size)
-        weakref.finalize(self, _SPARES.give, self._acc).atexit = False
-        # per-tensor views of the accumulator, for inspection; folding writes through them
+        self._acc = SPARES.take(self._layout.size)
+        weakref.finalize(self, SPARES.give, self._acc).atexit = False
+        # per-tensor views of the accumulator (stale until the first fold writes it)
         self._sum = {
             name: self._acc[start:stop].reshape(shape)
             for name, shape, (start, stop) in zip(
@@ -281,7 +280,7 @@ class WeightedSum:
         }
         self._held: list[list[np.ndarray]] = []
         self._held_weights: list[float] = []
-        self._fresh = True  # nothing folded yet: the accumulator holds only zeros
+        self._fresh = True  # nothing folded yet: what the accumulator holds is stale
         sizes = [stop - start for start, stop in self._layout.bounds]
         nbytes = sum(n * d.itemsize for n, d in zip(sizes, self._layout.dtypes, strict=True))
         self._hold = max(1, min(_HOLD, _HOLD_BYTES // max(1, nbytes)))
@@ -425,57 +424,6 @@ _COLUMNS_PER_FOLD = (2 << 20) // (8 * _HOLD)
 # kernel when numba is installed (``compiled``); building its list of rows costs ~8 us a
 # reply, against ~100 us to read a reply's 1 MiB of such a tensor.
 _COMPILED_MIN = 1 << 18
-
-
-class _SpareBuffers:
-    """float64 accumulators of weighted sums that are gone, kept for the next sum of the same
-    size: a round's sum then reuses the last round's memory instead of mapping fresh pages
-    (for a 10M-parameter model, 80 MB of page faults: ~10-20% of the fold's time, measured
-    with ``bench/aggregate.py``'s shape). At most two per size and ``_SPARE_BYTES`` in all,
-    the oldest dropped first. Their contents are stale: the first fold overwrites them."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._free: OrderedDict[int, list[np.ndarray]] = OrderedDict()
-        self._bytes = 0
-
-    def take(self, size: int) -> np.ndarray:
-        with self._lock:
-            stack = self._free.get(size)
-            if stack:
-                buf = stack.pop()
-                self._bytes -= buf.nbytes
-                if not stack:
-                    del self._free[size]
-                return buf
-        return np.empty(size, np.float64)
-
-    def clear(self) -> None:
-        """Drop every spare (their memory goes back to the system)."""
-        with self._lock:
-            self._free.clear()
-            self._bytes = 0
-
-    def give(self, buf: np.ndarray) -> None:
-        if buf.nbytes > _SPARE_BYTES:
-            return
-        with self._lock:
-            stack = self._free.setdefault(buf.size, [])
-            self._free.move_to_end(buf.size)
-            if len(stack) >= 2:
-                return
-            stack.append(buf)
-            self._bytes += buf.nbytes
-            while self._bytes > _SPARE_BYTES:
-                _, oldest = next(iter(self._free.items()))
-                self._bytes -= oldest.pop(0).nbytes
-                if not oldest:
-                    self._free.popitem(last=False)
-
-
-# Bytes of spare accumulators kept for the next weighted sums (see _SpareBuffers).
-_SPARE_BYTES = 1 << 30
-_SPARES = _SpareBuffers()
 
 
 _Segment = tuple[int, int, int, int, int]  # tensor, start and stop in it, in the block
