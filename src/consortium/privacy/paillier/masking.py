@@ -156,10 +156,10 @@ def _bits(bound: int | None) -> str:
     return "unknown" if bound is None else f"{int(bound).bit_length()} bits"
 
 
-def _layout(bound: int | None, key_bits: int, size: int) -> tuple[int, int]:
+def _layout(bound: int, key_bits: int, size: int) -> tuple[int, int]:
     """(bits per slot, values per packed ciphertext) for values of magnitude at most
     ``bound``, or (0, 1) where packing would not save a ciphertext."""
-    if bound is None or size < 2:
+    if size < 2:
         return 0, 1
     width = max(1, (2 * bound).bit_length())  # v + B in [0, 2B] fits
     per = (key_bits - 1) // width  # P < 2^(W per) <= 2^(bits - 1) <= n
