@@ -312,7 +312,7 @@ class WeightedSum:
         flats = []
         for i, name in enumerate(self._layout.names):
             flat = self._layout.flat(update, i)
-            if not np.can_cast(flat.dtype, np.float64, "same_kind"):
+            if flat.dtype.kind not in "biuf":  # what casts to float64 as the same kind
                 raise ValueError(f"tensor {name!r} has dtype {flat.dtype}, which is not real")
             flats.append(flat)
         self._held.append(flats)

@@ -9,6 +9,7 @@ see of its own children, and the root sees each intermediate's aggregate only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -162,7 +163,6 @@ class Trainer:
 
     def __init__(self, ctx: PartyContext) -> None:
         self._model: Any = None
-        self._local: dict[tuple[MetaValue | None, ...], LocalTraining] = {}
         self._client_state: dict[str, Any] = {}  # a client algorithm's memory, per party
 
     def start(self, ctx: PartyContext) -> None:
@@ -235,13 +235,17 @@ class Trainer:
         return self._model
 
     def _settings(self, meta: Mapping[str, MetaValue]) -> LocalTraining:
-        """The local-training settings a fit request carries (validated once per value)."""
-        key = (meta.get("epochs"), meta.get("batch_size"), meta.get("lr"))
-        if key not in self._local:
-            self._local[key] = LocalTraining.model_validate(
-                dict(zip(("epochs", "batch_size", "lr"), key, strict=True))
-            )
-        return self._local[key]
+        """The local-training settings a fit request carries."""
+        return _local_training(meta.get("epochs"), meta.get("batch_size"), meta.get("lr"))
+
+
+@functools.lru_cache(maxsize=64, typed=True)  # typed: True and 1 are different values
+def _local_training(
+    epochs: MetaValue | None, batch_size: MetaValue | None, lr: MetaValue | None
+) -> LocalTraining:
+    """Local-training settings, validated once per distinct value for all trainers of the
+    process (a thousand simulated trainers get the same values; the model is frozen)."""
+    return LocalTraining.model_validate({"epochs": epochs, "batch_size": batch_size, "lr": lr})
 
 
 SCHEDULES.register("sync", SyncAggregator)

@@ -63,7 +63,9 @@ class PartyContext:
         tensors: Mapping[str, np.ndarray] | None = None,
     ) -> Message:
         with self._seq_lock:
-            counter = self._seq.setdefault(to, itertools.count(1))
+            counter = self._seq.get(to)
+            if counter is None:
+                counter = self._seq[to] = itertools.count(1)
             seq = next(counter)
         return Message(
             kind=kind,

@@ -14,13 +14,11 @@ import threading
 import traceback
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 
 from consortium.errors import ConsortiumError, TransportClosed
 from consortium.runtime.context import PartyContext
 from consortium.runtime.program import CRASHED, Actor, Driver, Outcome
 from consortium.transport import Mailbox
-from consortium.wire import Message
 
 __all__ = ["ActorPool", "ActorSlot", "report_crash", "serve_actor", "serve_driver"]
 
@@ -96,9 +94,12 @@ class ActorSlot:
 
     def _start(self) -> None:
         assert self._ctx is not None and self._actor is not None
-        ctx, actor = self._ctx, self._actor
-        if self._guard(lambda: actor.start(ctx)):
-            self._drain()
+        try:
+            self._actor.start(self._ctx)
+        except BaseException as exc:
+            self._crash(exc)
+            return
+        self._drain()
 
     def _drain(self) -> None:
         ctx, actor, mailbox = self._ctx, self._actor, self._mailbox
@@ -111,12 +112,14 @@ class ActorSlot:
                         self._scheduled = False
                         return
                 continue
-            if not self._guard(partial(self._handle, ctx, actor, msg)):
+            try:
+                more = actor.handle(ctx, msg)
+            except BaseException as exc:
+                self._crash(exc)
                 return
-
-    def _handle(self, ctx: PartyContext, actor: Actor, msg: Message) -> None:
-        if not actor.handle(ctx, msg):
-            self._finish()
+            if not more:
+                self._finish()
+                return
 
     def _finish(self) -> None:
         with self._lock:
@@ -125,18 +128,12 @@ class ActorSlot:
         self._ctx.endpoint.close()
         self._pool.party_done()
 
-    def _guard(self, step: Callable[[], None]) -> bool:
-        """Run one step; on an exception report the crash and stop this actor."""
-        try:
-            step()
-        except BaseException as exc:
-            assert self._ctx is not None
-            report_crash(self._ctx, exc)
-            self._pool.crashed(self._ctx.name, exc)
-            self._finish()
-            return False
-        with self._lock:
-            return not self._done
+    def _crash(self, exc: BaseException) -> None:
+        """The actor raised: report the crash and stop it."""
+        assert self._ctx is not None
+        report_crash(self._ctx, exc)
+        self._pool.crashed(self._ctx.name, exc)
+        self._finish()
 
 
 class ActorPool:

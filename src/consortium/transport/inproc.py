@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -21,12 +21,18 @@ from consortium.wire import Message
 __all__ = ["InprocEndpoint", "InprocNetwork"]
 
 
-def _read_only(arr: np.ndarray) -> np.ndarray:
-    if not arr.flags.writeable:
-        return arr
-    view = arr.view()
-    view.flags.writeable = False
-    return view
+def _read_only(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Read-only views of ``tensors``, or None when every one is read-only already."""
+    if all(not np.asarray(t).flags.writeable for t in tensors.values()):
+        return None
+    out = {}
+    for name, t in tensors.items():
+        arr = np.asarray(t)
+        if arr.flags.writeable:
+            arr = arr.view()
+            arr.flags.writeable = False
+        out[name] = arr
+    return out
 
 
 class InprocNetwork:
@@ -63,8 +69,8 @@ class InprocNetwork:
         if senders is None:
             senders = self._senders.setdefault(msg.receiver, set())
         senders.add(msg.sender)
-        if any(np.asarray(t).flags.writeable for t in msg.tensors.values()):
-            tensors = {k: _read_only(np.asarray(v)) for k, v in msg.tensors.items()}
+        tensors = _read_only(msg.tensors)
+        if tensors is not None:
             msg = Message(
                 kind=msg.kind,
                 sender=msg.sender,
