@@ -16,7 +16,7 @@ from pathlib import Path
 
 from consortium.tracking.records import RoundRecord
 
-__all__ = ["import_matplotlib", "plot_curves"]
+__all__ = ["import_matplotlib", "plot_curves", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,26 @@ def import_matplotlib() -> bool:
     except ImportError:
         return False
     return True
+
+
+def warm_up() -> None:
+    """Draw a throwaway figure in memory. A process's first drawing loads fonts and fills
+    caches (~0.1 s); a helper process pays for that before it is asked for a plot."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.0, 3.0))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.fill_between([1, 2], [0.0, 1.0], [1.0, 2.0], alpha=0.25, label="band")
+    axes.plot([1, 2], [0.5, 1.5], marker="o", markersize=3, label="line")
+    axes.set_title("warm-up")
+    axes.set_xlabel("round")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.savefig(io.BytesIO(), format="png", dpi=100)
 
 
 def plot_curves(records: Sequence[RoundRecord], path: Path) -> bool:

@@ -147,13 +147,14 @@ def _record(data: dict[str, Any]) -> RoundRecord:
 
 def _serve() -> None:
     """The helper's loop: one JSON request per line in, one JSON answer per line out."""
-    from consortium.tracking.curves import import_matplotlib
+    from consortium.tracking.curves import import_matplotlib, warm_up
 
     if not import_matplotlib():
         for _ in sys.stdin:  # the run draws, or reports that it cannot
             sys.stdout.write(json.dumps({"error": "matplotlib is not installed"}) + "\n")
             sys.stdout.flush()
         return
+    warm_up()
     for line in sys.stdin:
         try:
             request = json.loads(line)
