@@ -22,16 +22,17 @@ __all__ = ["InprocEndpoint", "InprocNetwork"]
 
 
 def _read_only(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-    """Read-only views of ``tensors``, or None when every one is read-only already."""
-    if all(not np.asarray(t).flags.writeable for t in tensors.values()):
-        return None
-    out = {}
+    """``tensors`` with read-only views in place of writable arrays, or None when every one
+    is read-only already."""
+    out: dict[str, np.ndarray] | None = None
     for name, t in tensors.items():
         arr = np.asarray(t)
         if arr.flags.writeable:
+            if out is None:
+                out = dict(tensors)
             arr = arr.view()
             arr.flags.writeable = False
-        out[name] = arr
+            out[name] = arr
     return out
 
 
