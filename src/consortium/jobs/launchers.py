@@ -21,7 +21,6 @@ from consortium.jobs.load import LoadedJob
 from consortium.jobs.result import RunResult
 from consortium.registry import Registry
 from consortium.runtime import ActorPool, PartyContext, program_for
-from consortium.tracking import start_painter
 from consortium.transport import InprocNetwork
 
 __all__ = ["LAUNCHERS", "Launcher", "default_workers", "run_inproc"]
@@ -77,7 +76,6 @@ def run_inproc(
     on_context: Callable[[PartyContext], None] | None = None,
 ) -> RunResult:
     """Every party in this process: actors on a shared pool, the hub's driver on this thread."""
-    start_painter()  # the hub's run directory draws curves.png: load matplotlib meanwhile
     clock = clock or SystemClock()
     topology = job.topology
     workers = job.spec.runtime.workers or default_workers()

@@ -154,7 +154,8 @@ def _serve() -> None:
             sys.stdout.write(json.dumps({"error": "matplotlib is not installed"}) + "\n")
             sys.stdout.flush()
         return
-    warm_up()
+    with contextlib.suppress(Exception):  # only a head start: drawing works without it
+        warm_up()
     for line in sys.stdin:
         try:
             request = json.loads(line)

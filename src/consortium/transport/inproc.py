@@ -22,17 +22,19 @@ __all__ = ["InprocEndpoint", "InprocNetwork"]
 
 
 def _read_only(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-    """``tensors`` with read-only views in place of writable arrays, or None when every one
-    is read-only already."""
+    """``tensors`` as read-only numpy arrays (views of writable ones), or None when every one
+    is a read-only array already."""
     out: dict[str, np.ndarray] | None = None
     for name, t in tensors.items():
         arr = np.asarray(t)
+        if arr is t and not arr.flags.writeable:
+            continue
         if arr.flags.writeable:
-            if out is None:
-                out = dict(tensors)
             arr = arr.view()
             arr.flags.writeable = False
-            out[name] = arr
+        if out is None:
+            out = dict(tensors)
+        out[name] = arr
     return out
 
 
