@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -146,3 +147,13 @@ def test_jobs_run_at_once_split_where_their_longest_is_cheapest():
     # many rows over a few bases: tables are cheap, squarings are not
     assert split_across(1000, 8, 40, 4) == "rows"
     assert split_across(34, 250, 36, 1) == split_across(0, 250, 36, 2) == "rows"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(-(2**70), 2**70), max_size=6), max_size=5))
+def test_exponent_bits_is_the_widest_magnitude_plus_the_sign(rows):
+    values = [e for row in rows for e in row]
+    top = max((abs(e) for e in values), default=0)
+    expected = top.bit_length() + (any(e < 0 for e in values) and top > 0)
+    assert exponent_bits(rows) == expected
+    assert exponent_bits([np.array(row, dtype=object) for row in rows]) == expected

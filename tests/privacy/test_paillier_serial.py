@@ -127,3 +127,20 @@ def test_residues_round_trip_and_range_check(keys):
         residues_from_array(keys.public_key, too_big)
     with pytest.raises(ValueError):
         residues_to_array(keys.public_key, np.array([-1], dtype=object))
+
+
+def test_one_forged_ciphertext_among_valid_ones_is_refused_wherever_it_is(keys):
+    """The units are checked all at once (one gcd of their product): a single non-unit
+    anywhere in a long array still fails it."""
+    pk = keys.public_key
+    p, q = keys.private_key.primes
+    valid = [int(c) for c in pk.encrypt(np.linspace(-1, 1, 20)).ciphertexts]
+    for forged in (int(p), int(q) * 3, int(pk.n) * 5):
+        for at in (0, 7, 19):
+            items = [*valid[:at], forged, *valid[at + 1 :]]
+            with pytest.raises(InvalidCiphertext):
+                ciphertexts_from_array(
+                    pk, integers_to_array(items, pk.ciphertext_bytes), exponent=0
+                )
+    loaded = ciphertexts_from_array(pk, integers_to_array(valid, pk.ciphertext_bytes), exponent=0)
+    assert [int(c) for c in loaded.ciphertexts] == valid

@@ -101,13 +101,13 @@ def best_group(rows: int, terms: int, bits: int) -> int:
 def exponent_bits(rows: Sequence[Sequence[int]]) -> int:
     """Bits the subset method reads per exponent of ``rows``: the largest magnitude's, plus
     one when any exponent is negative (the offset that makes them all positive)."""
-    top, signed = 0, False
-    for row in rows:
-        for e in row:
-            e = int(e)
-            signed = signed or e < 0
-            top = max(top, abs(e))
-    return top.bit_length() + (signed and top > 0)
+    filled = [row for row in rows if len(row)]
+    if not filled:
+        return 0
+    high = max(int(max(row)) for row in filled)
+    low = min(int(min(row)) for row in filled)
+    top = max(high, -low, 0)
+    return top.bit_length() + (low < 0)
 
 
 def split_across(rows: int, terms: int, bits: int, parts: int) -> str:
