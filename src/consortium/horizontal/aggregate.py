@@ -413,12 +413,9 @@ class WeightedSum:
 
 # Replies held by WeightedSum before they are folded: the accumulator is read and written
 # once per _HOLD replies, so its traffic is 2 x 8 / (_HOLD x 4) = 6.25% of the float32
-# replies' at 64, against 400% when replies are folded one by one. Fewer are held when the
-# model is large: at most _HOLD_BYTES of replies (one at least) wait to be folded. These are
-# references to replies that exist anyway, but holding them keeps them alive: the bound
-# trades memory for speed. 100 replies of 10M float32 (bench/aggregate.py), against one
-# sgemv over the same bytes: 1 GiB held (26 replies, four folds) 1.22-1.25x; 2 GiB (50, two
-# folds) 1.11x; all 100 at once 1.06-1.08x.
+# replies' at 64, against 400% when replies are folded one by one. At most _HOLD_BYTES of
+# replies (one at least) wait: holding keeps them alive, a bound that trades memory for
+# speed (BENCHMARKS.md, "Aggregation": 1 GiB, four folds of 100 x 10M, against 2 GiB, two).
 _HOLD = 64
 _HOLD_BYTES = 2 << 30
 # Columns per fold block: the (_HOLD, columns) float64 stack is 2 MiB, within the last-level
