@@ -9,6 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from threadpoolctl import threadpool_limits  # noqa: E402
+
 from consortium.jobs import parse_job, run  # noqa: E402
 from consortium.runtime import derive_seed  # noqa: E402
 from consortium.vertical import NET_KEY, TOP_KEY, build_net, central_network  # noqa: E402
@@ -69,15 +71,19 @@ def test_split_training_equals_central_training(tmp_path, vfl, case):
     blocks = [torch.from_numpy(b.astype(np.float32)) for b in pool.blocks]
     labels = torch.from_numpy(pool.y)
     net.train()
-    for epoch in vfl.schedule(raw, pool.n_train):
-        for rows in epoch:
-            index = torch.from_numpy(rows)
-            loss = torch.nn.functional.cross_entropy(
-                net(*[b[index] for b in blocks]), labels[index]
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    # The run's parties compute on one thread each (the in-process launcher's budget when
+    # parties share the cores); so does this, so that reductions add in the same order and
+    # no ReLU sits on the other side of zero by a rounding.
+    with threadpool_limits(limits=1):
+        for epoch in vfl.schedule(raw, pool.n_train):
+            for rows in epoch:
+                index = torch.from_numpy(rows)
+                loss = torch.nn.functional.cross_entropy(
+                    net(*[b[index] for b in blocks]), labels[index]
+                )
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
 
     with np.load(tmp_path / "run" / "model.npz") as saved:
         for key, value in top.state_dict().items():
@@ -87,7 +93,7 @@ def test_split_training_equals_central_training(tmp_path, vfl, case):
             for key, value in module.state_dict().items():
                 np.testing.assert_allclose(saved[key], value.numpy(), rtol=1e-4, atol=1e-5)
     net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), threadpool_limits(limits=1):
         test = torch.from_numpy(np.arange(pool.n_train, len(pool.y)))
         predicted = net(*[b[test] for b in blocks]).argmax(dim=1).numpy()
     central = float(np.mean(predicted == pool.y[pool.n_train :]))

@@ -66,6 +66,15 @@ def _blas_limits(workers: int) -> Any:
     return threadpool_limits(limits=1)
 
 
+def _pin_thread() -> None:
+    """The same limit on each thread the pool starts: OpenMP's thread count (torch's, for
+    one) is a per-thread setting, so the limit set on this thread does not reach them. The
+    threads end with the run, so the limit is never lifted."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def run_inproc(
     job: LoadedJob,
     run_dir: Path,
@@ -91,7 +100,13 @@ def run_inproc(
     job_id = f"{job.spec.name}:{job.job_hash[:12]}"
     with (
         _blas_limits(workers),
-        contextlib.closing(ActorPool(workers=workers, on_crash=on_crash)) as pool,
+        contextlib.closing(
+            ActorPool(
+                workers=workers,
+                on_crash=on_crash,
+                thread_init=_pin_thread if workers > 1 else None,
+            )
+        ) as pool,
     ):
         hub_ctx: PartyContext | None = None
         hub_program: Any = None

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from consortium.errors import ConsortiumError, TransportClosed
 from consortium.runtime.context import PartyContext
+from consortium.runtime.governor import Governor
 from consortium.runtime.program import CRASHED, Actor, Driver, Outcome
 from consortium.transport import Mailbox
 
@@ -40,6 +41,15 @@ def report_crash(ctx: PartyContext, exc: BaseException) -> None:
             log.warning("party %s could not report its crash to the hub", ctx.name)
 
 
+def _stops(ctx: PartyContext, exc: TransportClosed) -> None:
+    """An actor could not send because a peer has left (or its own endpoint closed): the run
+    is over, or the peer's failure is reported by the peer and counted by the hub. Nothing
+    is left for this party to do, and it did nothing wrong, so it stops without a crash.
+    (Seen at the end of asynchronous runs: trainers finishing in-flight work answer a hub
+    that has already left.)"""
+    log.debug("party %s stops: %s", ctx.name, exc)
+
+
 def serve_actor(ctx: PartyContext, actor: Actor) -> None:
     """Run an actor on the calling thread until it is done or its endpoint closes."""
     try:
@@ -49,7 +59,12 @@ def serve_actor(ctx: PartyContext, actor: Actor) -> None:
                 msg = ctx.recv()
             except TransportClosed:
                 return
-            if not actor.handle(ctx, msg):
+            try:
+                more = actor.handle(ctx, msg)
+            except TransportClosed as exc:
+                _stops(ctx, exc)
+                return
+            if not more:
                 return
     except BaseException as exc:
         report_crash(ctx, exc)
@@ -114,6 +129,10 @@ class ActorSlot:
                 continue
             try:
                 more = actor.handle(ctx, msg)
+            except TransportClosed as exc:
+                _stops(ctx, exc)
+                self._finish()
+                return
             except BaseException as exc:
                 self._crash(exc)
                 return
@@ -137,27 +156,53 @@ class ActorSlot:
 
 
 class ActorPool:
-    """Runs many actors on ``workers`` threads: ``workers - 1`` pool threads plus the thread
-    that waits for results (the driver), which runs queued work instead of blocking
-    (:meth:`run_one` is its mailbox's idle hook). With one worker everything runs on the
-    driver's thread: no thread hand-offs, no lock convoys, and a fixed order of events.
+    """Runs many actors on ``workers`` threads: ``workers - 1`` helper threads plus the
+    threads that wait for results (the drivers), which run queued work instead of blocking
+    (:meth:`run_one` is their mailboxes' idle hook). With one worker everything runs on the
+    drivers' threads: no thread hand-offs, no lock convoys, and a fixed order of events.
 
-    Work is event-driven: pool threads sleep on a condition until work is queued.
+    With more, a :class:`~consortium.runtime.governor.Governor` measures whether the helpers
+    make the work faster and turns them off while they do not (work that holds the
+    interpreter lock runs slower on two threads than on one). Off means: a helper takes
+    nothing from the shared queue; it finishes the task it holds and runs what that task
+    queued itself, so no work waits for a driver that has gone to sleep on its mailbox.
+
+    Work is event-driven: helper threads sleep on a condition until work is queued for them.
     """
 
-    def __init__(self, *, workers: int, on_crash: CrashCallback) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int,
+        on_crash: CrashCallback,
+        adaptive: bool = True,
+        governor: Governor | None = None,
+        thread_init: Callable[[], None] | None = None,
+    ) -> None:
+        """``adaptive=False`` keeps every helper on; ``governor`` replaces the default one
+        (tests give one with a fake clock); ``thread_init`` runs first on every thread the
+        pool starts (helpers and drivers), e.g. to apply per-thread limits."""
         self._on_crash = on_crash
         self._active = 0
         self._cond = threading.Condition()
         self._tasks: deque[Callable[[], None]] = deque()
         self._work = threading.Condition()
         self._stopping = False
+        self._thread_init = thread_init
+        helpers = max(0, workers - 1)
+        self._governor = (governor or Governor()) if helpers and adaptive else None
+        self._pending = 0  # tasks queued or running, counted while a governor decides
+        self._local = threading.local()  # .own: a helper's queue of the tasks it queued
         self._threads = [
             threading.Thread(target=self._serve, name=f"party-pool-{i}", daemon=True)
-            for i in range(max(0, workers - 1))
+            for i in range(helpers)
         ]
         for thread in self._threads:
             thread.start()
+
+    @property
+    def governor(self) -> Governor | None:
+        return self._governor
 
     def slot(self) -> ActorSlot:
         return ActorSlot(pool=self)
@@ -169,6 +214,8 @@ class ActorPool:
 
         def host() -> None:
             try:
+                if self._thread_init is not None:
+                    self._thread_init()
                 serve_driver(ctx, driver)
             except BaseException as exc:
                 self.crashed(ctx.name, exc)
@@ -186,8 +233,21 @@ class ActorPool:
 
     def submit(self, fn: Callable[[], None]) -> None:
         with self._work:
-            self._tasks.append(fn)
-            self._work.notify()
+            governor = self._governor
+            if governor is None:
+                self._tasks.append(fn)
+                self._work.notify()
+                return
+            if self._pending == 0:
+                governor.busy()
+            self._pending += 1
+            own: deque[Callable[[], None]] | None = getattr(self._local, "own", None)
+            if own is not None and not governor.helpers:
+                own.append(fn)  # a helper's task queued this; that helper runs it next
+            else:
+                self._tasks.append(fn)
+                if governor.helpers:
+                    self._work.notify()
 
     def run_one(self) -> bool:
         """Run one queued task on the calling thread; False when none is queued."""
@@ -196,17 +256,42 @@ class ActorPool:
                 return False
             task = self._tasks.popleft()
         task()
+        if self._governor is not None:
+            with self._work:
+                self._completed()
         return True
 
+    def _completed(self) -> None:
+        """Count a finished task (the caller holds ``_work``)."""
+        governor = self._governor
+        if governor is None:  # unleashed meanwhile
+            return
+        self._pending -= 1
+        if self._pending == 0:
+            governor.quiet()
+        if governor.completed() and governor.helpers:
+            self._work.notify_all()
+
     def _serve(self) -> None:
+        if self._thread_init is not None:
+            self._thread_init()
+        own: deque[Callable[[], None]] = deque()
+        self._local.own = own
+        ran = False
         while True:
             with self._work:
-                while not self._tasks and not self._stopping:
+                if ran:
+                    self._completed()
+                while not self._stopping and not own and not (self._tasks and self._helping()):
                     self._work.wait()
                 if self._stopping:
                     return
-                task = self._tasks.popleft()
+                task = own.popleft() if own else self._tasks.popleft()
             task()
+            ran = True
+
+    def _helping(self) -> bool:
+        return self._governor is None or self._governor.helpers
 
     def crashed(self, party: str, exc: BaseException) -> None:
         self._on_crash(party, exc)
@@ -225,10 +310,18 @@ class ActorPool:
             return self._active == 0
 
     def wait_all_done(self, timeout: float | None = None) -> bool:
+        self._unleash()
         if self.drain():
             return True
         with self._cond:
             return self._cond.wait_for(lambda: self._active == 0, timeout)
+
+    def _unleash(self) -> None:
+        """Helpers take work from now on: the run is ending, and its last messages must
+        not wait for a driver."""
+        with self._work:
+            self._governor = None
+            self._work.notify_all()
 
     def close(self) -> None:
         with self._work:
