@@ -10,6 +10,8 @@ and folds each task's result into an accumulator as it arrives. Workloads:
   takes it back);
 - ``numpy-large``: the same model on 256 rows of 784 features, batches of 128 (BLAS calls
   long enough for two threads to gain);
+- ``torch-mlp``: a torch MLP (64-64-10) trained on 256 rows, batches of 32 (torch releases
+  the lock inside each operation; left out when torch is not installed);
 - ``wait``: each task waits 2 ms (a party waiting on I/O or a simulated delay).
 
 Variants: *plain* (the tasks called in a loop), the pool with one worker, with two workers
@@ -29,6 +31,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
+import importlib.util  # noqa: E402
 import statistics  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -60,6 +64,31 @@ def softmax_task(rows: int, features: int, batch: int) -> Task:
     return task
 
 
+def torch_task() -> Task:
+    import torch
+
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 64, generator=gen)
+    y = torch.randint(0, 10, (256,), generator=gen)
+
+    torch.manual_seed(0)
+    initial = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+
+    def task(i: int) -> np.ndarray:
+        net = copy.deepcopy(initial)
+        opt = torch.optim.SGD(net.parameters(), lr=0.05)
+        for first in range(0, 256, 32):
+            rows = slice(first, first + 32)
+            loss = torch.nn.functional.cross_entropy(net(x[rows]), y[rows])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return net[2].weight.detach().numpy().copy()
+
+    return task
+
+
 def wait_task() -> Task:
     out = np.ones((50, 10), np.float32)
 
@@ -73,6 +102,7 @@ def wait_task() -> Task:
 WORKLOADS: dict[str, Callable[[], Task]] = {
     "numpy-small": lambda: softmax_task(80, 50, 32),
     "numpy-large": lambda: softmax_task(256, 784, 128),
+    "torch-mlp": torch_task,
     "wait": wait_task,
 }
 VARIANTS = ("plain", "pool, 1 worker", "pool, 2 workers, always", "pool, 2 workers, governed")
@@ -170,6 +200,9 @@ def main() -> None:
     print("| workload | variant | median round ms | vs plain | helpers at the end |")
     print("| --- | --- | ---: | ---: | --- |")
     for workload in WORKLOADS:
+        if workload.startswith("torch") and importlib.util.find_spec("torch") is None:
+            print(f"| {workload} | left out: torch is not installed | | | |")
+            continue
         rows = measure(workload, args.rounds, args.tasks, args.repeat)
         plain = rows["plain"]["median_ms"]
         for variant in VARIANTS:

@@ -92,6 +92,46 @@ def test_a_helper_runs_the_work_its_task_queued_while_helpers_are_off(pools):
     assert ran == ["party-pool-0"]
 
 
+def test_work_a_helper_queued_stays_the_helpers_when_they_turn_off(pools):
+    """Queued while the helpers were on, and the governor turns them off before any helper
+    comes back for it: a helper still runs it (the drivers may all be asleep)."""
+    gov = Governor()
+    pool = pools(workers=2, governor=gov)
+    follow_up, ran, done = recorder()
+
+    def first() -> None:
+        pool.submit(follow_up)  # helpers on: no helper is free, so it waits in the queue
+        gov.helpers = False  # as if this task's completion ended a window
+
+    pool.submit(first)
+    assert done.wait(HANG)
+    assert ran == ["party-pool-0"]
+
+
+class _TurnsOn(Governor):
+    """Off until the first task completes, then on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.helpers = False
+
+    def completed(self) -> bool:
+        was, self.helpers = self.helpers, True
+        return not was
+
+
+def test_helpers_turned_back_on_wake_and_take_queued_work(pools):
+    pool = pools(workers=2, governor=_TurnsOn())
+    first, first_ran, _ = recorder()
+    second, second_ran, second_done = recorder()
+    pool.submit(first)
+    pool.submit(second)
+    assert pool.run_one()  # runs the first here; its completion turns the helpers on
+    assert first_ran == [threading.current_thread().name]
+    assert second_done.wait(HANG)  # this thread runs nothing more
+    assert second_ran == ["party-pool-0"]
+
+
 def test_waiting_for_the_end_turns_the_helpers_back_on(pools):
     pool = pools(workers=2, governor=off_governor())
     assert pool.wait_all_done(timeout=HANG)

@@ -68,8 +68,9 @@ def _blas_limits(workers: int) -> Any:
 
 def _pin_thread() -> None:
     """The same limit on each thread the pool starts: OpenMP's thread count (torch's, for
-    one) is a per-thread setting, so the limit set on this thread does not reach them. The
-    threads end with the run, so the limit is never lifted."""
+    one) is a per-thread setting, so the limit set on this thread does not reach them. It
+    lasts as long as the thread, which ends with the run; the process-wide limits (BLAS)
+    are lifted when the run's own limit is."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)

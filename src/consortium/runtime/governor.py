@@ -12,8 +12,9 @@ batch size), so :class:`Governor` measures it.
 
 It compares the two ways of running by their cost a task:
 
-- *probe*: windows of work alternating between helpers on and helpers off (only the
-  drivers' threads run work, as with one worker), ``pairs`` of each, every window at least
+- *probe*: windows of work alternating between helpers on and helpers off (the helpers
+  leave the work the drivers queue to the drivers, as with one worker, and run only what
+  their own tasks queue), ``pairs`` of each, every window at least
   ``window_tasks`` tasks and ``window_s`` seconds long, so that each way sees every part of
   a round and the same drift of the machine's speed;
 - *hold*: the cheaper way for ``hold_factor`` times the probe's duration, then probe again.

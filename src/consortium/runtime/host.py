@@ -42,12 +42,12 @@ def report_crash(ctx: PartyContext, exc: BaseException) -> None:
 
 
 def _stops(ctx: PartyContext, exc: TransportClosed) -> None:
-    """An actor could not send because a peer has left (or its own endpoint closed): the run
-    is over, or the peer's failure is reported by the peer and counted by the hub. Nothing
-    is left for this party to do, and it did nothing wrong, so it stops without a crash.
-    (Seen at the end of asynchronous runs: trainers finishing in-flight work answer a hub
-    that has already left.)"""
-    log.debug("party %s stops: %s", ctx.name, exc)
+    """An actor on the in-process pool could not send because a peer has left (or its own
+    endpoint closed): the run is over, or the peer's failure is reported by the peer and
+    counted by the hub. Nothing is left for this party to do, and it did nothing wrong, so
+    it stops without a crash. (Seen at the end of asynchronous runs: trainers finishing
+    in-flight work answer a hub that has already left.)"""
+    log.info("party %s stops: %s", ctx.name, exc)
 
 
 def serve_actor(ctx: PartyContext, actor: Actor) -> None:
@@ -59,12 +59,7 @@ def serve_actor(ctx: PartyContext, actor: Actor) -> None:
                 msg = ctx.recv()
             except TransportClosed:
                 return
-            try:
-                more = actor.handle(ctx, msg)
-            except TransportClosed as exc:
-                _stops(ctx, exc)
-                return
-            if not more:
+            if not actor.handle(ctx, msg):
                 return
     except BaseException as exc:
         report_crash(ctx, exc)
@@ -163,9 +158,12 @@ class ActorPool:
 
     With more, a :class:`~consortium.runtime.governor.Governor` measures whether the helpers
     make the work faster and turns them off while they do not (work that holds the
-    interpreter lock runs slower on two threads than on one). Off means: a helper takes
-    nothing from the shared queue; it finishes the task it holds and runs what that task
-    queued itself, so no work waits for a driver that has gone to sleep on its mailbox.
+    interpreter lock runs slower on two threads than on one). Off means that helpers leave
+    the work the drivers queue to the drivers. Work queued by a task running on a helper
+    stays the helpers' in either state: a driver asleep on its mailbox would never see it.
+    A driver queues work and then waits for the answers, running queued work while it
+    waits; a driver thread that ends runs what is queued before it goes. So no work waits
+    for a thread that will not come.
 
     Work is event-driven: helper threads sleep on a condition until work is queued for them.
     """
@@ -185,14 +183,16 @@ class ActorPool:
         self._on_crash = on_crash
         self._active = 0
         self._cond = threading.Condition()
-        self._tasks: deque[Callable[[], None]] = deque()
+        self._tasks: deque[Callable[[], None]] = deque()  # queued by drivers and the like
+        self._from_helpers: deque[Callable[[], None]] = deque()  # queued by helpers' tasks
         self._work = threading.Condition()
         self._stopping = False
         self._thread_init = thread_init
         helpers = max(0, workers - 1)
         self._governor = (governor or Governor()) if helpers and adaptive else None
+        self._unleashed = False  # the run is ending: every helper takes every task
         self._pending = 0  # tasks queued or running, counted while a governor decides
-        self._local = threading.local()  # .own: a helper's queue of the tasks it queued
+        self._local = threading.local()  # .helper: True on this pool's helper threads
         self._threads = [
             threading.Thread(target=self._serve, name=f"party-pool-{i}", daemon=True)
             for i in range(helpers)
@@ -214,13 +214,14 @@ class ActorPool:
 
         def host() -> None:
             try:
-                if self._thread_init is not None:
-                    self._thread_init()
+                self._init_thread()
                 serve_driver(ctx, driver)
             except BaseException as exc:
                 self.crashed(ctx.name, exc)
             finally:
-                ctx.endpoint.close()
+                ctx.endpoint.close()  # tells its peers, which queues work for them
+                while self.run_one():
+                    pass
                 self.party_done()
 
         thread = threading.Thread(target=host, name=f"driver-{ctx.name}", daemon=True)
@@ -233,65 +234,88 @@ class ActorPool:
 
     def submit(self, fn: Callable[[], None]) -> None:
         with self._work:
-            governor = self._governor
-            if governor is None:
-                self._tasks.append(fn)
-                self._work.notify()
-                return
-            if self._pending == 0:
-                governor.busy()
-            self._pending += 1
-            own: deque[Callable[[], None]] | None = getattr(self._local, "own", None)
-            if own is not None and not governor.helpers:
-                own.append(fn)  # a helper's task queued this; that helper runs it next
+            helping = self._count_in()
+            if getattr(self._local, "helper", False):
+                self._from_helpers.append(fn)
+                if helping:  # when off, the helper queuing this comes back for it
+                    self._work.notify()
             else:
                 self._tasks.append(fn)
-                if governor.helpers:
+                if helping:
                     self._work.notify()
 
     def run_one(self) -> bool:
         """Run one queued task on the calling thread; False when none is queued."""
         with self._work:
-            if not self._tasks:
+            if self._tasks:
+                task = self._tasks.popleft()
+            elif self._from_helpers:
+                task = self._from_helpers.popleft()
+            else:
                 return False
-            task = self._tasks.popleft()
-        task()
-        if self._governor is not None:
-            with self._work:
-                self._completed()
+        try:
+            task()
+        finally:
+            if self._governor is not None:
+                with self._work:
+                    self._count_out()
         return True
 
-    def _completed(self) -> None:
+    def _count_in(self) -> bool:
+        """Count a queued task (the caller holds ``_work``); whether helpers are on."""
+        governor = self._governor
+        if governor is None or self._unleashed:
+            return True
+        if self._pending == 0:
+            governor.busy()
+        self._pending += 1
+        return governor.helpers
+
+    def _count_out(self) -> None:
         """Count a finished task (the caller holds ``_work``)."""
         governor = self._governor
-        if governor is None:  # unleashed meanwhile
+        if governor is None or self._unleashed:
             return
         self._pending -= 1
+        changed = governor.completed()
         if self._pending == 0:
             governor.quiet()
-        if governor.completed() and governor.helpers:
+        if changed and governor.helpers:
             self._work.notify_all()
 
-    def _serve(self) -> None:
+    def _helping(self) -> bool:
+        return self._governor is None or self._unleashed or self._governor.helpers
+
+    def _init_thread(self) -> None:
         if self._thread_init is not None:
             self._thread_init()
-        own: deque[Callable[[], None]] = deque()
-        self._local.own = own
+
+    def _serve(self) -> None:
+        self._local.helper = True
+        try:
+            self._init_thread()
+        except Exception:  # the thread still serves, without whatever the hook sets
+            log.exception("the pool's thread hook failed on %s", threading.current_thread().name)
         ran = False
         while True:
             with self._work:
                 if ran:
-                    self._completed()
-                while not self._stopping and not own and not (self._tasks and self._helping()):
+                    self._count_out()
+                while True:
+                    if self._stopping:
+                        return
+                    if self._from_helpers:
+                        task = self._from_helpers.popleft()
+                        break
+                    if self._tasks and self._helping():
+                        task = self._tasks.popleft()
+                        break
                     self._work.wait()
-                if self._stopping:
-                    return
-                task = own.popleft() if own else self._tasks.popleft()
-            task()
+            try:
+                task()
+            except BaseException:  # tasks report their own failures; this is a last resort
+                log.exception("a task failed on %s", threading.current_thread().name)
             ran = True
-
-    def _helping(self) -> bool:
-        return self._governor is None or self._governor.helpers
 
     def crashed(self, party: str, exc: BaseException) -> None:
         self._on_crash(party, exc)
@@ -317,10 +341,10 @@ class ActorPool:
             return self._cond.wait_for(lambda: self._active == 0, timeout)
 
     def _unleash(self) -> None:
-        """Helpers take work from now on: the run is ending, and its last messages must
-        not wait for a driver."""
+        """Helpers take every task from now on: the run is ending, and its last messages
+        must not wait for a driver."""
         with self._work:
-            self._governor = None
+            self._unleashed = True
             self._work.notify_all()
 
     def close(self) -> None:
