@@ -197,13 +197,17 @@ def main() -> None:
         child(args.child, no_training=args.no_training)
         return
     rows = []
+    variants = (("plain", 1), ("consortium", 1), ("consortium", 2))
     for scenario in SCENARIOS:
-        for kind, workers in (("plain", 1), ("consortium", 1), ("consortium", 2)):
-            runs = [
-                measure(kind, scenario, workers, no_training=args.no_training)
-                for _ in range(args.repeat)
-            ]
-            best = min(runs, key=lambda r: r["total_s"])
+        # repeats interleaved, so that a drift of the machine's speed reaches every variant
+        runs: dict[tuple[str, int], list[dict]] = {v: [] for v in variants}
+        for _ in range(args.repeat):
+            for kind, workers in variants:
+                runs[kind, workers].append(
+                    measure(kind, scenario, workers, no_training=args.no_training)
+                )
+        for kind, workers in variants:
+            best = min(runs[kind, workers], key=lambda r: r["total_s"])
             rounds = sorted(best["rounds_s"])
             rows.append(
                 {

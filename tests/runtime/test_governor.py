@@ -14,48 +14,69 @@ def make(clock: FakeClock, **kw: float) -> Governor:
     settings = {"window_tasks": 4, "window_s": 0.0, "pairs": 2, "hold_factor": 10.0}
     settings.update(kw)
     gov = Governor(now=clock.now, **settings)  # type: ignore[arg-type]
-    # set-up does not count: measuring starts at the first quiet moment
-    gov.busy()
-    gov.quiet()
-    gov.busy()
+    gov.quiet()  # set-up does not count: measuring starts after the first quiet moment
     return gov
 
 
-def run(gov: Governor, clock: FakeClock, tasks: int, *, on: float, off: float) -> list[bool]:
-    """Complete ``tasks`` tasks, each costing ``on`` or ``off`` seconds depending on the
-    helpers' state when it starts; the helpers' state after each task."""
+def rounds(
+    gov: Governor,
+    clock: FakeClock,
+    count: int,
+    *,
+    tasks: int,
+    on: float,
+    off: float,
+    after: tuple[float, float] = (0.0, 0.0),
+) -> list[bool]:
+    """``count`` rounds of ``tasks`` tasks, each costing ``on`` or ``off`` seconds as the
+    helpers are, then a quiet spell of ``after`` (with helpers, without: the hub's own work
+    until it queues the next round); the helpers' state in each round."""
     states = []
-    for _ in range(tasks):
-        clock.advance(on if gov.helpers else off)
-        gov.completed()
+    for _ in range(count):
+        gov.busy()  # the round's first task is queued
         states.append(gov.helpers)
+        for _ in range(tasks):
+            clock.advance(on if gov.helpers else off)
+            gov.completed()
+        gov.quiet()
+        clock.advance(after[0] if gov.helpers else after[1])
     return states
 
 
 def test_setup_work_is_not_measured():
     clock = FakeClock()
     gov = Governor(now=clock.now, window_tasks=1, window_s=0.0)
-    gov.busy()
+    assert not gov.busy()
     for _ in range(100):
         clock.advance(1.0)
         assert not gov.completed()
     assert gov.helpers and not gov.decisions
 
 
-def test_probe_alternates_windows_then_turns_helpers_off_when_that_is_cheaper():
+def test_probe_alternates_whole_rounds_then_turns_helpers_off_when_that_is_cheaper():
     clock = FakeClock()
-    gov = make(clock)
-    states = run(gov, clock, 16, on=3.0, off=1.0)
-    # four windows of four tasks: on, off, on, then off until the decision keeps it off
-    assert states == [True] * 3 + [False] * 4 + [True] * 4 + [False] * 5
+    gov = make(clock, window_s=1.0)
+    # a window ends when a round starts after 4 tasks and 1 s: every round here
+    states = rounds(gov, clock, 6, tasks=4, on=3.0, off=1.0)
+    assert states == [True, False, True, False, False, False]
     assert gov.decisions[-1] == (3.0, 1.0, False)
+
+
+def test_what_the_hub_does_after_a_round_counts_with_that_round():
+    """A hub that works 8 s after each round's last reply, 10 s when the helpers were on:
+    the helpers cost more although the tasks themselves cost the same."""
+    clock = FakeClock()
+    gov = make(clock, window_s=1.0)
+    rounds(gov, clock, 5, tasks=4, on=1.0, off=1.0, after=(10.0, 8.0))
+    cost_on, cost_off, helpers = gov.decisions[-1]
+    assert (cost_on, cost_off, helpers) == (pytest.approx(3.5), pytest.approx(3.0), False)
 
 
 @pytest.mark.parametrize(("on", "off", "kept"), [(1.0, 3.0, True), (1.0, 0.95, True)])
 def test_helpers_stay_on_unless_off_is_clearly_cheaper(on, off, kept):
     clock = FakeClock()
     gov = make(clock, margin=0.1)
-    run(gov, clock, 16, on=on, off=off)
+    rounds(gov, clock, 4, tasks=4, on=on, off=off)
     assert gov.helpers is kept
     assert gov.decisions[-1] == (pytest.approx(on), pytest.approx(off), kept)
 
@@ -64,11 +85,12 @@ def test_helpers_stay_on_unless_off_is_clearly_cheaper(on, off, kept):
     on=st.floats(0.001, 10.0),
     off=st.floats(0.001, 10.0),
     margin=st.floats(0.0, 0.9),
+    tasks=st.integers(4, 40),
 )
-def test_decision_matches_the_rule(on, off, margin):
+def test_decision_matches_the_rule(on, off, margin, tasks):
     clock = FakeClock()
     gov = make(clock, margin=margin)
-    run(gov, clock, 16, on=on, off=off)
+    rounds(gov, clock, 4, tasks=tasks, on=on, off=off)
     cost_on, cost_off, helpers = gov.decisions[-1]
     assert cost_on == pytest.approx(on) and cost_off == pytest.approx(off)
     assert helpers is (not cost_off < cost_on * (1 - margin))
@@ -77,35 +99,38 @@ def test_decision_matches_the_rule(on, off, margin):
 def test_hold_lasts_its_factor_of_the_probe_then_probes_again_helpers_first():
     clock = FakeClock()
     gov = make(clock, hold_factor=2.0)
-    run(gov, clock, 16, on=3.0, off=1.0)  # probe: 8 x 3 s + 8 x 1 s = 32 s of work
-    assert not gov.helpers
-    assert run(gov, clock, 63, on=3.0, off=1.0) == [False] * 63  # 63 s held
-    run(gov, clock, 1, on=3.0, off=1.0)  # the 64th second ends the hold
-    assert gov.helpers
-    run(gov, clock, 16, on=1.0, off=3.0)  # the work changed: helpers pay now
-    assert gov.helpers and gov.decisions[-1] == (1.0, 3.0, True)
+    rounds(gov, clock, 4, tasks=4, on=3.0, off=1.0)  # probe: 2 x 12 s + 2 x 4 s = 32 s
+    assert rounds(gov, clock, 16, tasks=4, on=3.0, off=1.0) == [False] * 16  # 64 s held
+    # the work changed: helpers pay now, and the next probe finds it
+    assert rounds(gov, clock, 5, tasks=4, on=1.0, off=3.0) == [True, False, True, False, True]
+    assert gov.decisions[-1] == (1.0, 3.0, True)
 
 
-def test_a_window_needs_its_tasks_and_its_seconds():
+def test_a_window_needs_its_seconds():
     clock = FakeClock()
-    gov = make(clock, window_tasks=2, window_s=5.0)
-    assert run(gov, clock, 4, on=1.0, off=1.0) == [True] * 4  # 4 s: too short
-    assert run(gov, clock, 1, on=1.0, off=1.0) == [False]  # 5 tasks, 5 s
-    assert run(gov, clock, 1, on=10.0, off=10.0) == [False]  # one task: too few
-    assert run(gov, clock, 1, on=10.0, off=10.0) == [True]
+    gov = make(clock, window_tasks=1, window_s=5.0)
+    # rounds of 2 s: the first window ends as the fourth round starts (6 s)
+    assert rounds(gov, clock, 4, tasks=2, on=1.0, off=1.0) == [True, True, True, False]
 
 
-def test_quiet_spells_do_not_count():
+def test_a_window_needs_its_tasks():
     clock = FakeClock()
-    gov = make(clock)
-    for helpers_cost in (3.0, 1.0, 3.0, 1.0):
-        for _ in range(4):
-            clock.advance(helpers_cost)
-            gov.completed()
-        gov.quiet()  # between rounds: nothing queued or running
-        clock.advance(1000.0)
-        gov.busy()
-    assert gov.decisions[-1] == (3.0, 1.0, False)
+    gov = make(clock, window_tasks=5, window_s=1.0)
+    # rounds of two tasks: the first window ends as the fourth round starts (6 tasks)
+    assert rounds(gov, clock, 4, tasks=2, on=1.0, off=1.0) == [True, True, True, False]
+
+
+def test_work_that_is_never_quiet_ends_its_windows_at_a_task():
+    clock = FakeClock()
+    gov = make(clock, window_tasks=1, window_s=0.25)
+    gov.busy()
+    changes = []
+    for _ in range(40):  # never quiet: a window ends at a task after 20 x 0.25 s
+        clock.advance(1.0 if gov.helpers else 0.5)
+        if gov.completed():
+            changes.append(gov.helpers)
+    assert changes[:3] == [False, True, False]
+    assert gov.decisions[0] == (1.0, 0.5, False)
 
 
 @pytest.mark.parametrize(

@@ -14,20 +14,24 @@ It compares the two ways of running by their cost a task:
 
 - *probe*: windows of work alternating between helpers on and helpers off (the helpers
   leave the work the drivers queue to the drivers, as with one worker, and run only what
-  their own tasks queue), ``pairs`` of each, every window at least
-  ``window_tasks`` tasks and ``window_s`` seconds long, so that each way sees every part of
-  a round and the same drift of the machine's speed;
+  their own tasks queue), ``pairs`` of each, so that each way sees the same drift of the
+  machine's speed;
 - *hold*: the cheaper way for ``hold_factor`` times the probe's duration, then probe again.
   The helpers are turned off only when that is at least ``margin`` cheaper, so work that
   gains nothing either way keeps every worker, as configured.
 
-The cost of a window is its busy wall time (time during which tasks were queued or running,
-whoever ran them) divided by the tasks it completed, so the gaps between rounds do not count
-and a driver too busy to run queued work counts against the way that left the work to it.
-Thread CPU time would not do: two threads bouncing the lock burn CPU in the kernel, so their
-CPU time grows with the waste. Measuring starts when the pool first goes quiet: the work of
-setting a job up (thousands of trivial starts queued while the parties are built) says
-nothing about the rounds.
+The cost of a window is its wall time divided by the tasks completed in it, everything
+counted: the drivers' own work (a hub folding replies, evaluating) is slowed by helpers
+holding the lock as much as the tasks are, and often it is what the helpers delay most. A
+window ends when work is queued after a quiet moment (nothing queued or running), once it
+has lasted ``window_s`` seconds and ``window_tasks`` tasks: in a job of rounds that is the
+start of a round, so every window holds whole rounds, each with what its hub did after its
+last reply, and the two ways are compared on the same work. Work that is never quiet ends
+its windows at a task after ``20 * window_s``. Thread CPU time would not do as a measure:
+two threads bouncing the lock burn CPU in the kernel, so their CPU time grows with the
+waste. Measuring starts after the pool's first quiet moment: the work of setting a job up
+(thousands of trivial starts queued while the parties are built) says nothing about the
+rounds.
 
 The governor does no locking and no I/O: the pool calls it under its own lock. Its clock is
 the wall clock, never a job's injected clock, since what it measures is real time.
@@ -41,20 +45,25 @@ from collections.abc import Callable
 
 __all__ = ["Governor"]
 
+# a window (or hold) that never meets a quiet moment ends at a task after this many times
+# its length
+_NEVER_QUIET = 20.0
+
 
 class Governor:
     """Decides, from measured cost a task, whether helper threads take work.
 
-    The pool reports :meth:`busy` when its first task is queued after a quiet spell,
-    :meth:`quiet` when its last task finishes, and :meth:`completed` after every task;
-    :attr:`helpers` says whether helpers may take work now.
+    The pool reports :meth:`busy` when work is queued after a quiet moment, :meth:`quiet`
+    when its last queued or running task finishes, and :meth:`completed` after every task;
+    :meth:`busy` and :meth:`completed` return True when :attr:`helpers` (whether helpers
+    may take work now) changed.
     """
 
     def __init__(
         self,
         *,
         window_tasks: int = 16,
-        window_s: float = 0.02,
+        window_s: float = 0.05,
         pairs: int = 2,
         hold_factor: float = 10.0,
         margin: float = 0.1,
@@ -74,50 +83,51 @@ class Governor:
         self._windows = 2 * pairs
         self._hold_factor, self._margin, self._now = hold_factor, margin, now
         self.helpers = True
-        self._measuring = False  # until the pool first goes quiet
+        self._measuring = False  # from the first busy moment after a quiet one
+        self._seen_quiet = False
         self._probing = True
         self._window = 0  # windows of this probe closed so far
-        self._count = 0  # tasks completed in the current window
-        self._busy = 0.0  # busy seconds of the current window, closed spells only
-        self._since: float | None = None  # start of the open busy spell
+        self._count = 0  # tasks completed in the current window (or hold)
+        self._start = 0.0  # when the current window (or hold) began
         self._hold_s = 0.0
-        self._sums = {True: [0.0, 0], False: [0.0, 0]}  # helpers -> [busy s, tasks]
+        self._sums = {True: [0.0, 0], False: [0.0, 0]}  # helpers -> [seconds, tasks]
         # the latest decisions: (cost a task with helpers, without, helpers kept)
         self.decisions: deque[tuple[float, float, bool]] = deque(maxlen=64)
 
-    def busy(self) -> None:
-        self._since = self._now()
-
-    def quiet(self) -> None:
-        if self._since is not None:
-            self._busy += self._now() - self._since
-            self._since = None
-        if not self._measuring:
-            self._measuring = True
-            self._busy, self._count = 0.0, 0
-
     def completed(self) -> bool:
-        """Count a finished task; True when :attr:`helpers` changed."""
+        """Count a finished task."""
         if not self._measuring:
             return False
         self._count += 1
+        return self._maybe_close(natural=False)
+
+    def quiet(self) -> None:
+        """Nothing is queued or running."""
+        self._seen_quiet = True
+
+    def busy(self) -> bool:
+        """Work is queued after a quiet moment: the natural end of a window."""
+        if not self._measuring:
+            if self._seen_quiet:
+                self._measuring = True
+                self._start, self._count = self._now(), 0
+            return False
+        return self._maybe_close(natural=True)
+
+    def _maybe_close(self, *, natural: bool) -> bool:
+        length = self._window_s if self._probing else self._hold_s
         if self._count < (self._window_tasks if self._probing else 1):
             return False
-        busy = self._busy
-        if self._since is not None:
-            now = self._now()
-            busy += now - self._since
-        if busy < (self._window_s if self._probing else self._hold_s):
+        now = self._now()
+        elapsed = now - self._start
+        if elapsed < (length if natural else _NEVER_QUIET * length):
             return False
-        # the window ends here; the next one starts now
         count = self._count
-        self._busy, self._count = 0.0, 0
-        if self._since is not None:
-            self._since = now
+        self._start, self._count = now, 0
         before = self.helpers
         if self._probing:
             total = self._sums[self.helpers]
-            total[0] += busy
+            total[0] += elapsed
             total[1] += count
             self._window += 1
             if self._window < self._windows:

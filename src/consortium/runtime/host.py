@@ -266,8 +266,8 @@ class ActorPool:
         governor = self._governor
         if governor is None or self._unleashed:
             return True
-        if self._pending == 0:
-            governor.busy()
+        if self._pending == 0 and governor.busy() and governor.helpers:
+            self._work.notify_all()
         self._pending += 1
         return governor.helpers
 
