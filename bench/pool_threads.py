@@ -20,7 +20,9 @@ default (its governor measures and turns the helper off when it does not help). 
 pinned to one thread. Each variant's rounds run ``--repeat`` times, interleaved with the
 other variants; the table has the median round of the best repeat.
 
-Usage: ``python bench/pool_threads.py [--rounds N] [--tasks N] [--repeat N]``.
+The last column lists the governor's decisions in the best repeat: its measured cost a task
+with the helper on and off, and which it kept. Usage: ``python bench/pool_threads.py
+[--rounds N] [--tasks N] [--repeat N] [--workloads NAME ...]``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 from consortium.ml.logreg import SoftmaxRegression  # noqa: E402
+from consortium.runtime.governor import Governor  # noqa: E402
 from consortium.runtime.host import ActorPool  # noqa: E402
 
 QUICK_ARGS: list[str] = ["--rounds", "5", "--repeat", "1"]
@@ -176,7 +179,7 @@ def measure(workload: str, rounds: int, tasks: int, repeat: int) -> dict[str, di
                     if rnd == 0:
                         np.testing.assert_allclose(acc, reference, rtol=1e-5, atol=1e-6)
                 governor = None if pool is None else pool.governor
-                helpers = "" if governor is None else ("on" if governor.helpers else "off")
+                helpers = "" if governor is None else _decisions(governor)
             finally:
                 if pool is not None:
                     pool.close()
@@ -184,6 +187,14 @@ def measure(workload: str, rounds: int, tasks: int, repeat: int) -> dict[str, di
             if variant not in best or row["median_ms"] < best[variant]["median_ms"]:
                 best[variant] = row
     return best
+
+
+def _decisions(governor: Governor) -> str:
+    """The governor's decisions: cost a task with the helper on / off (us), and its choice."""
+    return ", ".join(
+        f"{on * 1e6:.0f}/{off * 1e6:.0f} {'on' if keep else 'off'}"
+        for on, off, keep in governor.decisions
+    )
 
 
 def _crash(party: str, exc: BaseException) -> None:
@@ -195,11 +206,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     args = parser.parse_args()
     print(f"{args.tasks} tasks a round, {args.rounds} rounds, best of {args.repeat}")
-    print("| workload | variant | median round ms | vs plain | helpers at the end |")
+    print("| workload | variant | median round ms | vs plain | governor: us a task on/off, kept |")
     print("| --- | --- | ---: | ---: | --- |")
-    for workload in WORKLOADS:
+    for workload in args.workloads:
         if workload.startswith("torch") and importlib.util.find_spec("torch") is None:
             print(f"| {workload} | left out: torch is not installed | | | |")
             continue
