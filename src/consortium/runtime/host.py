@@ -235,14 +235,10 @@ class ActorPool:
     def submit(self, fn: Callable[[], None]) -> None:
         with self._work:
             helping = self._count_in()
-            if getattr(self._local, "helper", False):
-                self._from_helpers.append(fn)
-                if helping:  # when off, the helper queuing this comes back for it
-                    self._work.notify()
-            else:
-                self._tasks.append(fn)
-                if helping:
-                    self._work.notify()
+            on_helper = getattr(self._local, "helper", False)
+            (self._from_helpers if on_helper else self._tasks).append(fn)
+            if helping:  # when off, a helper queuing work comes back for it itself
+                self._work.notify()
 
     def run_one(self) -> bool:
         """Run one queued task on the calling thread; False when none is queued."""
