@@ -144,7 +144,11 @@ class TlsSpec(Strict):
 class RuntimeSpec(Strict):
     launcher: str = "inproc"
     workers: PositiveInt | None = Field(
-        default=None, description="in-process worker threads; default: the number of cores"
+        default=None,
+        description=(
+            "in-process worker threads, at most: the extra threads take work only while"
+            " measured to make it faster; default: the number of cores"
+        ),
     )
     hub_address: str = Field(
         default="127.0.0.1:0", description="where the hub listens under the processes launcher"
