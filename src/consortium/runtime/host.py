@@ -41,15 +41,6 @@ def report_crash(ctx: PartyContext, exc: BaseException) -> None:
             log.warning("party %s could not report its crash to the hub", ctx.name)
 
 
-def _stops(ctx: PartyContext, exc: TransportClosed) -> None:
-    """An actor on the in-process pool could not send because a peer has left (or its own
-    endpoint closed): the run is over, or the peer's failure is reported by the peer and
-    counted by the hub. Nothing is left for this party to do, and it did nothing wrong, so
-    it stops without a crash. (Seen at the end of asynchronous runs: trainers finishing
-    in-flight work answer a hub that has already left.)"""
-    log.info("party %s stops: %s", ctx.name, exc)
-
-
 def serve_actor(ctx: PartyContext, actor: Actor) -> None:
     """Run an actor on the calling thread until it is done or its endpoint closes."""
     try:
@@ -125,7 +116,11 @@ class ActorSlot:
             try:
                 more = actor.handle(ctx, msg)
             except TransportClosed as exc:
-                _stops(ctx, exc)
+                # A peer has left (or this endpoint closed): the run is over, or the peer's
+                # failure is reported by the peer and counted by the hub. Nothing is left to
+                # do here and this party did nothing wrong, so it stops without a crash
+                # (trainers finishing in-flight work at the end of an asynchronous run).
+                log.info("party %s stops: %s", ctx.name, exc)
                 self._finish()
                 return
             except BaseException as exc:
