@@ -13,7 +13,8 @@ Two comparisons (issue "Horizontal FL"), on N client updates of P float32 parame
 
 The data is generated once, straight into the ``UpdateStack`` buffer; its rows are the
 replies (read-only views) and ``X`` of the references, so every side reads the same bytes.
-Times are the median of ``--repeat`` runs, sides interleaved; GB/s is the input's bytes
+Times are the median of ``--repeat`` runs, sides interleaved, each after a pause that
+lets the other side's worker threads go idle; GB/s is the input's bytes
 (N x P x 4) over that time; "best x best" is the fastest run over the reference's fastest,
 steadier than the medians where other tenants share the memory bus. Each timed
 ``WeightedSum`` reuses the accumulator the previous one left (``horizontal/_spares.py``),
@@ -67,6 +68,10 @@ from consortium.horizontal.aggregate import UpdateStack, WeightedSum  # noqa: E4
 QUICK_ARGS: list[str] = ["--n", "20", "--p", "200000", "--repeat", "1"]
 
 SEED = 5
+# A pause before each timed run: BLAS's and numba's worker threads spin for a while after a
+# call returns, and with two threads on two cores the spinning pool of the side timed just
+# before slowed the next side by 1.2-1.5x, whichever side that was.
+SETTLE_S = 0.3
 TARGETS = {"weighted sum": 1.2, "median": 3.0}
 CONSORTIUM = {"WeightedSum.add x N, mean()", "UpdateStack.median()"}  # the rows with a target
 
@@ -99,10 +104,11 @@ def numpy_fold(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         aggregate._COMPILED_MIN = saved
 
 
-def kernel_alone(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def kernel_alone(rows: np.ndarray, weights: np.ndarray, acc: np.ndarray) -> np.ndarray:
     """The compiled kernel over every reply in one call (no replies held back, no folds
-    in between): what the accumulator's traffic between folds costs ``weighted_sum``."""
-    acc = np.zeros(rows.shape[1])
+    in between): what the accumulator's traffic between folds costs ``weighted_sum``.
+    ``acc`` is allocated once, outside the timed spans, as ``WeightedSum`` reuses a spare
+    one (mapping 80 MB of fresh pages costs more than the traffic being measured)."""
     mean = np.empty(rows.shape[1], rows.dtype)
     compiled.fold(acc, list(rows), weights, fresh=True, mean=mean, total=float(weights.sum()))
     return mean
@@ -139,13 +145,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     rows = stack.rows  # (n, p) read-only: the replies, and X of the references
     w32 = weights.astype(np.float32)
     nbytes = rows.nbytes
+    acc = np.empty(args.p)  # kernel_alone's accumulator
     cases: dict[str, dict[str, Callable[[], object]]] = {
         "weighted sum": {
             "reference: w @ X (one sgemv)": lambda: w32 @ rows,
             "WeightedSum.add x N, mean()": lambda: weighted_sum(rows, weights),
             "the same, numpy fold": lambda: numpy_fold(rows, weights),
             **(
-                {"compiled kernel, all N in one call": lambda: kernel_alone(rows, weights)}
+                {"compiled kernel, all N in one call": lambda: kernel_alone(rows, weights, acc)}
                 if compiled.available()
                 else {}
             ),
@@ -162,7 +169,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ref = (w32 @ rows) / w32.sum()
     means = [weighted_sum(rows, weights), numpy_fold(rows, weights)]  # compiles, once
     if compiled.available():
-        means.append(kernel_alone(rows, weights))
+        means.append(kernel_alone(rows, weights, acc))
     for mean in means:
         np.testing.assert_allclose(mean, ref, rtol=1e-4, atol=1e-5)
         if exact is not None:
@@ -175,6 +182,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         times: dict[str, list[float]] = {name: [] for name in sides}
         for _ in range(args.repeat):
             for name, fn in sides.items():
+                time.sleep(SETTLE_S)
                 t0 = time.perf_counter()
                 result = fn()
                 times[name].append(time.perf_counter() - t0)

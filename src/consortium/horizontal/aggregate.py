@@ -283,7 +283,10 @@ class WeightedSum:
         self._fresh = True  # nothing folded yet: what the accumulator holds is stale
         sizes = [stop - start for start, stop in self._layout.bounds]
         nbytes = sum(n * d.itemsize for n, d in zip(sizes, self._layout.dtypes, strict=True))
-        self._hold = max(1, min(_HOLD, _HOLD_BYTES // max(1, nbytes)))
+        hold = max(1, min(_HOLD, _HOLD_BYTES // max(1, nbytes)))
+        # a multiple of four: the kernel reads replies eight or four at a time, and one
+        # at a time for what is left (~5% slower a fold with 53 held against 52)
+        self._hold = hold - hold % 4 if hold >= 4 else hold
         big = [
             i
             for i, (n, d) in enumerate(zip(sizes, self._layout.dtypes, strict=True))
