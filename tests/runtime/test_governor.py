@@ -56,10 +56,20 @@ def test_setup_work_is_not_measured():
 def test_probe_alternates_whole_rounds_then_turns_helpers_off_when_that_is_cheaper():
     clock = FakeClock()
     gov = make(clock, window_s=1.0)
-    # a window ends when a round starts after 4 tasks and 1 s: every round here
-    states = rounds(gov, clock, 6, tasks=4, on=3.0, off=1.0)
+    # a window ends when a round starts after 4 tasks and 1 s: every round here; off is
+    # 20% cheaper, not a clear cut after one pair, so the probe takes both
+    states = rounds(gov, clock, 6, tasks=4, on=1.25, off=1.0)
     assert states == [True, False, True, False, False, False]
-    assert gov.decisions[-1] == (3.0, 1.0, False)
+    assert gov.decisions[-1] == (1.25, 1.0, False)
+
+
+@pytest.mark.parametrize(("on", "off", "kept"), [(3.0, 1.0, False), (1.0, 3.0, True)])
+def test_a_clear_cut_first_pair_ends_the_probe(on, off, kept):
+    clock = FakeClock()
+    gov = make(clock, decisive=0.3)
+    assert rounds(gov, clock, 5, tasks=4, on=on, off=off) == [True, False] + [kept] * 3
+    assert gov.decisions[-1] == (on, off, kept)
+    assert len(gov.decisions) == 1
 
 
 def test_what_the_hub_does_after_a_round_counts_with_that_round():
@@ -99,11 +109,11 @@ def test_decision_matches_the_rule(on, off, margin, tasks):
 def test_hold_lasts_its_factor_of_the_probe_then_probes_again_helpers_first():
     clock = FakeClock()
     gov = make(clock, hold_factor=2.0)
-    rounds(gov, clock, 4, tasks=4, on=3.0, off=1.0)  # probe: 2 x 12 s + 2 x 4 s = 32 s
-    assert rounds(gov, clock, 16, tasks=4, on=3.0, off=1.0) == [False] * 16  # 64 s held
+    rounds(gov, clock, 4, tasks=4, on=1.25, off=1.0)  # probe: 2 x 5 s + 2 x 4 s = 18 s
+    assert rounds(gov, clock, 9, tasks=4, on=1.25, off=1.0) == [False] * 9  # 36 s held
     # the work changed: helpers pay now, and the next probe finds it
-    assert rounds(gov, clock, 5, tasks=4, on=1.0, off=3.0) == [True, False, True, False, True]
-    assert gov.decisions[-1] == (1.0, 3.0, True)
+    assert rounds(gov, clock, 5, tasks=4, on=1.0, off=1.25) == [True, False, True, False, True]
+    assert gov.decisions[-1] == (1.0, 1.25, True)
 
 
 def test_a_window_needs_its_seconds():
@@ -126,17 +136,24 @@ def test_work_that_is_never_quiet_ends_its_windows_at_a_task():
     gov.busy()
     changes = []
     for _ in range(40):  # never quiet: a window ends at a task after 20 x 0.25 s
-        clock.advance(1.0 if gov.helpers else 0.5)
+        clock.advance(1.0 if gov.helpers else 0.8)
         if gov.completed():
             changes.append(gov.helpers)
     assert changes[:3] == [False, True, False]
-    assert gov.decisions[0] == (1.0, 0.5, False)
+    assert gov.decisions[0] == (1.0, pytest.approx(0.8), False)
 
 
 @pytest.mark.parametrize(
     "kw",
-    [{"window_tasks": 0}, {"pairs": 0}, {"window_s": -1.0}, {"hold_factor": -1.0}, {"margin": 1.0}],
+    [
+        {"window_tasks": 0},
+        {"pairs": 0},
+        {"window_s": -1.0},
+        {"hold_factor": -1.0},
+        {"margin": 1.0},
+        {"decisive": 1.0},
+    ],
 )
 def test_bad_settings_are_refused(kw):
-    with pytest.raises(ValueError, match=next(iter(kw))):
+    with pytest.raises(ValueError, match=next(iter(kw))):  # the message names the setting
         Governor(**kw)

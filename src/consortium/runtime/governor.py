@@ -16,6 +16,9 @@ It compares the two ways of running by their cost a task:
   leave the work the drivers queue to the drivers, as with one worker, and run only what
   their own tasks queue), ``pairs`` of each, so that each way sees the same drift of the
   machine's speed;
+  a probe ends after its first pair when one way was ``decisive`` cheaper there (helpers
+  on cost twice as much in a job of small numpy calls, and every window of the costly way
+  is time lost);
 - *hold*: the cheaper way for ``hold_factor`` times the probe's duration, then probe again.
   The helpers are turned off only when that is at least ``margin`` cheaper, so work that
   gains nothing either way keeps every worker, as configured.
@@ -67,6 +70,7 @@ class Governor:
         pairs: int = 2,
         hold_factor: float = 10.0,
         margin: float = 0.1,
+        decisive: float = 0.3,
         now: Callable[[], float] = time.perf_counter,
     ) -> None:
         if window_tasks < 1 or pairs < 1:
@@ -79,9 +83,12 @@ class Governor:
             )
         if not 0.0 <= margin < 1.0:
             raise ValueError(f"margin must lie in [0, 1), got {margin}")
+        if not 0.0 < decisive < 1.0:
+            raise ValueError(f"decisive must lie in (0, 1), got {decisive}")
         self._window_tasks, self._window_s = window_tasks, window_s
         self._windows = 2 * pairs
-        self._hold_factor, self._margin, self._now = hold_factor, margin, now
+        self._hold_factor, self._margin, self._decisive = hold_factor, margin, decisive
+        self._now = now
         self.helpers = True
         self._measuring = False  # from the first busy moment after a quiet one
         self._seen_quiet = False
@@ -130,13 +137,20 @@ class Governor:
             total[0] += elapsed
             total[1] += count
             self._window += 1
-            if self._window < self._windows:
-                self.helpers = not self.helpers
-            else:
+            if self._window >= self._windows or (self._window == 2 and self._clear_cut()):
                 self._decide()
+            else:
+                self.helpers = not self.helpers
         else:  # the hold is over: probe again, helpers first
             self._probing, self._window, self.helpers = True, 0, True
         return self.helpers != before
+
+    def _clear_cut(self) -> bool:
+        """Whether one way was at least ``decisive`` cheaper than the other."""
+        (on_s, on_n), (off_s, off_n) = self._sums[True], self._sums[False]
+        cost_on, cost_off = on_s / on_n, off_s / off_n
+        keep = 1.0 - self._decisive
+        return cost_off < cost_on * keep or cost_on < cost_off * keep
 
     def _decide(self) -> None:
         (on_s, on_n), (off_s, off_n) = self._sums[True], self._sums[False]

@@ -14,6 +14,7 @@ from consortium.tracking.mlflow_sink import (
     MlflowSink,
     default_tracking_uri,
 )
+from consortium.tracking.painter import start_painter
 from consortium.tracking.records import (
     ParamValue,
     RoundRecord,
@@ -53,4 +54,5 @@ __all__ = [
     "new_run_id",
     "plot_curves",
     "save_model",
+    "start_painter",
 ]
