@@ -115,10 +115,9 @@ def weighted_fold(acc, rows, weights, block, fresh, out, total, finish):  # type
         s = b * block
         e = min(s + block, size)
         part = np.zeros(e - s) if fresh else acc[s:e].copy()
-        w = weights
+        r, w = rows, weights
         k = 0
         while k + 8 <= count:
-            r = rows
             _add8(
                 part,
                 r[k][s:e], r[k + 1][s:e], r[k + 2][s:e], r[k + 3][s:e],
@@ -127,7 +126,6 @@ def weighted_fold(acc, rows, weights, block, fresh, out, total, finish):  # type
             )  # fmt: skip
             k += 8
         if k + 4 <= count:
-            r = rows
             _add4(part, r[k][s:e], r[k + 1][s:e], r[k + 2][s:e], r[k + 3][s:e], w[k], w[k + 1], w[k + 2], w[k + 3])  # fmt: skip
             k += 4
         while k < count:

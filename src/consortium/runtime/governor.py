@@ -145,18 +145,21 @@ class Governor:
             self._probing, self._window, self.helpers = True, 0, True
         return self.helpers != before
 
+    def _costs(self) -> tuple[float, float]:
+        """The probe's cost a task so far: with helpers, without."""
+        (on_s, on_n), (off_s, off_n) = self._sums[True], self._sums[False]
+        return on_s / on_n, off_s / off_n
+
     def _clear_cut(self) -> bool:
         """Whether one way was at least ``decisive`` cheaper than the other."""
-        (on_s, on_n), (off_s, off_n) = self._sums[True], self._sums[False]
-        cost_on, cost_off = on_s / on_n, off_s / off_n
+        cost_on, cost_off = self._costs()
         keep = 1.0 - self._decisive
         return cost_off < cost_on * keep or cost_on < cost_off * keep
 
     def _decide(self) -> None:
-        (on_s, on_n), (off_s, off_n) = self._sums[True], self._sums[False]
-        cost_on, cost_off = on_s / on_n, off_s / off_n
+        cost_on, cost_off = self._costs()
         self.helpers = not cost_off < cost_on * (1.0 - self._margin)
         self.decisions.append((cost_on, cost_off, self.helpers))
-        self._hold_s = self._hold_factor * (on_s + off_s)
+        self._hold_s = self._hold_factor * (self._sums[True][0] + self._sums[False][0])
         self._sums = {True: [0.0, 0], False: [0.0, 0]}
         self._probing = False
