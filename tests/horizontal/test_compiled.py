@@ -10,14 +10,16 @@ pytest.importorskip("numba")
 from consortium.horizontal import _spares, aggregate, compiled
 from consortium.horizontal.aggregate import WeightedSum
 
-SIZE = 2 * compiled._BLOCK + 37  # blocks that do not divide the columns
+# blocks that do not divide the columns, and a last block whose inner loop runs whole
+# 64-column steps (with and without the prefetch) and then a tail
+SIZE = 2 * compiled._BLOCK + 1000
 
 
 def _oracle(acc, rows, weights):
     return acc + sum(w * r.astype(np.float64) for r, w in zip(rows, weights, strict=True))
 
 
-@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 17])
+@pytest.mark.parametrize("count", [0, 1, 4, 7, 8, 9, 12, 17])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_fold_is_the_weighted_sum_in_float64(count, dtype):
     rng = np.random.default_rng(count)
@@ -95,9 +97,14 @@ def test_fewer_replies_are_held_when_the_model_is_large(monkeypatch):
     assert WeightedSum(like={"w": np.zeros(1000, np.float32)})._hold == 3
     assert WeightedSum(like={"w": np.zeros(10**6, np.float32)})._hold == 1
     assert WeightedSum(like={"w": np.zeros(10, np.float32)})._hold == aggregate._HOLD
+    # four or more: rounded down to a multiple of four (the kernel's row groups)
+    monkeypatch.setattr(aggregate, "_HOLD_BYTES", 53 * 4 * 1000)
+    assert WeightedSum(like={"w": np.zeros(1000, np.float32)})._hold == 52
+    monkeypatch.setattr(aggregate, "_HOLD_BYTES", 7 * 4 * 1000)
+    assert WeightedSum(like={"w": np.zeros(1000, np.float32)})._hold == 4
 
 
-@pytest.mark.parametrize("count", [0, 3, 9])
+@pytest.mark.parametrize("count", [0, 3, 9, 12])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_mean_written_in_the_same_pass_equals_a_division_after_it(count, dtype):
     rng = np.random.default_rng(5)

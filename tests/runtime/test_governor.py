@@ -72,6 +72,15 @@ def test_a_clear_cut_first_pair_ends_the_probe(on, off, kept):
     assert len(gov.decisions) == 1
 
 
+def test_after_an_early_end_the_hold_is_as_long_as_after_a_whole_probe():
+    clock = FakeClock()
+    gov = make(clock, hold_factor=1.0)
+    # probe: 12 s on, 4 s off, a clear cut; a whole probe would have taken 32 s
+    rounds(gov, clock, 2, tasks=4, on=3.0, off=1.0)
+    assert rounds(gov, clock, 8, tasks=4, on=3.0, off=1.0) == [False] * 8  # 32 s held
+    assert rounds(gov, clock, 1, tasks=4, on=3.0, off=1.0) == [True]  # probing again
+
+
 def test_what_the_hub_does_after_a_round_counts_with_that_round():
     """A hub that works 8 s after each round's last reply, 10 s when the helpers were on:
     the helpers cost more although the tasks themselves cost the same."""

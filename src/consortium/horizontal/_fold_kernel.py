@@ -1,6 +1,6 @@
 """The numba code behind :mod:`~consortium.horizontal.compiled` (imported only when numba is).
 
-Kept apart so that numba is imported at the top here and nowhere else, and so that the
+Kept apart so that numba is imported at module level here and nowhere else, and so that the
 kernel and the prefetch it uses are plain module-level functions, which numba's disk cache
 stores and loads as they are (the compiled kernel loads in a new process without
 compiling again).

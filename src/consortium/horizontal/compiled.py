@@ -8,7 +8,7 @@ partial sums stay in the core's cache, reads eight replies side by side into the
 prefetching each reply's next lines ahead of the loop, and writes each block of the
 accumulator back once per call; column blocks are shared out over numba's threads.
 ``bench/aggregate.py`` measures it against one BLAS matrix-vector product over the same
-bytes in one (N, P) array: within a few percent.
+bytes in one (N, P) array (BENCHMARKS.md, "Aggregation": 0.98-1.11x of its time).
 
 Optional: :func:`available` says whether numba can be imported; without it
 ``WeightedSum`` folds with numpy. ``WeightedSum`` uses it only for tensors large enough

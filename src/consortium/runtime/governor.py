@@ -19,7 +19,8 @@ It compares the two ways of running by their cost a task:
   a probe ends after its first pair when one way was ``decisive`` cheaper there (helpers
   on cost twice as much in a job of small numpy calls, and every window of the costly way
   is time lost);
-- *hold*: the cheaper way for ``hold_factor`` times the probe's duration, then probe again.
+- *hold*: the cheaper way for ``hold_factor`` times the probe's duration (a whole probe's,
+  scaled up from the windows taken when it ended early), then probe again.
   The helpers are turned off only when that is at least ``margin`` cheaper, so work that
   gains nothing either way keeps every worker, as configured.
 
@@ -160,6 +161,9 @@ class Governor:
         cost_on, cost_off = self._costs()
         self.helpers = not cost_off < cost_on * (1.0 - self._margin)
         self.decisions.append((cost_on, cost_off, self.helpers))
-        self._hold_s = self._hold_factor * (self._sums[True][0] + self._sums[False][0])
+        # as long as after a whole probe, even when a clear cut ended it early: the early
+        # end is there to spend less time the costly way, not to probe more often
+        probed = self._sums[True][0] + self._sums[False][0]
+        self._hold_s = self._hold_factor * probed * self._windows / self._window
         self._sums = {True: [0.0, 0], False: [0.0, 0]}
         self._probing = False
