@@ -52,3 +52,50 @@ def test_a_request_the_helper_cannot_draw_is_an_answer_not_a_hang(tmp_path: Path
         assert helper._process is not None and helper._process.poll() is None  # still serving
     finally:
         helper.close()
+
+
+def test_a_prepared_figure_draws_what_this_process_would(tmp_path: Path) -> None:
+    records = [make_record(n) for n in range(1, 4)]
+    helper = painter._Painter()
+    helper.start()
+    try:
+        helper.prepare((1, 3))  # the grid of these records
+        helper.prepare((0, 0))  # nothing to make: ignored, with no answer
+        helper.prepare((1000, 1000))  # too many panels: ignored
+        assert helper.paint(records, tmp_path / "helper.png") is True
+        assert helper.paint(records, tmp_path / "again.png") is True  # prepared one spent
+    finally:
+        helper.close()
+    assert plot_curves(records, tmp_path / "here.png")
+    for name in ("helper.png", "again.png"):
+        assert (tmp_path / name).read_bytes() == (tmp_path / "here.png").read_bytes()
+
+
+def test_a_malformed_request_is_answered_and_the_answers_stay_in_step(tmp_path: Path) -> None:
+    helper = painter._Painter()
+    helper.start()
+    process = helper._process
+    assert process is not None and process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write('{"prepare": "not a grid"}\nnot json\n')
+        process.stdin.flush()
+        answer = painter._read_line(process.stdout, 60.0)
+        assert answer is not None and "error" in answer  # for the line that is not JSON only
+        assert helper.paint([make_record(1), make_record(2)], tmp_path / "c.png") is True
+    finally:
+        helper.close()
+
+
+def test_a_run_directory_asks_for_its_figure_after_two_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consortium.tracking import rundir
+
+    asked: list[int] = []
+    monkeypatch.setattr(rundir, "prepare_curves", lambda records: asked.append(len(records)))
+    directory = rundir.RunDirectory(path=tmp_path)
+    directory._metrics = (tmp_path / "metrics.jsonl").open("x")
+    for n in range(1, 5):
+        directory.round(make_record(n))
+    directory.close()
+    assert asked == [2]

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from consortium.tracking.records import RoundRecord
 
-__all__ = ["import_matplotlib", "plot_curves", "warm_up"]
+__all__ = ["Blank", "import_matplotlib", "layout", "plot_curves", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_LEGEND_PARTIES = 10
 _COLUMNS = 3
+_TICKS = 8
 
 
 def import_matplotlib() -> bool:
@@ -55,34 +56,65 @@ def warm_up() -> None:
     figure.savefig(io.BytesIO(), format="png", dpi=100)
 
 
-def plot_curves(records: Sequence[RoundRecord], path: Path) -> bool:
-    """Draw global metrics, then per-party metrics (one line per party), into ``path``.
+def layout(records: Sequence[RoundRecord]) -> tuple[int, int] | None:
+    """The grid (rows, columns) that :func:`plot_curves` draws ``records`` on; None when
+    there is nothing to draw."""
+    return _grid(len(_panels(records)))
 
-    Returns False, after a log message, when there is nothing to draw or matplotlib is not
-    installed. The file is written atomically.
+
+class Blank:
+    """A figure with a grid of empty panels, made ahead of the drawing that fills it.
+
+    Making the panels and their ticks is a third of a drawing, and it does not depend on
+    the values drawn, so a helper can do it while the run is still going.
     """
-    panels = _panels(records)
-    if not panels:
-        logger.debug("no metrics recorded; %s not drawn", path.name)
-        return False
-    try:
+
+    def __init__(self, rows: int, columns: int) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
-    except ImportError:
-        logger.warning(
-            "matplotlib is not installed, so %s was not drawn: pip install 'consortium[plot]'",
-            path.name,
-        )
-        return False
 
-    columns = min(_COLUMNS, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    figure = Figure(figsize=(4.0 * columns, 3.0 * rows))
-    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9, wspace=0.3, hspace=0.5)
-    FigureCanvasAgg(figure)
-    for index, (title, lines) in enumerate(panels):
-        axes = figure.add_subplot(rows, columns, index + 1)
+        self.grid = (rows, columns)
+        self.figure = Figure(figsize=(4.0 * columns, 3.0 * rows))
+        self.figure.subplots_adjust(
+            left=0.08, right=0.98, bottom=0.12, top=0.9, wspace=0.3, hspace=0.5
+        )
+        FigureCanvasAgg(self.figure)
+        self.axes = [self.figure.add_subplot(rows, columns, i + 1) for i in range(rows * columns)]
+        for axes in self.axes:
+            axes.set_xlabel("round")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.grid(True, alpha=0.3)
+            # ticks are made on first use otherwise; a panel of this size shows up to ~8
+            axes.xaxis.get_major_ticks(_TICKS)
+            axes.yaxis.get_major_ticks(_TICKS)
+
+
+def plot_curves(records: Sequence[RoundRecord], path: Path, *, blank: Blank | None = None) -> bool:
+    """Draw global metrics, then per-party metrics (one line per party), into ``path``.
+
+    ``blank`` is used when its grid is the one the records need (see :func:`layout`) and
+    is spent then. Returns False, after a log message, when there is nothing to draw or
+    matplotlib is not installed. The file is written atomically.
+    """
+    panels = _panels(records)
+    grid = _grid(len(panels))
+    if grid is None:
+        logger.debug("no metrics recorded; %s not drawn", path.name)
+        return False
+    if blank is None or blank.grid != grid:
+        try:
+            blank = Blank(*grid)
+        except ImportError:
+            logger.warning(
+                "matplotlib is not installed, so %s was not drawn: pip install 'consortium[plot]'",
+                path.name,
+            )
+            return False
+    figure = blank.figure
+    for unused in blank.axes[len(panels) :]:
+        figure.delaxes(unused)
+    for axes, (title, lines) in zip(blank.axes, panels, strict=False):
         if len(lines) > _MAX_LEGEND_PARTIES:
             # Many parties: a band (min to max) around the mean, not one line per party.
             xs, low, mean, high = _band(lines)
@@ -92,16 +124,23 @@ def plot_curves(records: Sequence[RoundRecord], path: Path) -> bool:
             lines = {}
         for label, (xs, ys) in lines.items():
             axes.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
-        axes.set_title(title)
-        axes.set_xlabel("round")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(True, alpha=0.3)
+        # With y given, the title sits just above the panel (where it goes when nothing is
+        # there) and matplotlib skips measuring the tick labels for room: a tenth of a
+        # drawing. A y-axis exponent sits at the panel's left corner, clear of the title.
+        axes.set_title(title, y=1.0)
         if 1 < len(lines) <= _MAX_LEGEND_PARTIES:
             axes.legend(fontsize="small")
     temporary = path.with_name(f".{path.name}.tmp")
     figure.savefig(temporary, format="png", dpi=100)
     os.replace(temporary, path)
     return True
+
+
+def _grid(panels: int) -> tuple[int, int] | None:
+    if panels == 0:
+        return None
+    columns = min(_COLUMNS, panels)
+    return math.ceil(panels / columns), columns
 
 
 _Line = tuple[list[int], list[float]]

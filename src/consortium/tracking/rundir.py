@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 
 from consortium.errors import ConfigError, ConsortiumError
-from consortium.tracking.painter import draw_curves, start_painter
+from consortium.tracking.painter import draw_curves, prepare_curves, start_painter
 from consortium.tracking.records import RoundRecord, RunInfo, RunSummary
 from consortium.tracking.tracker import EventValue, Model
 
@@ -48,6 +48,10 @@ EVENTS_FILE = "events.jsonl"
 SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.npz"
 CURVES_FILE = "curves.png"
+
+# After this many rounds the panels of curves.png are known well enough to be made ahead
+# (after one, every metric still looks like a curve: a constant needs two points to show).
+_PREPARE_AFTER = 2
 
 
 class RunDirectory:
@@ -88,6 +92,8 @@ class RunDirectory:
     def round(self, record: RoundRecord) -> None:
         _write_line(self._open(self._metrics), record.to_json())
         self._records.append(record)
+        if len(self._records) == _PREPARE_AFTER:
+            prepare_curves(self._records)
 
     def event(self, name: str, **fields: EventValue) -> None:
         line = {"time": self._wall_clock(), "event": name, "fields": fields}
