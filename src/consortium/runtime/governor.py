@@ -31,7 +31,10 @@ window ends when work is queued after a quiet moment (nothing queued or running)
 has lasted ``window_s`` seconds and ``window_tasks`` tasks: in a job of rounds that is the
 start of a round, so every window holds whole rounds, each with what its hub did after its
 last reply, and the two ways are compared on the same work. Work that is never quiet ends
-its windows at a task after ``20 * window_s``. Thread CPU time would not do as a measure:
+its windows at a task after ``20 * window_s``. The default window, 25 ms, is one round of
+the FedAvg benchmark's 100 small trainers (with 50 ms the window with helpers on, the
+costly way there, took two rounds and ~15 ms more a run; ``bench/pool_threads.py`` still
+chose right in all four of its workloads). Thread CPU time would not do as a measure:
 two threads bouncing the lock burn CPU in the kernel, so their CPU time grows with the
 waste. Measuring starts after the pool's first quiet moment: the work of setting a job up
 (thousands of trivial starts queued while the parties are built) says nothing about the
@@ -67,7 +70,7 @@ class Governor:
         self,
         *,
         window_tasks: int = 16,
-        window_s: float = 0.05,
+        window_s: float = 0.025,
         pairs: int = 2,
         hold_factor: float = 10.0,
         margin: float = 0.1,
