@@ -32,7 +32,7 @@ def many_parties(n: int) -> RoundRecord:
 @pytest.mark.parametrize(
     ("records", "grid"),
     [
-        ([make_record(n) for n in range(1, 4)], (2, 3)),  # four panels, two left empty
+        ([make_record(n) for n in range(1, 4)], (1, 3)),
         ([many_parties(n) for n in range(1, 5)], (2, 3)),
         ([replace(make_record(n), party_metrics={}) for n in range(1, 4)], (1, 2)),
     ],
@@ -53,6 +53,13 @@ def test_a_blank_of_another_grid_is_left_alone(tmp_path: Path) -> None:
     assert plot_curves(records, tmp_path / "other.png", blank=blank)
     assert (tmp_path / "other.png").read_bytes() == (tmp_path / "fresh.png").read_bytes()
     assert len(blank.figure.axes) == 2  # not drawn on
+
+
+def test_a_metric_each_party_keeps_is_no_panel() -> None:
+    # make_record: each bank's example count stays the same (100 and 50); accuracy, loss
+    # and the parties' train_loss change
+    assert layout([make_record(n) for n in range(1, 4)]) == (1, 3)
+    assert layout([make_record(1)]) == (2, 3)  # one round: four metrics, each a point
 
 
 def test_no_metrics_no_grid(tmp_path: Path) -> None:

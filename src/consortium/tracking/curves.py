@@ -174,10 +174,12 @@ def _panels(records: Sequence[RoundRecord]) -> list[tuple[str, dict[str, _Line]]
                 ys.append(float(value))
     panels = [(name, {name: line}) for name, line in global_lines.items()]
     panels += [(f"parties: {name}", lines) for name, lines in party_panels.items()]
-    # A metric that never changes (example counts, say) is a number, not a curve.
-    return [(title, lines) for title, lines in panels if not _constant(lines)]
+    # A metric that never changes (each party's example count, say) is a number, not a curve.
+    return [(title, lines) for title, lines in panels if not _flat(lines)]
 
 
-def _constant(lines: dict[str, _Line]) -> bool:
-    values = {y for _, ys in lines.values() for y in ys}
-    return len(values) <= 1 and sum(len(ys) for _, ys in lines.values()) > 1
+def _flat(lines: dict[str, _Line]) -> bool:
+    """Whether every line keeps one value, and some line has more than one point."""
+    return any(len(ys) > 1 for _, ys in lines.values()) and all(
+        len(set(ys)) <= 1 for _, ys in lines.values()
+    )
