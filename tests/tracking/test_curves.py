@@ -1,4 +1,5 @@
-"""curves.png: a figure made ahead of time draws the same picture as one made at the end."""
+"""curves.png: a figure made ahead of time draws the same picture as one made the plain way,
+and a panel's title keeps clear of its axis' exponent."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from consortium.tracking import RoundRecord
-from consortium.tracking.curves import Blank, layout, plot_curves
+from consortium.tracking.curves import Blank, _band, _panels, layout, plot_curves
 
 from .conftest import make_record
 
@@ -29,37 +30,120 @@ def many_parties(n: int) -> RoundRecord:
     )
 
 
-@pytest.mark.parametrize(
-    ("records", "grid"),
-    [
-        ([make_record(n) for n in range(1, 4)], (1, 3)),
-        ([many_parties(n) for n in range(1, 5)], (2, 3)),
-        ([replace(make_record(n), party_metrics={}) for n in range(1, 4)], (1, 2)),
-    ],
-)
-def test_a_blank_of_the_right_grid_draws_the_same_picture(
+def oracle(records: list[RoundRecord], path: Path) -> None:
+    """The picture drawn the plain matplotlib way: one subplot made per panel, as it is
+    filled, with matplotlib placing every title."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    panels = _panels(records)
+    grid = layout(records)
+    assert grid is not None
+    rows, columns = grid
+    figure = Figure(figsize=(4.0 * columns, 3.0 * rows))
+    figure.subplots_adjust(
+        left=0.08,
+        right=0.98,
+        bottom=0.72 / (3 * rows),
+        top=1 - 0.6 / (3 * rows),
+        wspace=0.3,
+        hspace=0.5,
+    )
+    FigureCanvasAgg(figure)
+    for index, (title, lines) in enumerate(panels):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        if len(lines) > 10:
+            xs, low, mean, high = _band(lines)
+            axes.fill_between(xs, low, high, alpha=0.25, label=f"min-max of {len(lines)} parties")
+            axes.plot(xs, mean, label="mean")
+            axes.legend(fontsize="small")
+            lines = {}
+        for label, (xs, ys) in lines.items():
+            axes.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
+        axes.set_title(title)
+        axes.set_xlabel("round")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, alpha=0.3)
+        if 1 < len(lines) <= 10:
+            axes.legend(fontsize="small")
+    figure.savefig(path, format="png", dpi=100)
+
+
+CASES = [
+    ([make_record(n) for n in range(1, 4)], (1, 3)),
+    ([make_record(1)], (2, 3)),  # four panels, two places left empty
+    ([many_parties(n) for n in range(1, 5)], (2, 3)),
+    ([replace(make_record(n), party_metrics={}) for n in range(1, 4)], (1, 2)),
+]
+
+
+@pytest.mark.parametrize(("records", "grid"), CASES)
+def test_a_blank_made_ahead_draws_the_plain_picture(
     tmp_path: Path, records: list[RoundRecord], grid: tuple[int, int]
 ) -> None:
     assert layout(records) == grid
-    assert plot_curves(records, tmp_path / "fresh.png")
-    assert plot_curves(records, tmp_path / "blank.png", blank=Blank(*grid))
-    assert (tmp_path / "blank.png").read_bytes() == (tmp_path / "fresh.png").read_bytes()
+    blank = Blank(rows=grid[0], columns=grid[1])
+    assert plot_curves(records, tmp_path / "blank.png", blank=blank)
+    titles = [title for title, _ in _panels(records)]
+    assert [axes.get_title() for axes in blank.figure.axes] == titles  # drawn on, rest gone
+    oracle(records, tmp_path / "oracle.png")
+    assert (tmp_path / "blank.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
+    assert plot_curves(records, tmp_path / "fresh.png")  # no blank: one made on the spot
+    assert (tmp_path / "fresh.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
 
 
 def test_a_blank_of_another_grid_is_left_alone(tmp_path: Path) -> None:
     records = [many_parties(n) for n in range(1, 4)]
-    blank = Blank(1, 2)
-    assert plot_curves(records, tmp_path / "fresh.png")
+    blank = Blank(rows=1, columns=2)
     assert plot_curves(records, tmp_path / "other.png", blank=blank)
-    assert (tmp_path / "other.png").read_bytes() == (tmp_path / "fresh.png").read_bytes()
-    assert len(blank.figure.axes) == 2  # not drawn on
+    assert not any(axes.lines or axes.get_title() for axes in blank.axes)
+    oracle(records, tmp_path / "oracle.png")
+    assert (tmp_path / "other.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
+
+
+# matplotlib writes its exponents with a minus sign (U+2212)
+@pytest.mark.parametrize(
+    ("base", "step", "exponent"),
+    [(0.0, 1e-6, "1e\u22126"), (1500.0, 1e-3, "+1.5e3"), (0.5, 0.1, "")],
+)
+def test_a_title_keeps_clear_of_the_axis_exponent(
+    tmp_path: Path, base: float, step: float, exponent: str
+) -> None:
+    records = [
+        replace(
+            make_record(n),
+            metrics={"a_long_metric_name_over_the_panel": base + step * n},
+            party_metrics={},
+        )
+        for n in range(1, 6)
+    ]
+    blank = Blank(rows=1, columns=1)
+    assert plot_curves(records, tmp_path / "c.png", blank=blank)
+    (axes,) = blank.figure.axes
+    renderer = blank.figure.canvas.get_renderer()
+    title = axes.title.get_window_extent(renderer)
+    shown = axes.yaxis.offsetText
+    assert shown.get_text() == exponent
+    if exponent:
+        assert title.y0 >= shown.get_window_extent(renderer).y1
+    # and a single row leaves room for both the title and the x label
+    assert title.y1 <= blank.figure.bbox.y1
+    assert axes.xaxis.label.get_window_extent(renderer).y0 >= blank.figure.bbox.y0
+    oracle(records, tmp_path / "oracle.png")
+    assert (tmp_path / "c.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
 
 
 def test_a_metric_each_party_keeps_is_no_panel() -> None:
     # make_record: each bank's example count stays the same (100 and 50); accuracy, loss
     # and the parties' train_loss change
     assert layout([make_record(n) for n in range(1, 4)]) == (1, 3)
-    assert layout([make_record(1)]) == (2, 3)  # one round: four metrics, each a point
+    assert [title for title, _ in _panels([make_record(1)])] == [
+        "accuracy",
+        "loss",
+        "parties: train_loss",
+        "parties: examples",
+    ]  # one round: every metric is a point
 
 
 def test_no_metrics_no_grid(tmp_path: Path) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
 
-from consortium.tracking import painter, plot_curves
+from consortium.tracking import RunInfo, painter, plot_curves, rundir
+from consortium.tracking.curves import Blank
 
 from .conftest import make_record
 
@@ -86,16 +89,61 @@ def test_a_malformed_request_is_answered_and_the_answers_stay_in_step(tmp_path: 
         helper.close()
 
 
-def test_a_run_directory_asks_for_its_figure_after_two_rounds(
+def test_the_helper_builds_each_prepared_grid_once_and_draws_on_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from consortium.tracking import rundir
+    """The helper's loop, run here on its own pipes: a prepare gets no answer and one blank;
+    the drawing of that grid uses it; one of another grid makes its own figure."""
+    built: list[tuple[int, int]] = []
 
+    class CountedBlank(Blank):
+        def __init__(self, *, rows: int, columns: int) -> None:
+            built.append((rows, columns))
+            super().__init__(rows=rows, columns=columns)
+
+    monkeypatch.setattr(painter, "Blank", CountedBlank)
+    monkeypatch.setattr("consortium.tracking.curves.Blank", CountedBlank)
+    records = [make_record(n) for n in range(1, 4)]  # a grid of 1 x 3
+    lines = [
+        {"prepare": [1, 3]},
+        {"prepare": [1, 3]},  # already there
+        {"prepare": [2, 2]},
+        {"path": str(tmp_path / "a.png"), "records": [r.to_json() for r in records]},
+        {"path": str(tmp_path / "b.png"), "records": [r.to_json() for r in records]},
+    ]
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(json.dumps(x) + "\n" for x in lines)))
+    monkeypatch.setattr("sys.stdout", out)
+    painter._serve()
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert answers == [{"drawn": True}, {"drawn": True}]  # none for the prepares
+    # the warm-up draws without a Blank; then 1 x 3 and 2 x 2 for the prepares, and the
+    # second drawing of 1 x 3 makes its own, the prepared one being spent
+    assert built == [(1, 3), (2, 2), (1, 3)]
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_a_run_directory_asks_for_its_figure_after_two_rounds(
+    run_dir: Path, info: RunInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     asked: list[int] = []
+    monkeypatch.setattr(rundir, "start_painter", lambda: None)
     monkeypatch.setattr(rundir, "prepare_curves", lambda records: asked.append(len(records)))
-    directory = rundir.RunDirectory(path=tmp_path)
-    directory._metrics = (tmp_path / "metrics.jsonl").open("x")
+    directory = rundir.RunDirectory(path=run_dir)
+    directory.start(info)
     for n in range(1, 5):
         directory.round(make_record(n))
     directory.close()
     assert asked == [2]
+
+
+def test_a_prepare_does_not_wait_for_a_drawing_in_progress() -> None:
+    helper = painter._Painter()
+    helper.start()
+    try:
+        with helper._lock:  # as while another run's drawing holds the pipe
+            helper.prepare((1, 3))  # returns at once, sending nothing
+        process = helper._process
+        assert process is not None and process.poll() is None
+    finally:
+        helper.close()

@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from consortium.tracking.records import RoundRecord
 
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 _MAX_LEGEND_PARTIES = 10
 _COLUMNS = 3
 _TICKS = 8
+_ROW_INCHES = 3.0
+_TOP_INCHES, _BOTTOM_INCHES = 0.6, 0.72
 
 
 def import_matplotlib() -> bool:
@@ -69,15 +72,22 @@ class Blank:
     the values drawn, so a helper can do it while the run is still going.
     """
 
-    def __init__(self, rows: int, columns: int) -> None:
+    def __init__(self, *, rows: int, columns: int) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
 
         self.grid = (rows, columns)
-        self.figure = Figure(figsize=(4.0 * columns, 3.0 * rows))
+        height = _ROW_INCHES * rows
+        self.figure = Figure(figsize=(4.0 * columns, height))
+        # margins in inches, so that a single row keeps room for its titles and x labels
         self.figure.subplots_adjust(
-            left=0.08, right=0.98, bottom=0.12, top=0.9, wspace=0.3, hspace=0.5
+            left=0.08,
+            right=0.98,
+            bottom=_BOTTOM_INCHES / height,
+            top=1.0 - _TOP_INCHES / height,
+            wspace=0.3,
+            hspace=0.5,
         )
         FigureCanvasAgg(self.figure)
         self.axes = [self.figure.add_subplot(rows, columns, i + 1) for i in range(rows * columns)]
@@ -104,7 +114,7 @@ def plot_curves(records: Sequence[RoundRecord], path: Path, *, blank: Blank | No
         return False
     if blank is None or blank.grid != grid:
         try:
-            blank = Blank(*grid)
+            blank = Blank(rows=grid[0], columns=grid[1])
         except ImportError:
             logger.warning(
                 "matplotlib is not installed, so %s was not drawn: pip install 'consortium[plot]'",
@@ -124,16 +134,26 @@ def plot_curves(records: Sequence[RoundRecord], path: Path, *, blank: Blank | No
             lines = {}
         for label, (xs, ys) in lines.items():
             axes.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
-        # With y given, the title sits just above the panel (where it goes when nothing is
-        # there) and matplotlib skips measuring the tick labels for room: a tenth of a
-        # drawing. A y-axis exponent sits at the panel's left corner, clear of the title.
-        axes.set_title(title, y=1.0)
+        _set_title(axes, title)
         if 1 < len(lines) <= _MAX_LEGEND_PARTIES:
             axes.legend(fontsize="small")
     temporary = path.with_name(f".{path.name}.tmp")
     figure.savefig(temporary, format="png", dpi=100)
     os.replace(temporary, path)
     return True
+
+
+def _set_title(axes: Any, title: str) -> None:
+    """The title above the panel. Where the y axis shows no offset or exponent (``1e-6``,
+    ``+1.5e3`` above its top end), the title's place is given, and matplotlib skips
+    measuring the tick labels for room to move it up (a tenth of a drawing); where it
+    shows one, matplotlib places the title clear of it."""
+    formatter = axes.yaxis.get_major_formatter()
+    formatter.set_locs(axes.yaxis.get_majorticklocs())
+    if formatter.get_offset():
+        axes.set_title(title)
+    else:
+        axes.set_title(title, y=1.0)
 
 
 def _grid(panels: int) -> tuple[int, int] | None:

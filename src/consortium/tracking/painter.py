@@ -72,8 +72,12 @@ class _Painter:
                 self._failed = True
 
     def prepare(self, grid: tuple[int, int]) -> None:
-        """Ask the helper for a blank figure of ``grid``; no answer is awaited."""
-        with self._lock:
+        """Ask the helper for a blank figure of ``grid``; no answer is awaited. Skipped
+        when another request holds the pipe (a drawing can take the helper seconds): it is
+        only a head start, and a run's round must not wait for it."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             process = self._process
             if process is None or process.poll() is not None:
                 return
@@ -83,6 +87,8 @@ class _Painter:
                 process.stdin.flush()
             except (OSError, ValueError):
                 self._stop(process)
+        finally:
+            self._lock.release()
 
     def paint(self, records: Sequence[RoundRecord], path: Path) -> bool | None:
         """Whether the helper drew the curves (None: it could not answer)."""
@@ -146,10 +152,14 @@ def start_painter() -> None:
 
 def prepare_curves(records: Sequence[RoundRecord]) -> None:
     """Let the helper make the empty panels for curves like those of ``records`` now (the
-    rounds so far), so that drawing them at the end takes less time."""
-    grid = layout(records)
-    if grid is not None:
-        _PAINTER.prepare(grid)
+    rounds so far), so that drawing them at the end takes less time. Never raises: it is
+    only a head start, and the drawing at the end reports its own problems."""
+    try:
+        grid = layout(records)
+        if grid is not None:
+            _PAINTER.prepare(grid)
+    except Exception:
+        log.debug("no blank figure prepared", exc_info=True)
 
 
 def draw_curves(records: Sequence[RoundRecord], path: Path) -> bool:
@@ -187,7 +197,7 @@ def _serve() -> None:
             request = json.loads(line)
         except ValueError:
             request = None  # answered with an error by _draw
-        if isinstance(request, dict) and "prepare" in request:
+        if isinstance(request, dict) and request.keys() == {"prepare"}:
             if drawing:
                 with contextlib.suppress(Exception):  # only a head start, as the warm-up
                     _prepare(request["prepare"], blanks)
@@ -200,7 +210,7 @@ def _serve() -> None:
 def _prepare(grid: list[int], blanks: dict[tuple[int, int], Blank]) -> None:
     rows, columns = (int(n) for n in grid)
     if (rows, columns) not in blanks and 0 < rows * columns <= _MAX_PANELS:
-        blanks[rows, columns] = Blank(rows, columns)
+        blanks[rows, columns] = Blank(rows=rows, columns=columns)
 
 
 def _draw(request: Any, blanks: dict[tuple[int, int], Blank]) -> dict[str, Any]:
