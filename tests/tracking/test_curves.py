@@ -67,7 +67,7 @@ def oracle(records: list[RoundRecord], path: Path) -> None:
         axes.grid(True, alpha=0.3)
         if 1 < len(lines) <= 10:
             axes.legend(fontsize="small")
-    figure.savefig(path, format="png", dpi=100)
+    figure.savefig(path, format="png", dpi=100, pil_kwargs={"compress_level": 1})
 
 
 CASES = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from consortium.tracking import RunInfo, painter, plot_curves, rundir
+from consortium.tracking import RoundRecord, RunInfo, painter, plot_curves, rundir
 from consortium.tracking.curves import Blank
 
 from .conftest import make_record
@@ -16,13 +16,21 @@ from .conftest import make_record
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def metrics_file(folder: Path, records: list[RoundRecord], name: str = "metrics.jsonl") -> Path:
+    """``records`` written as a run directory writes them."""
+    path = folder / name
+    path.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
+    return path
+
+
 def test_the_helper_draws_what_this_process_would(tmp_path: Path) -> None:
     records = [make_record(n) for n in range(1, 4)]
     helper = painter._Painter()
     helper.start()
     try:
-        assert helper.paint(records, tmp_path / "helper.png") is True
-        assert helper.paint(records[:2], tmp_path / "again.png") is True  # one process, reused
+        assert helper.paint(metrics_file(tmp_path, records), tmp_path / "helper.png") is True
+        two = metrics_file(tmp_path, records[:2], "two.jsonl")
+        assert helper.paint(two, tmp_path / "again.png") is True  # one process, reused
     finally:
         helper.close()
     assert plot_curves(records, tmp_path / "here.png")
@@ -40,9 +48,10 @@ def test_a_helper_that_died_is_replaced_by_drawing_here(
     assert process is not None
     process.kill()
     process.wait()
-    assert helper.paint([make_record(1), make_record(2)], tmp_path / "c.png") is None
+    metrics = metrics_file(tmp_path, [make_record(1), make_record(2)])
+    assert helper.paint(metrics, tmp_path / "c.png") is None
     monkeypatch.setattr(painter, "_PAINTER", helper)
-    assert painter.draw_curves([make_record(1), make_record(2)], tmp_path / "c.png")
+    assert painter.draw_curves(metrics, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes().startswith(PNG_MAGIC)
 
 
@@ -51,7 +60,8 @@ def test_a_request_the_helper_cannot_draw_is_an_answer_not_a_hang(tmp_path: Path
     helper.start()
     try:
         # a folder that does not exist: the helper answers with an error
-        assert helper.paint([make_record(1), make_record(2)], tmp_path / "no" / "c.png") is None
+        metrics = metrics_file(tmp_path, [make_record(1), make_record(2)])
+        assert helper.paint(metrics, tmp_path / "no" / "c.png") is None
         assert helper._process is not None and helper._process.poll() is None  # still serving
     finally:
         helper.close()
@@ -65,8 +75,9 @@ def test_a_prepared_figure_draws_what_this_process_would(tmp_path: Path) -> None
         helper.prepare((1, 3))  # the grid of these records
         helper.prepare((0, 0))  # nothing to make: ignored, with no answer
         helper.prepare((1000, 1000))  # too many panels: ignored
-        assert helper.paint(records, tmp_path / "helper.png") is True
-        assert helper.paint(records, tmp_path / "again.png") is True  # prepared one spent
+        metrics = metrics_file(tmp_path, records)
+        assert helper.paint(metrics, tmp_path / "helper.png") is True
+        assert helper.paint(metrics, tmp_path / "again.png") is True  # prepared one spent
     finally:
         helper.close()
     assert plot_curves(records, tmp_path / "here.png")
@@ -84,7 +95,8 @@ def test_a_malformed_request_is_answered_and_the_answers_stay_in_step(tmp_path: 
         process.stdin.flush()
         answer = painter._read_line(process.stdout, 60.0)
         assert answer is not None and "error" in answer  # for the line that is not JSON only
-        assert helper.paint([make_record(1), make_record(2)], tmp_path / "c.png") is True
+        metrics = metrics_file(tmp_path, [make_record(1), make_record(2)])
+        assert helper.paint(metrics, tmp_path / "c.png") is True
     finally:
         helper.close()
 
@@ -108,8 +120,8 @@ def test_the_helper_builds_each_prepared_grid_once_and_draws_on_it(
         {"prepare": [1, 3]},
         {"prepare": [1, 3]},  # already there
         {"prepare": [2, 2]},
-        {"path": str(tmp_path / "a.png"), "records": [r.to_json() for r in records]},
-        {"path": str(tmp_path / "b.png"), "records": [r.to_json() for r in records]},
+        {"metrics": str(metrics_file(tmp_path, records)), "path": str(tmp_path / "a.png")},
+        {"metrics": str(tmp_path / "metrics.jsonl"), "path": str(tmp_path / "b.png")},
     ]
     out = io.StringIO()
     monkeypatch.setattr("sys.stdin", io.StringIO("".join(json.dumps(x) + "\n" for x in lines)))

@@ -22,6 +22,9 @@ from consortium.tracking import (
     painter,
     save_model,
 )
+from consortium.tracking.records import read_metrics
+
+from .conftest import make_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -212,3 +215,22 @@ def test_without_matplotlib_the_plot_is_skipped(
     assert (run_dir / "summary.json").exists()
     assert not (run_dir / "curves.png").exists()
     assert "matplotlib is not installed" in caplog.text
+
+
+def test_metrics_jsonl_reads_back_as_the_rounds_written(
+    run_dir: Path, info: RunInfo, summary: RunSummary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(painter, "_PAINTER", painter._Painter(disabled=True))  # here only
+    diverged = dataclasses.replace(
+        make_record(3), metrics={"loss": float("inf"), "accuracy": float("nan")}
+    )
+    written = [make_record(1), make_record(2), diverged]
+    with run_tracker(run_dir) as tracker:
+        tracker.start(info)
+        for record in written:
+            tracker.round(record)
+        tracker.finish(summary)
+    back = read_metrics(run_dir / "metrics.jsonl")
+    assert back[:2] == written[:2]
+    assert back[2].metrics["loss"] == float("inf") and np.isnan(back[2].metrics["accuracy"])
+    assert (run_dir / "curves.png").read_bytes().startswith(PNG_MAGIC)  # drawn from the file

@@ -26,6 +26,7 @@ _COLUMNS = 3
 _TICKS = 8
 _ROW_INCHES = 3.0
 _TOP_INCHES, _BOTTOM_INCHES = 0.6, 0.72
+_PNG = {"compress_level": 1}
 
 
 def import_matplotlib() -> bool:
@@ -56,7 +57,7 @@ def warm_up() -> None:
     axes.set_xlabel("round")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
-    figure.savefig(io.BytesIO(), format="png", dpi=100)
+    figure.savefig(io.BytesIO(), format="png", dpi=100, pil_kwargs=_PNG)
 
 
 def layout(records: Sequence[RoundRecord]) -> tuple[int, int] | None:
@@ -138,7 +139,9 @@ def plot_curves(records: Sequence[RoundRecord], path: Path, *, blank: Blank | No
         if 1 < len(lines) <= _MAX_LEGEND_PARTIES:
             axes.legend(fontsize="small")
     temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, format="png", dpi=100)
+    # zlib's fastest level: a third less time to encode (~15 ms left, most of it PNG's
+    # filtering of each row), for a file ~15% larger
+    figure.savefig(temporary, format="png", dpi=100, pil_kwargs=_PNG)
     os.replace(temporary, path)
     return True
 

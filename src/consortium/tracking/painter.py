@@ -3,8 +3,9 @@
 Importing matplotlib takes most of a second of pure Python, and on a background thread it
 holds the interpreter lock against the run's own work. So the first run of a process starts
 one helper process (``python -m consortium.tracking.painter``) that imports matplotlib on
-another core while the run goes on, then draws each run's curves on request: the records go
-over its stdin as one JSON line, the answer comes back as one JSON line. Later runs in the
+another core while the run goes on, then draws each run's curves on request: the request
+(which ``metrics.jsonl`` to read, which file to draw) goes over its stdin as one JSON line,
+the answer comes back as one JSON line. Later runs in the
 same process reuse it; it exits when this process closes its stdin (at exit, or when it
 dies). If the helper cannot start, dies, or does not answer in time, the curves are drawn
 here, as before. Nothing but JSON crosses the pipe.
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from consortium.tracking.curves import Blank, layout, plot_curves
-from consortium.tracking.records import RoundRecord
+from consortium.tracking.records import RoundRecord, read_metrics
 
 __all__ = ["draw_curves", "prepare_curves", "start_painter"]
 
@@ -90,14 +91,15 @@ class _Painter:
         finally:
             self._lock.release()
 
-    def paint(self, records: Sequence[RoundRecord], path: Path) -> bool | None:
-        """Whether the helper drew the curves (None: it could not answer)."""
+    def paint(self, metrics: Path, path: Path) -> bool | None:
+        """Whether the helper drew the curves of the ``metrics.jsonl`` file ``metrics``
+        into ``path`` (None: it could not answer)."""
         with self._lock:
             process = self._process
             if process is None or process.poll() is not None:
                 return None
             assert process.stdin is not None and process.stdout is not None
-            request = {"path": str(path), "records": [r.to_json() for r in records]}
+            request = {"metrics": str(metrics), "path": str(path)}
             try:
                 process.stdin.write(json.dumps(request) + "\n")
                 process.stdin.flush()
@@ -162,24 +164,15 @@ def prepare_curves(records: Sequence[RoundRecord]) -> None:
         log.debug("no blank figure prepared", exc_info=True)
 
 
-def draw_curves(records: Sequence[RoundRecord], path: Path) -> bool:
-    """Draw ``path`` (see :func:`~consortium.tracking.curves.plot_curves`), through the
-    helper process when it is there, here otherwise."""
-    drawn = _PAINTER.paint(records, path)
+def draw_curves(metrics: Path, path: Path) -> bool:
+    """Draw the curves of the ``metrics.jsonl`` file ``metrics`` into ``path`` (see
+    :func:`~consortium.tracking.curves.plot_curves`), through the helper process when it
+    is there, here otherwise. The helper reads the file itself: nothing of the run's
+    records is encoded for it."""
+    drawn = _PAINTER.paint(metrics, path)
     if drawn is None:
-        return plot_curves(records, path)
+        return plot_curves(read_metrics(metrics), path)
     return drawn
-
-
-def _record(data: dict[str, Any]) -> RoundRecord:
-    return RoundRecord(
-        round=int(data["round"]),
-        metrics=data["metrics"],
-        party_metrics=data["party_metrics"],
-        participants=tuple(data["participants"]),
-        failures=data["failures"],
-        duration_s=float(data["duration_s"]),
-    )
 
 
 def _serve() -> None:
@@ -215,7 +208,7 @@ def _prepare(grid: list[int], blanks: dict[tuple[int, int], Blank]) -> None:
 
 def _draw(request: Any, blanks: dict[tuple[int, int], Blank]) -> dict[str, Any]:
     try:
-        records = [_record(r) for r in request["records"]]
+        records = read_metrics(Path(request["metrics"]))
         blank = blanks.pop(layout(records) or (0, 0), None)
         return {"drawn": plot_curves(records, Path(request["path"]), blank=blank)}
     except Exception as exc:  # reported to the run, which then draws itself

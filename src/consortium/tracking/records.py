@@ -31,6 +31,7 @@ __all__ = [
     "flatten_params",
     "hash_job",
     "new_run_id",
+    "read_metrics",
 ]
 
 ParamValue = str | int | float | bool
@@ -89,6 +90,18 @@ class RoundRecord:
             "duration_s": float(self.duration_s),
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RoundRecord:
+        """The record of one ``metrics.jsonl`` line, as :meth:`to_json` wrote it."""
+        return cls(
+            round=int(data["round"]),
+            metrics=_floats(data["metrics"]),
+            party_metrics={party: _floats(m) for party, m in data["party_metrics"].items()},
+            participants=tuple(data["participants"]),
+            failures=dict(data["failures"]),
+            duration_s=float(data["duration_s"]),
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunSummary:
@@ -108,6 +121,12 @@ class RunSummary:
             raise ConfigError(
                 f"RunSummary.status must be 'completed' or 'failed', not {self.status!r}"
             )
+
+
+def read_metrics(path: Path) -> list[RoundRecord]:
+    """The rounds recorded in a ``metrics.jsonl`` file, in order."""
+    with open(path, encoding="utf-8") as handle:
+        return [RoundRecord.from_json(json.loads(line)) for line in handle if line.strip()]
 
 
 def _floats(values: Mapping[str, float]) -> dict[str, float]:

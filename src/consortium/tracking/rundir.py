@@ -67,7 +67,7 @@ class RunDirectory:
         self._info: RunInfo | None = None
         self._metrics: IO[str] | None = None
         self._events: IO[str] | None = None
-        self._records: list[RoundRecord] = []
+        self._first: list[RoundRecord] = []  # the first rounds, to plan curves.png by
 
     def start(self, info: RunInfo) -> None:
         if Path(info.run_dir).resolve() != self.path.resolve():
@@ -91,9 +91,10 @@ class RunDirectory:
 
     def round(self, record: RoundRecord) -> None:
         _write_line(self._open(self._metrics), record.to_json())
-        self._records.append(record)
-        if len(self._records) == _PREPARE_AFTER:
-            prepare_curves(self._records)
+        if len(self._first) < _PREPARE_AFTER:
+            self._first.append(record)
+            if len(self._first) == _PREPARE_AFTER:
+                prepare_curves(self._first)
 
     def event(self, name: str, **fields: EventValue) -> None:
         line = {"time": self._wall_clock(), "event": name, "fields": fields}
@@ -110,7 +111,7 @@ class RunDirectory:
             # The summary is written even if the model cannot be: it holds the metrics.
             self._write_summary(info, summary)
         try:
-            draw_curves(self._records, self.path / CURVES_FILE)
+            draw_curves(self.path / METRICS_FILE, self.path / CURVES_FILE)
         except Exception:
             # The plot is only a view of metrics.jsonl, which is safe on disk already, so
             # a plotting problem must not turn a completed run into a failed one.
