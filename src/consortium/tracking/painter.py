@@ -2,7 +2,7 @@
 
 Importing matplotlib takes most of a second of pure Python, and on a background thread it
 holds the interpreter lock against the run's own work. So the first run of a process starts
-one helper process (``python -m consortium.tracking.painter``) that imports matplotlib on
+one helper process (:func:`_serve` in a new interpreter) that imports matplotlib on
 another core while the run goes on, then draws each run's curves on request: the request
 (which ``metrics.jsonl`` to read, which file to draw) goes over its stdin as one JSON line,
 the answer comes back as one JSON line. Later runs in the
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _ANSWER_TIMEOUT_S = 60.0
 # A blank figure is made on request only for a grid of at most this many panels.
 _MAX_PANELS = 24
+_HELPER = "from consortium.tracking.painter import _serve; _serve()"
 
 
 class _Painter:
@@ -60,7 +61,9 @@ class _Painter:
             env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
             try:
                 self._process = subprocess.Popen(
-                    [sys.executable, "-m", "consortium.tracking.painter"],
+                    # not ``-m``: the package imports this module first, and runpy would
+                    # then run a second copy of it as __main__
+                    [sys.executable, "-c", _HELPER],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
@@ -213,7 +216,3 @@ def _draw(request: Any, blanks: dict[tuple[int, int], Blank]) -> dict[str, Any]:
         return {"drawn": plot_curves(records, Path(request["path"]), blank=blank)}
     except Exception as exc:  # reported to the run, which then draws itself
         return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-if __name__ == "__main__":
-    _serve()
