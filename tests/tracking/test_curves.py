@@ -84,7 +84,9 @@ def test_a_blank_made_ahead_draws_the_plain_picture(
 ) -> None:
     assert layout(records) == grid
     blank = Blank(rows=grid[0], columns=grid[1])
-    assert plot_curves(records, tmp_path / "blank.png", blank=blank)
+    blanks = {grid: blank}
+    assert plot_curves(records, tmp_path / "blank.png", blanks=blanks)
+    assert not blanks  # taken out
     titles = [title for title, _ in _panels(records)]
     assert [axes.get_title() for axes in blank.figure.axes] == titles  # drawn on, rest gone
     oracle(records, tmp_path / "oracle.png")
@@ -96,7 +98,9 @@ def test_a_blank_made_ahead_draws_the_plain_picture(
 def test_a_blank_of_another_grid_is_left_alone(tmp_path: Path) -> None:
     records = [many_parties(n) for n in range(1, 4)]
     blank = Blank(rows=1, columns=2)
-    assert plot_curves(records, tmp_path / "other.png", blank=blank)
+    blanks = {(1, 2): blank}
+    assert plot_curves(records, tmp_path / "other.png", blanks=blanks)
+    assert blanks == {(1, 2): blank}  # kept for a drawing of its grid
     assert not any(axes.lines or axes.get_title() for axes in blank.axes)
     oracle(records, tmp_path / "oracle.png")
     assert (tmp_path / "other.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
@@ -119,7 +123,7 @@ def test_a_title_keeps_clear_of_the_axis_exponent(
         for n in range(1, 6)
     ]
     blank = Blank(rows=1, columns=1)
-    assert plot_curves(records, tmp_path / "c.png", blank=blank)
+    assert plot_curves(records, tmp_path / "c.png", blanks={(1, 1): blank})
     (axes,) = blank.figure.axes
     renderer = blank.figure.canvas.get_renderer()
     title = axes.title.get_window_extent(renderer)

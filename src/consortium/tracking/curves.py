@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,19 +101,26 @@ class Blank:
             axes.yaxis.get_major_ticks(_TICKS)
 
 
-def plot_curves(records: Sequence[RoundRecord], path: Path, *, blank: Blank | None = None) -> bool:
+def plot_curves(
+    records: Sequence[RoundRecord],
+    path: Path,
+    *,
+    blanks: MutableMapping[tuple[int, int], Blank] | None = None,
+) -> bool:
     """Draw global metrics, then per-party metrics (one line per party), into ``path``.
 
-    ``blank`` is used when its grid is the one the records need (see :func:`layout`) and
-    is spent then. Returns False, after a log message, when there is nothing to draw or
-    matplotlib is not installed. The file is written atomically.
+    ``blanks`` holds figures made ahead, by grid; the one of the grid these records need
+    (see :func:`layout`) is taken out and drawn on. Returns False, after a log message,
+    when there is nothing to draw or matplotlib is not installed. The file is written
+    atomically.
     """
     panels = _panels(records)
     grid = _grid(len(panels))
     if grid is None:
         logger.debug("no metrics recorded; %s not drawn", path.name)
         return False
-    if blank is None or blank.grid != grid:
+    blank = None if blanks is None else blanks.pop(grid, None)
+    if blank is None:
         try:
             blank = Blank(rows=grid[0], columns=grid[1])
         except ImportError:

@@ -5,9 +5,8 @@ holds the interpreter lock against the run's own work. So the first run of a pro
 one helper process (:func:`_serve` in a new interpreter) that imports matplotlib on
 another core while the run goes on, then draws each run's curves on request: the request
 (which ``metrics.jsonl`` to read, which file to draw) goes over its stdin as one JSON line,
-the answer comes back as one JSON line. Later runs in the
-same process reuse it; it exits when this process closes its stdin (at exit, or when it
-dies). If the helper cannot start, dies, or does not answer in time, the curves are drawn
+the answer comes back as one JSON line. Later runs in the same process reuse it; it exits
+when this process closes its stdin (at exit, or when it dies). If the helper cannot start, dies, or does not answer in time, the curves are drawn
 here, as before. Nothing but JSON crosses the pipe.
 
 A run also tells the helper, a few rounds in, the grid of panels it expects to draw
@@ -212,7 +211,6 @@ def _prepare(grid: list[int], blanks: dict[tuple[int, int], Blank]) -> None:
 def _draw(request: Any, blanks: dict[tuple[int, int], Blank]) -> dict[str, Any]:
     try:
         records = read_metrics(Path(request["metrics"]))
-        blank = blanks.pop(layout(records) or (0, 0), None)
-        return {"drawn": plot_curves(records, Path(request["path"]), blank=blank)}
+        return {"drawn": plot_curves(records, Path(request["path"]), blanks=blanks)}
     except Exception as exc:  # reported to the run, which then draws itself
         return {"error": f"{type(exc).__name__}: {exc}"}
