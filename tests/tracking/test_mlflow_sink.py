@@ -175,3 +175,81 @@ def test_missing_mlflow_is_a_config_error(run_dir: Path, monkeypatch: pytest.Mon
     assert str(caught.value) == MLFLOW_MISSING
     # Without MLflow settings, MLflow is never needed.
     build_tracker(run_dir=run_dir, console=False, mlflow=None).close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_round_metrics_are_sent_in_batches_every_flush_s(
+    tmp_path: Path,
+    info: RunInfo,
+    record: Callable[[int], RoundRecord],
+    summary: RunSummary,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    uri = (tmp_path / "store").as_uri()
+    clock = FakeClock()
+    sink = MlflowSink(settings=MlflowSettings(tracking_uri=uri), flush_s=1.0, clock=clock)
+    client = client_for(uri, monkeypatch)
+    sink.start(info)
+
+    def steps() -> list[int]:
+        return sorted(m.step for m in client.get_metric_history(sink.run_id, "loss"))
+
+    sink.round(record(1))
+    clock.now += 0.5
+    sink.round(record(2))
+    assert steps() == []  # within a second of the start: held
+    clock.now += 0.5
+    sink.round(record(3))
+    assert steps() == [1, 2, 3]  # a second since the last batch: all three in one
+    sink.round(record(4))
+    assert steps() == [1, 2, 3]
+    sink.finish(summary, None)  # sends what is left
+    assert steps() == [1, 2, 3, 4]
+    final = client.get_metric_history(sink.run_id, "final/accuracy")
+    assert [m.step for m in final] == [summary.rounds_completed]
+    sink.close()
+
+
+def test_flush_s_zero_sends_every_round(
+    tmp_path: Path,
+    info: RunInfo,
+    record: Callable[[int], RoundRecord],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    uri = (tmp_path / "store").as_uri()
+    sink = MlflowSink(settings=MlflowSettings(tracking_uri=uri), flush_s=0.0, clock=FakeClock())
+    client = client_for(uri, monkeypatch)
+    sink.start(info)
+    sink.round(record(1))
+    assert [m.step for m in client.get_metric_history(sink.run_id, "loss")] == [1]
+    sink.close()
+
+
+def test_a_run_closed_unfinished_keeps_its_held_rounds(
+    tmp_path: Path,
+    info: RunInfo,
+    record: Callable[[int], RoundRecord],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    uri = (tmp_path / "store").as_uri()
+    sink = MlflowSink(settings=MlflowSettings(tracking_uri=uri), clock=FakeClock())
+    sink.start(info)
+    sink.round(record(1))
+    sink.round(record(2))
+    sink.close()  # no finish: killed, with both rounds
+    client = client_for(uri, monkeypatch)
+    assert client.get_run(sink.run_id).info.status == "KILLED"
+    assert sorted(m.step for m in client.get_metric_history(sink.run_id, "loss")) == [1, 2]
+
+
+@pytest.mark.parametrize("flush_s", [-1.0, float("nan")])
+def test_flush_s_must_be_seconds(flush_s: float) -> None:
+    with pytest.raises(ConfigError, match="flush_s"):
+        MlflowSink(flush_s=flush_s)
