@@ -65,13 +65,29 @@ def oracle(records: list[RoundRecord], path: Path) -> None:
         axes.set_xlabel("round")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(True, alpha=0.3)
-        if 1 < len(lines) <= 10:
+        if 1 < len(lines) <= 4:
             axes.legend(fontsize="small")
+        elif 4 < len(lines) <= 10:  # two columns, smaller, see-through
+            axes.legend(
+                fontsize="x-small",
+                ncol=2,
+                framealpha=0.6,
+                columnspacing=0.8,
+                handlelength=1.2,
+                borderaxespad=0.3,
+            )
     figure.savefig(path, format="png", dpi=100, pil_kwargs={"compress_level": 1})
+
+
+def some_parties(n: int) -> RoundRecord:
+    """Six parties: a line each, named in a two-column legend."""
+    parties = {f"bank-{i}": {"train_loss": (i + 1) / n} for i in range(6)}
+    return replace(many_parties(n), party_metrics=parties, participants=tuple(parties))
 
 
 CASES = [
     ([make_record(n) for n in range(1, 4)], (1, 3)),
+    ([some_parties(n) for n in range(1, 4)], (2, 3)),
     ([make_record(1)], (2, 3)),  # four panels, two places left empty
     ([many_parties(n) for n in range(1, 5)], (2, 3)),
     ([replace(make_record(n), party_metrics={}) for n in range(1, 4)], (1, 2)),
