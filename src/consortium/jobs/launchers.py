@@ -21,7 +21,6 @@ from consortium.jobs.load import LoadedJob
 from consortium.jobs.result import RunResult
 from consortium.registry import Registry
 from consortium.runtime import ActorPool, PartyContext, program_for
-from consortium.tracking import start_painter
 from consortium.transport import InprocNetwork
 
 __all__ = ["LAUNCHERS", "Launcher", "default_workers", "run_inproc"]
@@ -92,7 +91,6 @@ def run_inproc(
     topology = job.topology
     workers = job.spec.runtime.workers or default_workers()
     network = InprocNetwork(clock=clock)
-    start_painter()  # the curves' helper imports matplotlib on another core meanwhile
     data = bind_data(job)
     crashes: dict[str, str] = {}
     crash_lock = threading.Lock()

@@ -24,7 +24,6 @@ from consortium.jobs.hosting import host_driver
 from consortium.jobs.load import LoadedJob
 from consortium.jobs.result import RunResult
 from consortium.runtime import PartyContext, program_for, serve_actor, serve_driver
-from consortium.tracking import start_painter
 
 if TYPE_CHECKING:
     from consortium.security import PartyCredentials, TlsFiles
@@ -125,8 +124,6 @@ def run_party(
             job=job_key,
         )
     signal.signal(signal.SIGTERM, _terminate)
-    if is_hub:
-        start_painter()  # the curves' helper imports matplotlib on another core meanwhile
     try:
         ctx = PartyContext(
             party=party,
