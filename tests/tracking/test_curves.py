@@ -1,5 +1,5 @@
-"""curves.png: a figure made ahead of time draws the same picture as one made the plain way,
-and a panel's title keeps clear of its axis' exponent."""
+"""curves.png: the picture is the plain matplotlib drawing of the panels, and a panel's
+title keeps clear of its axis' exponent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from consortium.tracking import RoundRecord
-from consortium.tracking.curves import Blank, _band, _panels, layout, plot_curves
+from consortium.tracking.curves import _band, _panels, plot_curves
 
 from .conftest import make_record
 
@@ -38,9 +38,8 @@ def oracle(records: list[RoundRecord], path: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     panels = _panels(records)
-    grid = layout(records)
-    assert grid is not None
-    rows, columns = grid
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
     figure = Figure(figsize=(4.0 * columns, 3.0 * rows))
     figure.subplots_adjust(
         left=0.08,
@@ -86,40 +85,19 @@ def some_parties(n: int) -> RoundRecord:
 
 
 CASES = [
-    ([make_record(n) for n in range(1, 4)], (1, 3)),
-    ([some_parties(n) for n in range(1, 4)], (2, 3)),
-    ([make_record(1)], (2, 3)),  # four panels, two places left empty
-    ([many_parties(n) for n in range(1, 5)], (2, 3)),
-    ([replace(make_record(n), party_metrics={}) for n in range(1, 4)], (1, 2)),
+    [make_record(n) for n in range(1, 4)],
+    [some_parties(n) for n in range(1, 4)],
+    [make_record(1)],  # four panels, two places left empty
+    [many_parties(n) for n in range(1, 5)],
+    [replace(make_record(n), party_metrics={}) for n in range(1, 4)],
 ]
 
 
-@pytest.mark.parametrize(("records", "grid"), CASES)
-def test_a_blank_made_ahead_draws_the_plain_picture(
-    tmp_path: Path, records: list[RoundRecord], grid: tuple[int, int]
-) -> None:
-    assert layout(records) == grid
-    blank = Blank(rows=grid[0], columns=grid[1])
-    blanks = {grid: blank}
-    assert plot_curves(records, tmp_path / "blank.png", blanks=blanks)
-    assert not blanks  # taken out
-    titles = [title for title, _ in _panels(records)]
-    assert [axes.get_title() for axes in blank.figure.axes] == titles  # drawn on, rest gone
+@pytest.mark.parametrize("records", CASES)
+def test_the_plain_picture_is_drawn(tmp_path: Path, records: list[RoundRecord]) -> None:
+    assert plot_curves(records, tmp_path / "c.png")
     oracle(records, tmp_path / "oracle.png")
-    assert (tmp_path / "blank.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
-    assert plot_curves(records, tmp_path / "fresh.png")  # no blank: one made on the spot
-    assert (tmp_path / "fresh.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
-
-
-def test_a_blank_of_another_grid_is_left_alone(tmp_path: Path) -> None:
-    records = [many_parties(n) for n in range(1, 4)]
-    blank = Blank(rows=1, columns=2)
-    blanks = {(1, 2): blank}
-    assert plot_curves(records, tmp_path / "other.png", blanks=blanks)
-    assert blanks == {(1, 2): blank}  # kept for a drawing of its grid
-    assert not any(axes.lines or axes.get_title() for axes in blank.axes)
-    oracle(records, tmp_path / "oracle.png")
-    assert (tmp_path / "other.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
+    assert (tmp_path / "c.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
 
 
 # matplotlib writes its exponents with a minus sign (U+2212)
@@ -138,18 +116,7 @@ def test_a_title_keeps_clear_of_the_axis_exponent(
         )
         for n in range(1, 6)
     ]
-    blank = Blank(rows=1, columns=1)
-    assert plot_curves(records, tmp_path / "c.png", blanks={(1, 1): blank})
-    (axes,) = blank.figure.axes
-    renderer = blank.figure.canvas.get_renderer()
-    title = axes.title.get_window_extent(renderer)
-    shown = axes.yaxis.offsetText
-    assert shown.get_text() == exponent
-    if exponent:
-        assert title.y0 >= shown.get_window_extent(renderer).y1
-    # and a single row leaves room for both the title and the x label
-    assert title.y1 <= blank.figure.bbox.y1
-    assert axes.xaxis.label.get_window_extent(renderer).y0 >= blank.figure.bbox.y0
+    assert plot_curves(records, tmp_path / "c.png")
     oracle(records, tmp_path / "oracle.png")
     assert (tmp_path / "c.png").read_bytes() == (tmp_path / "oracle.png").read_bytes()
 
@@ -157,7 +124,7 @@ def test_a_title_keeps_clear_of_the_axis_exponent(
 def test_a_metric_each_party_keeps_is_no_panel() -> None:
     # make_record: each bank's example count stays the same (100 and 50); accuracy, loss
     # and the parties' train_loss change
-    assert layout([make_record(n) for n in range(1, 4)]) == (1, 3)
+    assert len(_panels([make_record(n) for n in range(1, 4)])) == 3
     assert [title for title, _ in _panels([make_record(1)])] == [
         "accuracy",
         "loss",
@@ -170,6 +137,5 @@ def test_no_metrics_no_grid(tmp_path: Path) -> None:
     empty = RoundRecord(
         round=1, metrics={}, party_metrics={}, participants=(), failures={}, duration_s=0.1
     )
-    assert layout([empty]) is None
     assert not plot_curves([empty], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()

@@ -19,7 +19,6 @@ from consortium.tracking import (
     RunInfo,
     RunSummary,
     Tracker,
-    painter,
     save_model,
 )
 from consortium.tracking.records import read_metrics
@@ -207,7 +206,6 @@ def test_without_matplotlib_the_plot_is_skipped(
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
-    monkeypatch.setattr(painter, "_PAINTER", painter._Painter(disabled=True))  # here only
     with run_tracker(run_dir) as tracker:
         tracker.start(info)
         tracker.round(record(1))
@@ -218,9 +216,8 @@ def test_without_matplotlib_the_plot_is_skipped(
 
 
 def test_metrics_jsonl_reads_back_as_the_rounds_written(
-    run_dir: Path, info: RunInfo, summary: RunSummary, monkeypatch: pytest.MonkeyPatch
+    run_dir: Path, info: RunInfo, summary: RunSummary
 ) -> None:
-    monkeypatch.setattr(painter, "_PAINTER", painter._Painter(disabled=True))  # here only
     diverged = dataclasses.replace(
         make_record(3), metrics={"loss": float("inf"), "accuracy": float("nan")}
     )

@@ -35,7 +35,6 @@ def test_all_lists_the_public_names() -> None:
         "console",
         "curves",
         "mlflow_sink",
-        "painter",
         "records",
         "rundir",
         "tracker",

@@ -14,7 +14,6 @@ from consortium.tracking.mlflow_sink import (
     MlflowSink,
     default_tracking_uri,
 )
-from consortium.tracking.painter import start_painter
 from consortium.tracking.records import (
     ParamValue,
     RoundRecord,
@@ -54,5 +53,4 @@ __all__ = [
     "new_run_id",
     "plot_curves",
     "save_model",
-    "start_painter",
 ]

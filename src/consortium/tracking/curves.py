@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from consortium.tracking.records import RoundRecord
 
-__all__ = ["Blank", "import_matplotlib", "layout", "plot_curves", "warm_up"]
+__all__ = ["plot_curves"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,116 +34,50 @@ _COMPACT_LEGEND: dict[str, Any] = {
     "borderaxespad": 0.3,
 }
 _COLUMNS = 3
-_TICKS = 8
 _ROW_INCHES = 3.0
 _TOP_INCHES, _BOTTOM_INCHES = 0.6, 0.72
 _PNG = {"compress_level": 1}
 
 
-def import_matplotlib() -> bool:
-    """Import what :func:`plot_curves` needs (most of a second); False if not installed."""
-    try:
-        import matplotlib.backends.backend_agg
-        import matplotlib.figure
-        import matplotlib.ticker  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def warm_up() -> None:
-    """Draw a throwaway figure in memory. A process's first drawing loads fonts and fills
-    caches (~0.1 s); a helper process pays for that before it is asked for a plot."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(4.0, 3.0))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    axes.fill_between([1, 2], [0.0, 1.0], [1.0, 2.0], alpha=0.25, label="band")
-    axes.plot([1, 2], [0.5, 1.5], marker="o", markersize=3, label="line")
-    axes.set_title("warm-up")
-    axes.set_xlabel("round")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.savefig(io.BytesIO(), format="png", dpi=100, pil_kwargs=_PNG)
-
-
-def layout(records: Sequence[RoundRecord]) -> tuple[int, int] | None:
-    """The grid (rows, columns) that :func:`plot_curves` draws ``records`` on; None when
-    there is nothing to draw."""
-    return _grid(len(_panels(records)))
-
-
-class Blank:
-    """A figure with a grid of empty panels, made ahead of the drawing that fills it.
-
-    Making the panels and their ticks is a third of a drawing, and it does not depend on
-    the values drawn, so a helper can do it while the run is still going.
-    """
-
-    def __init__(self, *, rows: int, columns: int) -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-
-        self.grid = (rows, columns)
-        height = _ROW_INCHES * rows
-        self.figure = Figure(figsize=(4.0 * columns, height))
-        # margins in inches, so that a single row keeps room for its titles and x labels
-        self.figure.subplots_adjust(
-            left=0.08,
-            right=0.98,
-            bottom=_BOTTOM_INCHES / height,
-            top=1.0 - _TOP_INCHES / height,
-            wspace=0.3,
-            hspace=0.5,
-        )
-        FigureCanvasAgg(self.figure)
-        self.axes = [self.figure.add_subplot(rows, columns, i + 1) for i in range(rows * columns)]
-        for axes in self.axes:
-            axes.set_xlabel("round")
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-            axes.grid(True, alpha=0.3)
-            # ticks are made on first use otherwise; a panel of this size shows up to ~8
-            axes.xaxis.get_major_ticks(_TICKS)
-            axes.yaxis.get_major_ticks(_TICKS)
-
-
-def plot_curves(
-    records: Sequence[RoundRecord],
-    path: Path,
-    *,
-    blanks: MutableMapping[tuple[int, int], Blank] | None = None,
-) -> bool:
+def plot_curves(records: Sequence[RoundRecord], path: Path) -> bool:
     """Draw global metrics, then per-party metrics (one line per party), into ``path``.
 
-    ``blanks`` holds figures made ahead, by grid; the one of the grid these records need
-    (see :func:`layout`) is taken out and drawn on. Returns False, after a log message,
-    when there is nothing to draw or matplotlib is not installed. The file is written
-    atomically.
+    Returns False, after a log message, when there is nothing to draw or matplotlib is not
+    installed. The file is written atomically.
     """
     panels = _panels(records)
     grid = _grid(len(panels))
     if grid is None:
         logger.debug("no metrics recorded; %s not drawn", path.name)
         return False
-    blank = None if blanks is None else blanks.pop(grid, None)
-    if blank is None:
-        try:
-            blank = Blank(rows=grid[0], columns=grid[1])
-        except ImportError:
-            logger.warning(
-                "matplotlib is not installed, so %s was not drawn: pip install 'consortium[plot]'",
-                path.name,
-            )
-            return False
-    figure = blank.figure
-    for unused in blank.axes[len(panels) :]:
-        figure.delaxes(unused)
-    for axes, (title, lines) in zip(blank.axes, panels, strict=False):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        logger.warning(
+            "matplotlib is not installed, so %s was not drawn: pip install 'consortium[plot]'",
+            path.name,
+        )
+        return False
+    rows, columns = grid
+    height = _ROW_INCHES * rows
+    figure = Figure(figsize=(4.0 * columns, height))
+    # margins in inches, so that a single row keeps room for its titles and x labels
+    figure.subplots_adjust(
+        left=0.08,
+        right=0.98,
+        bottom=_BOTTOM_INCHES / height,
+        top=1.0 - _TOP_INCHES / height,
+        wspace=0.3,
+        hspace=0.5,
+    )
+    FigureCanvasAgg(figure)
+    for index, (title, lines) in enumerate(panels):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.set_xlabel("round")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, alpha=0.3)
         if len(lines) > _MAX_LEGEND_PARTIES:
             # Many parties: a band (min to max) around the mean, not one line per party.
             xs, low, mean, high = _band(lines)

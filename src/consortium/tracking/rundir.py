@@ -34,8 +34,8 @@ import numpy as np
 import yaml
 
 from consortium.errors import ConfigError, ConsortiumError
-from consortium.tracking.painter import draw_curves, prepare_curves, start_painter
-from consortium.tracking.records import RoundRecord, RunInfo, RunSummary
+from consortium.tracking.curves import plot_curves
+from consortium.tracking.records import RoundRecord, RunInfo, RunSummary, read_metrics
 from consortium.tracking.tracker import EventValue, Model
 
 __all__ = ["RunDirectory", "save_model"]
@@ -48,10 +48,6 @@ EVENTS_FILE = "events.jsonl"
 SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.npz"
 CURVES_FILE = "curves.png"
-
-# After this many rounds the panels of curves.png are known well enough to be made ahead
-# (after one, every metric still looks like a curve: a constant needs two points to show).
-_PREPARE_AFTER = 2
 
 
 class RunDirectory:
@@ -67,7 +63,6 @@ class RunDirectory:
         self._info: RunInfo | None = None
         self._metrics: IO[str] | None = None
         self._events: IO[str] | None = None
-        self._first: list[RoundRecord] = []  # the first rounds, to plan curves.png by
 
     def start(self, info: RunInfo) -> None:
         if Path(info.run_dir).resolve() != self.path.resolve():
@@ -87,14 +82,9 @@ class RunDirectory:
         _write_atomically(self.path / JOB_FILE, text.encode("utf-8"))
         self._metrics = open(self.path / METRICS_FILE, "x", encoding="utf-8")  # noqa: SIM115
         self._events = open(self.path / EVENTS_FILE, "x", encoding="utf-8")  # noqa: SIM115
-        start_painter()
 
     def round(self, record: RoundRecord) -> None:
         _write_line(self._open(self._metrics), record.to_json())
-        if len(self._first) < _PREPARE_AFTER:
-            self._first.append(record)
-            if len(self._first) == _PREPARE_AFTER:
-                prepare_curves(self._first)
 
     def event(self, name: str, **fields: EventValue) -> None:
         line = {"time": self._wall_clock(), "event": name, "fields": fields}
@@ -111,7 +101,7 @@ class RunDirectory:
             # The summary is written even if the model cannot be: it holds the metrics.
             self._write_summary(info, summary)
         try:
-            draw_curves(self.path / METRICS_FILE, self.path / CURVES_FILE)
+            plot_curves(read_metrics(self.path / METRICS_FILE), self.path / CURVES_FILE)
         except Exception:
             # The plot is only a view of metrics.jsonl, which is safe on disk already, so
             # a plotting problem must not turn a completed run into a failed one.
