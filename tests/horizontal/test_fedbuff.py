@@ -90,7 +90,7 @@ def test_bad_settings_name_the_field(small_job, write_job, args, field):
         load_job(write_job(job))
 
 
-def _async_job(small_job: Any, workers: int | None = None, **args: Any) -> dict[str, Any]:
+def _async_job(small_job: Any, workers: int = 1, **args: Any) -> dict[str, Any]:
     return small_job(
         runtime__workers=workers,
         topology__roles__trainer__count=6,
@@ -104,7 +104,7 @@ def _async_job(small_job: Any, workers: int | None = None, **args: Any) -> dict[
 
 # One worker: the trainers still training when the last step is taken run only after the
 # hub has left, and must stop quietly rather than crash answering it.
-@pytest.mark.parametrize("workers", [1, None])
+@pytest.mark.parametrize("workers", [1, 2])
 def test_async_run_in_process_records_staleness_and_learns(tmp_path, small_job, workers):
     result = run(_async_job(small_job, workers), out=tmp_path / "run", quiet=True)
     assert result.ok, result.error

@@ -1,4 +1,4 @@
-"""The in-process actor pool: where work runs while its governor has the helpers on or off.
+"""The in-process actor pool: where and in what order actors' work runs.
 
 Events, not sleeps: a test waits for an event with a generous timeout that only guards
 against a hang; nothing here depends on how fast the machine is.
@@ -11,177 +11,155 @@ from collections.abc import Callable
 
 import pytest
 
-from consortium.clock import FakeClock
-from consortium.runtime.governor import Governor
-from consortium.runtime.host import ActorPool
+from consortium.runtime import ActorPool, ActorSlot, PartyContext
+from consortium.topology import RoleDecl, TopologyDecl, expand
+from consortium.transport import InprocNetwork
+from consortium.wire import Message
 
 HANG = 30.0  # seconds; only ever reached when the pool is broken
 
 
-def crash(party: str, exc: BaseException) -> None:
-    raise AssertionError(f"{party}: {exc}")
+class Recorder:
+    """An actor that records what it handled, on which thread, and runs ``react``."""
 
+    def __init__(self, log: list[tuple[str, str, str]], react: Callable[..., None] | None = None):
+        self.log, self.react = log, react
 
-def off_governor() -> Governor:
-    """A governor that has decided to keep the helpers off (and never measures)."""
-    gov = Governor()
-    gov.helpers = False
-    return gov
+    def start(self, ctx: PartyContext) -> None:
+        self.log.append((ctx.name, "start", threading.current_thread().name))
+
+    def handle(self, ctx: PartyContext, msg: Message) -> bool:
+        self.log.append((ctx.name, msg.kind, threading.current_thread().name))
+        if self.react is not None:
+            self.react(ctx, msg)
+        return msg.kind != "stop"
 
 
 @pytest.fixture
-def pools():
-    made: list[ActorPool] = []
-
-    def make(**kw) -> ActorPool:
-        made.append(ActorPool(on_crash=crash, **kw))
-        return made[-1]
-
-    yield make
-    for pool in made:
-        pool.close()
+def crashes() -> dict[str, str]:
+    return {}
 
 
-def recorder() -> tuple[Callable[[], None], list[str], threading.Event]:
-    ran: list[str] = []
+def build(workers: int, crashes: dict[str, str], actors: dict[str, Recorder], **kw):
+    """A pool hosting ``actors`` (a star: ``hub`` plus the actors), and the hub's endpoint."""
+    decl = TopologyDecl(
+        template="star",
+        roles=(RoleDecl(name="aggregator", count=1), RoleDecl(name="trainer", count=len(actors))),
+    )
+    topology = expand(decl)
+    network = InprocNetwork()
+    pool = ActorPool(
+        workers=workers, on_crash=lambda p, e: crashes.__setitem__(p, str(e)), **kw
+    )
+    hub = network.endpoint(topology.hub)
+    slots: list[tuple[ActorSlot, PartyContext, Recorder]] = []
+    for party, actor in zip(topology.with_role("trainer"), actors.values(), strict=True):
+        slot = pool.slot()
+        ctx = PartyContext(
+            party=topology.party(party),
+            topology=topology,
+            endpoint=network.endpoint(party, mailbox=slot.mailbox),
+            job_id="j",
+            seed=0,
+            settings=None,
+        )
+        slots.append((slot, ctx, actor))
+    for slot, ctx, actor in slots:
+        slot.bind(ctx, actor)
+    return pool, hub, topology
+
+
+def send(hub, to: str, kind: str, seq: int = 1) -> None:
+    hub.send(Message(kind=kind, sender=hub.party, receiver=to, job="j", seq=seq))
+
+
+def test_one_worker_handles_a_message_before_the_send_returns(crashes):
+    log: list[tuple[str, str, str]] = []
+    pool, hub, topo = build(1, crashes, {"a": Recorder(log)})
+    me = threading.current_thread().name
+    trainer = topo.with_role("trainer")[0]
+    assert log == [(trainer, "start", me)]  # started as it was bound
+    send(hub, trainer, "fit")
+    assert log[-1] == (trainer, "fit", me)
+    send(hub, trainer, "stop", seq=2)
+    assert pool.wait_all_done(HANG)
+    pool.close()
+    assert crashes == {}
+
+
+def test_one_worker_queues_a_handlers_sends_until_it_returns(crashes):
+    """A handler that sends to another actor does not run it inside itself: the message
+    waits until the handler returns, then runs on the same thread (no recursion)."""
+    log: list[tuple[str, str, str]] = []
+
+    def pass_on(ctx: PartyContext, msg: Message) -> None:
+        if msg.kind == "fit":
+            nxt = ctx.topology.with_role("trainer")[1]
+            ctx.send("relay", nxt)
+            log.append((ctx.name, "fit-done", threading.current_thread().name))
+
+    pool, hub, topo = build(1, crashes, {"a": Recorder(log, pass_on), "b": Recorder(log)})
+    first, second = topo.with_role("trainer")
+    send(hub, first, "fit")
+    me = threading.current_thread().name
+    assert log[2:] == [(first, "fit", me), (first, "fit-done", me), (second, "relay", me)]
+    pool.close()
+
+
+def test_more_workers_run_handlers_on_pool_threads_after_their_init(crashes):
+    log: list[tuple[str, str, str]] = []
+    inits: list[str] = []
     done = threading.Event()
 
-    def task() -> None:
-        ran.append(threading.current_thread().name)
+    def finished(ctx: PartyContext, msg: Message) -> None:
         done.set()
 
-    return task, ran, done
-
-
-def test_one_worker_or_a_fixed_pool_has_no_governor(pools):
-    assert pools(workers=1).governor is None
-    assert pools(workers=2, adaptive=False).governor is None
-    assert isinstance(pools(workers=2).governor, Governor)
-
-
-def test_helpers_on_take_queued_work(pools):
-    pool = pools(workers=2)
-    task, ran, done = recorder()
-    pool.submit(task)
+    pool, hub, topo = build(
+        2,
+        crashes,
+        {"a": Recorder(log, finished)},
+        thread_init=lambda: inits.append(threading.current_thread().name),
+    )
+    trainer = topo.with_role("trainer")[0]
+    send(hub, trainer, "fit")
     assert done.wait(HANG)
-    assert ran == ["party-pool-0"]
+    threads = {thread for _, _, thread in log}
+    assert threads <= set(inits)
+    assert all(name.startswith("party-pool") for name in threads)
+    send(hub, trainer, "stop", seq=2)
+    assert pool.wait_all_done(HANG)
+    pool.close()
 
 
-def test_helpers_off_leave_queued_work_to_the_drivers(pools):
-    pool = pools(workers=3, governor=off_governor())
-    task, ran, _ = recorder()
-    pool.submit(task)
-    assert pool.run_one()
-    assert ran == [threading.current_thread().name]
-    assert not pool.run_one()
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_crashing_actor_is_reported_to_the_hub_and_the_pool(crashes, workers):
+    def boom(ctx: PartyContext, msg: Message) -> None:
+        raise ValueError("bad rows")
+
+    pool, hub, topo = build(workers, crashes, {"a": Recorder([], boom), "b": Recorder([])})
+    first, second = topo.with_role("trainer")
+    send(hub, first, "fit")
+    report = hub.recv(timeout=HANG)
+    assert report.kind == "party.crashed" and report.sender == first
+    assert "ValueError: bad rows" in str(report.meta["reason"])
+    send(hub, second, "stop", seq=2)
+    assert pool.wait_all_done(HANG)
+    assert crashes == {first: "bad rows"}
+    pool.close()
 
 
-def test_a_helper_runs_the_work_its_task_queued_while_helpers_are_off(pools):
-    """A driver asleep on its mailbox never sees work queued by a helper's task, so the
-    helper must run it, or it would wait until the run's deadline."""
-    gov = Governor()
-    pool = pools(workers=2, governor=gov)
-    follow_up, ran, done = recorder()
+def test_an_interrupt_reaches_the_sender_and_the_pool_keeps_working(crashes):
+    log: list[tuple[str, str, str]] = []
 
-    def first() -> None:
-        gov.helpers = False  # as if the governor decided while this task ran
-        pool.submit(follow_up)
+    def interrupt(ctx: PartyContext, msg: Message) -> None:
+        if msg.kind == "fit":
+            raise KeyboardInterrupt
 
-    pool.submit(first)
-    assert done.wait(HANG)  # this thread never runs queued work
-    assert ran == ["party-pool-0"]
-
-
-def test_work_a_helper_queued_stays_the_helpers_when_they_turn_off(pools):
-    """Queued while the helpers were on, and the governor turns them off before any helper
-    comes back for it: a helper still runs it (the drivers may all be asleep)."""
-    gov = Governor()
-    pool = pools(workers=2, governor=gov)
-    follow_up, ran, done = recorder()
-
-    def first() -> None:
-        pool.submit(follow_up)  # helpers on: no helper is free, so it waits in the queue
-        gov.helpers = False  # as if this task's completion ended a window
-
-    pool.submit(first)
-    assert done.wait(HANG)
-    assert ran == ["party-pool-0"]
-
-
-class _TurnsOn(Governor):
-    """Off until the first task completes, then on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.helpers = False
-
-    def completed(self) -> bool:
-        was, self.helpers = self.helpers, True
-        return not was
-
-
-def test_helpers_turned_back_on_wake_and_take_queued_work(pools):
-    pool = pools(workers=2, governor=_TurnsOn())
-    first, first_ran, _ = recorder()
-    second, second_ran, second_done = recorder()
-    pool.submit(first)
-    pool.submit(second)
-    assert pool.run_one()  # runs the first here; its completion turns the helpers on
-    assert first_ran == [threading.current_thread().name]
-    assert second_done.wait(HANG)  # this thread runs nothing more
-    assert second_ran == ["party-pool-0"]
-
-
-def test_waiting_for_the_end_turns_the_helpers_back_on(pools):
-    pool = pools(workers=2, governor=off_governor())
-    assert pool.wait_all_done(timeout=HANG)
-    task, ran, done = recorder()
-    pool.submit(task)
-    assert done.wait(HANG)
-    assert ran == ["party-pool-0"]
-
-
-def test_the_pool_reports_busy_spells_and_tasks_to_its_governor(pools):
-    """Rounds of tasks that cost 3 s each with the helpers on and 1 s with them off (on a
-    fake clock): the pool's reports let the governor find that off is cheaper."""
-    clock = FakeClock()
-    gov = Governor(window_tasks=4, window_s=0.0, pairs=1, now=clock.now)
-    pool = pools(workers=2, governor=gov)
-    cond = threading.Condition()
-    finished = [0]
-
-    def task() -> None:
-        clock.advance(3.0 if gov.helpers else 1.0)
-        with cond:
-            finished[0] += 1
-            cond.notify()
-
-    for _ in range(6):  # rounds of four tasks, the driver lending a hand as a hub does
-        finished[0] = 0
-        for _ in range(4):
-            pool.submit(task)
-        while True:
-            if pool.run_one():
-                continue
-            with cond:
-                if finished[0] == 4 or not cond.wait_for(lambda: finished[0] == 4, HANG):
-                    break
-        assert finished[0] == 4
-    assert gov.decisions and gov.decisions[0][2] is False
-    cost_on, cost_off, _ = gov.decisions[0]
-    assert cost_off == pytest.approx(1.0) and cost_on > cost_off
-
-
-def test_every_helper_runs_the_thread_init_first(pools):
-    started: list[str] = []
-    lock = threading.Lock()
-    ready = threading.Barrier(3)
-
-    def init() -> None:
-        with lock:
-            started.append(threading.current_thread().name)
-        ready.wait(HANG)
-
-    pools(workers=3, thread_init=init)
-    ready.wait(HANG)
-    assert sorted(started) == ["party-pool-0", "party-pool-1"]
+    pool, hub, topo = build(1, crashes, {"a": Recorder(log, interrupt)})
+    trainer = topo.with_role("trainer")[0]
+    with pytest.raises(KeyboardInterrupt):
+        send(hub, trainer, "fit")
+    assert crashes == {}
+    send(hub, topo.with_role("trainer")[0], "again", seq=2)
+    assert log[-1][:2] == (trainer, "again")
+    pool.close()

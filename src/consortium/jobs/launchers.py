@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-import os
 import threading
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,10 +17,10 @@ from consortium.jobs.hosting import host_driver
 from consortium.jobs.load import LoadedJob
 from consortium.jobs.result import RunResult
 from consortium.registry import Registry
-from consortium.runtime import ActorPool, PartyContext, program_for
+from consortium.runtime import ActorPool, ActorSlot, PartyContext, program_for
 from consortium.transport import InprocNetwork
 
-__all__ = ["LAUNCHERS", "Launcher", "default_workers", "run_inproc"]
+__all__ = ["LAUNCHERS", "Launcher", "run_inproc"]
 
 log = logging.getLogger(__name__)
 
@@ -37,41 +34,18 @@ class Launcher(Protocol):
 LAUNCHERS: Registry[Launcher] = Registry("launcher")
 
 
-def default_workers() -> int:
-    return max(
-        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-
-
-@contextlib.contextmanager
-def _frozen_heap() -> Any:
-    """Keep what exists now (imports, data) out of the cyclic garbage collector's full
-    collections until the block ends; :func:`gc.freeze` inside the block adds what was made
-    since (the parties). A full collection walks every tracked object: while a thousand
-    parties were being built one cost ~50 ms, and during the run, with them in memory,
-    ~0.1 s in the middle of a round. Reference counting still frees everything; the
-    objects are handed back to the collector at the end."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def _blas_limits(workers: int) -> Any:
     """One BLAS thread per worker when parties share the cores (oversubscription livelocks)."""
     if workers <= 1:
-        return ExitStack()
+        return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
 
 
-def _pin_thread() -> None:
-    """The same limit on each thread the pool starts: OpenMP's thread count (torch's, for
-    one) is a per-thread setting, so the limit set on this thread does not reach them. It
-    lasts as long as the thread, which ends with the run; the process-wide limits (BLAS)
-    are lifted when the run's own limit is."""
+def _one_blas_thread() -> None:
+    """The same limit on each pool thread: OpenMP's thread count (torch's, for one) is a
+    per-thread setting, which the process-wide limit does not reach."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
@@ -86,10 +60,11 @@ def run_inproc(
     clock: Clock | None = None,
     on_context: Callable[[PartyContext], None] | None = None,
 ) -> RunResult:
-    """Every party in this process: actors on a shared pool, the hub's driver on this thread."""
+    """Every party in this process: the hub's driver on this thread, other drivers on threads
+    of their own, actors on this thread (``runtime.workers`` 1, the default) or a pool."""
     clock = clock or SystemClock()
     topology = job.topology
-    workers = job.spec.runtime.workers or default_workers()
+    workers = job.spec.runtime.workers
     network = InprocNetwork(clock=clock)
     data = bind_data(job)
     crashes: dict[str, str] = {}
@@ -102,28 +77,20 @@ def run_inproc(
     job_id = f"{job.spec.name}:{job.job_hash[:12]}"
     with (
         _blas_limits(workers),
-        _frozen_heap(),
         contextlib.closing(
-            ActorPool(
-                workers=workers,
-                on_crash=on_crash,
-                thread_init=_pin_thread if workers > 1 else None,
-            )
+            ActorPool(workers=workers, on_crash=on_crash, thread_init=_one_blas_thread)
         ) as pool,
     ):
-        hub_ctx: PartyContext | None = None
-        hub_program: Any = None
+        hub: tuple[PartyContext, Any] | None = None
         contexts: list[PartyContext] = []
+        drivers: list[tuple[PartyContext, Any]] = []
+        actors: list[tuple[ActorSlot, PartyContext, Any]] = []
+        # every party is built before any starts, so that no message goes to a party that
+        # does not exist yet
         for party in topology.parties:
             factory = program_for(job.protocol, party.program)
-            is_hub = party.name == topology.hub
-            is_driver = hasattr(factory, "run")
-            slot = pool.slot()
-            endpoint = network.endpoint(
-                party.name,
-                on_put=None if is_driver else slot.notify,
-                idle=pool.run_one if is_driver else None,
-            )
+            slot = None if hasattr(factory, "run") else pool.slot()
+            endpoint = network.endpoint(party.name, mailbox=None if slot is None else slot.mailbox)
             ctx = PartyContext(
                 party=party,
                 topology=topology,
@@ -138,15 +105,19 @@ def run_inproc(
                 on_context(ctx)
             contexts.append(ctx)
             program = factory(ctx)
-            if is_hub:
-                hub_ctx, hub_program = ctx, program
-            elif is_driver:
-                pool.start_driver(ctx, program)  # type: ignore[arg-type]
+            if party.name == topology.hub:
+                hub = (ctx, program)
+            elif slot is None:
+                drivers.append((ctx, program))
             else:
-                slot.bind(ctx, program, endpoint.mailbox)  # type: ignore[arg-type]
-        if hub_ctx is None or not hasattr(hub_program, "run"):
+                actors.append((slot, ctx, program))
+        if hub is None or not hasattr(hub[1], "run"):
             raise RunFailed(f"the hub {topology.hub!r} must run a driver program")
-        gc.freeze()  # the parties too
+        hub_ctx, hub_program = hub
+        for ctx, program in drivers:
+            pool.start_driver(ctx, program)
+        for slot, ctx, program in actors:
+            slot.bind(ctx, program)
         try:
             result = host_driver(job, hub_ctx, hub_program, run_dir, console=console, quiet=quiet)
         finally:

@@ -143,11 +143,11 @@ class TlsSpec(Strict):
 
 class RuntimeSpec(Strict):
     launcher: str = "inproc"
-    workers: PositiveInt | None = Field(
-        default=None,
+    workers: PositiveInt = Field(
+        default=1,
         description=(
-            "in-process worker threads, at most: the extra threads take work only while"
-            " measured to make it faster; default: the number of cores"
+            "in-process launcher: threads that run the parties' work; 1 runs it on the"
+            " threads that send to them, in a fixed order"
         ),
     )
     hub_address: str = Field(

@@ -1,5 +1,5 @@
 """Hosting programs: a thread per driver, and actors either on their own thread
-(:func:`serve_actor`, one party per process) or many on a shared pool (:class:`ActorPool`,
+(:func:`serve_actor`, one party per process) or many in one process (:class:`ActorPool`,
 the in-process launcher, so a thousand simulated trainers cost a thousand small objects,
 not a thousand threads).
 
@@ -14,12 +14,14 @@ import threading
 import traceback
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from consortium.errors import ConsortiumError, TransportClosed
 from consortium.runtime.context import PartyContext
-from consortium.runtime.governor import Governor
 from consortium.runtime.program import CRASHED, Actor, Driver, Outcome
 from consortium.transport import Mailbox
+from consortium.wire import Message
 
 __all__ = ["ActorPool", "ActorSlot", "report_crash", "serve_actor", "serve_driver"]
 
@@ -66,8 +68,62 @@ def serve_driver(ctx: PartyContext, driver: Driver) -> Outcome:
         raise
 
 
+class _Runner(Protocol):
+    def submit(self, fn: Callable[[], None], /) -> object: ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
+
+
+class _InlineRunner:
+    """Runs submitted work on the thread that submits it, one task at a time: a thread that
+    submits while another task is running (on it or on another thread) leaves the task
+    queued for the thread already running, which runs everything queued before it returns.
+    So work never waits for a thread that is not coming, and a party's message is handled
+    before the send that delivered it returns, unless a handler is running already."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[Callable[[], None]] = deque()
+        self._running = False
+
+    def submit(self, fn: Callable[[], None], /) -> None:
+        with self._lock:
+            self._queue.append(fn)
+            if self._running:
+                return
+            self._running = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        self._running = False
+                        return
+                    task = self._queue.popleft()
+                task()
+        except BaseException:  # an interrupt: the next submit runs what is left
+            with self._lock:
+                self._running = False
+            raise
+
+    def shutdown(self, wait: bool = True) -> None:
+        return None
+
+
+class _ActorMailbox(Mailbox):
+    """An actor's mailbox: every message put schedules the actor."""
+
+    def __init__(self, slot: ActorSlot) -> None:
+        super().__init__()
+        self._slot = slot
+
+    def put(self, msg: Message) -> None:
+        super().put(msg)
+        self._slot.notify()
+
+
 class ActorSlot:
-    """One actor's place in the pool: its messages are handled one at a time, in order."""
+    """One actor's place in the pool: its messages are handled one at a time, in order.
+    Give :attr:`mailbox` to the actor's in-process endpoint, then :meth:`bind` the actor."""
 
     def __init__(self, *, pool: ActorPool) -> None:
         self._pool = pool
@@ -76,19 +132,19 @@ class ActorSlot:
         self._done = False
         self._ctx: PartyContext | None = None
         self._actor: Actor | None = None
-        self._mailbox: Mailbox | None = None
+        self.mailbox: Mailbox = _ActorMailbox(self)
 
     def notify(self) -> None:
-        """Mailbox hook: a message arrived; make sure a drain is scheduled."""
+        """A message arrived: make sure a drain is scheduled."""
         with self._lock:
             if self._scheduled or self._done or self._ctx is None:
                 return
             self._scheduled = True
         self._pool.submit(self._drain)
 
-    def bind(self, ctx: PartyContext, actor: Actor, mailbox: Mailbox) -> None:
+    def bind(self, ctx: PartyContext, actor: Actor) -> None:
         with self._lock:
-            self._ctx, self._actor, self._mailbox = ctx, actor, mailbox
+            self._ctx, self._actor = ctx, actor
             self._scheduled = True
         self._pool.party_started()
         self._pool.submit(self._start)
@@ -97,14 +153,14 @@ class ActorSlot:
         assert self._ctx is not None and self._actor is not None
         try:
             self._actor.start(self._ctx)
-        except BaseException as exc:
+        except Exception as exc:
             self._crash(exc)
             return
         self._drain()
 
     def _drain(self) -> None:
-        ctx, actor, mailbox = self._ctx, self._actor, self._mailbox
-        assert ctx is not None and actor is not None and mailbox is not None
+        ctx, actor, mailbox = self._ctx, self._actor, self.mailbox
+        assert ctx is not None and actor is not None
         while True:
             msg = mailbox.get_nowait()
             if msg is None:
@@ -123,9 +179,13 @@ class ActorSlot:
                 log.info("party %s stops: %s", ctx.name, exc)
                 self._finish()
                 return
-            except BaseException as exc:
+            except Exception as exc:
                 self._crash(exc)
                 return
+            except BaseException:  # an interrupt: a later message schedules the actor again
+                with self._lock:
+                    self._scheduled = False
+                raise
             if not more:
                 self._finish()
                 return
@@ -146,77 +206,48 @@ class ActorSlot:
 
 
 class ActorPool:
-    """Runs many actors on ``workers`` threads: ``workers - 1`` helper threads plus the
-    threads that wait for results (the drivers), which run queued work instead of blocking
-    (:meth:`run_one` is their mailboxes' idle hook). With one worker everything runs on the
-    drivers' threads: no thread hand-offs, no lock convoys, and a fixed order of events.
-
-    With more, a :class:`~consortium.runtime.governor.Governor` measures whether the helpers
-    make the work faster and turns them off while they do not (work that holds the
-    interpreter lock runs slower on two threads than on one). Off means that helpers leave
-    the work the drivers queue to the drivers. Work queued by a task running on a helper
-    stays the helpers' in either state: a driver asleep on its mailbox would never see it.
-    A driver queues work and then waits for the answers, running queued work while it
-    waits; a driver thread that ends runs what is queued before it goes. So no work waits
-    for a thread that will not come.
-
-    Work is event-driven: helper threads sleep on a condition until work is queued for them.
-    """
+    """Runs many actors of one process. With one worker (the default) every actor's work
+    runs on the thread whose send delivered its message (see :class:`_InlineRunner`): no
+    thread hand-offs and a fixed order of events. With more, on a
+    :class:`~concurrent.futures.ThreadPoolExecutor` of that many threads, each started with
+    ``thread_init`` (e.g. per-thread BLAS limits). Drivers other than the hub each get a
+    thread of their own (:meth:`start_driver`)."""
 
     def __init__(
         self,
         *,
         workers: int,
         on_crash: CrashCallback,
-        adaptive: bool = True,
-        governor: Governor | None = None,
         thread_init: Callable[[], None] | None = None,
     ) -> None:
-        """``adaptive=False`` keeps every helper on; ``governor`` replaces the default one
-        (tests give one with a fake clock); ``thread_init`` runs first on every thread the
-        pool starts (helpers and drivers), e.g. to apply per-thread limits."""
         self._on_crash = on_crash
         self._active = 0
         self._cond = threading.Condition()
-        self._tasks: deque[Callable[[], None]] = deque()  # queued by drivers and the like
-        self._from_helpers: deque[Callable[[], None]] = deque()  # queued by helpers' tasks
-        self._work = threading.Condition()
-        self._stopping = False
-        self._thread_init = thread_init
-        helpers = max(0, workers - 1)
-        self._governor = (governor or Governor()) if helpers and adaptive else None
-        self._unleashed = False  # the run is ending: every helper takes every task
-        self._pending = 0  # tasks queued or running, counted while a governor decides
-        self._local = threading.local()  # .helper: True on this pool's helper threads
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"party-pool-{i}", daemon=True)
-            for i in range(helpers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @property
-    def governor(self) -> Governor | None:
-        return self._governor
+        self._runner: _Runner = (
+            _InlineRunner()
+            if workers <= 1
+            else ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="party-pool", initializer=thread_init
+            )
+        )
 
     def slot(self) -> ActorSlot:
         return ActorSlot(pool=self)
 
+    def submit(self, fn: Callable[[], None]) -> None:
+        self._runner.submit(fn)
+
     def start_driver(self, ctx: PartyContext, driver: Driver) -> threading.Thread:
-        """Run a non-hub driver on a thread of its own; while it waits for messages, its
-        mailbox's idle hook should be :meth:`run_one`, so it lends a hand with queued work."""
+        """Run a non-hub driver on a thread of its own."""
         self.party_started()
 
         def host() -> None:
             try:
-                self._init_thread()
                 serve_driver(ctx, driver)
-            except BaseException as exc:
+            except Exception as exc:
                 self.crashed(ctx.name, exc)
             finally:
-                ctx.endpoint.close()  # tells its peers, which queues work for them
-                while self.run_one():
-                    pass
+                ctx.endpoint.close()
                 self.party_done()
 
         thread = threading.Thread(target=host, name=f"driver-{ctx.name}", daemon=True)
@@ -227,87 +258,6 @@ class ActorPool:
         with self._cond:
             self._active += 1
 
-    def submit(self, fn: Callable[[], None]) -> None:
-        with self._work:
-            helping = self._count_in()
-            on_helper = getattr(self._local, "helper", False)
-            (self._from_helpers if on_helper else self._tasks).append(fn)
-            if helping:  # when off, a helper queuing work comes back for it itself
-                self._work.notify()
-
-    def run_one(self) -> bool:
-        """Run one queued task on the calling thread; False when none is queued."""
-        with self._work:
-            if self._tasks:
-                task = self._tasks.popleft()
-            elif self._from_helpers:
-                task = self._from_helpers.popleft()
-            else:
-                return False
-        try:
-            task()
-        finally:
-            if self._governor is not None:
-                with self._work:
-                    self._count_out()
-        return True
-
-    def _count_in(self) -> bool:
-        """Count a queued task (the caller holds ``_work``); whether helpers are on."""
-        governor = self._governor
-        if governor is None or self._unleashed:
-            return True
-        if self._pending == 0 and governor.busy() and governor.helpers:
-            self._work.notify_all()
-        self._pending += 1
-        return governor.helpers
-
-    def _count_out(self) -> None:
-        """Count a finished task (the caller holds ``_work``)."""
-        governor = self._governor
-        if governor is None or self._unleashed:
-            return
-        self._pending -= 1
-        changed = governor.completed()
-        if self._pending == 0:
-            governor.quiet()
-        if changed and governor.helpers:
-            self._work.notify_all()
-
-    def _helping(self) -> bool:
-        return self._governor is None or self._unleashed or self._governor.helpers
-
-    def _init_thread(self) -> None:
-        if self._thread_init is not None:
-            self._thread_init()
-
-    def _serve(self) -> None:
-        self._local.helper = True
-        try:
-            self._init_thread()
-        except Exception:  # the thread still serves, without whatever the hook sets
-            log.exception("the pool's thread hook failed on %s", threading.current_thread().name)
-        ran = False
-        while True:
-            with self._work:
-                if ran:
-                    self._count_out()
-                while True:
-                    if self._stopping:
-                        return
-                    if self._from_helpers:
-                        task = self._from_helpers.popleft()
-                        break
-                    if self._tasks and self._helping():
-                        task = self._tasks.popleft()
-                        break
-                    self._work.wait()
-            try:
-                task()
-            except BaseException:  # tasks report their own failures; this is a last resort
-                log.exception("a task failed on %s", threading.current_thread().name)
-            ran = True
-
     def crashed(self, party: str, exc: BaseException) -> None:
         self._on_crash(party, exc)
 
@@ -316,31 +266,10 @@ class ActorPool:
             self._active -= 1
             self._cond.notify_all()
 
-    def drain(self) -> bool:
-        """Run queued work on this thread until every actor is done or nothing is queued.
-        Returns True when every actor is done."""
-        while self.run_one():
-            pass
-        with self._cond:
-            return self._active == 0
-
     def wait_all_done(self, timeout: float | None = None) -> bool:
-        self._unleash()
-        if self.drain():
-            return True
+        """Whether every actor and driver finished within ``timeout`` seconds."""
         with self._cond:
             return self._cond.wait_for(lambda: self._active == 0, timeout)
 
-    def _unleash(self) -> None:
-        """Helpers take every task from now on: the run is ending, and its last messages
-        must not wait for a driver."""
-        with self._work:
-            self._unleashed = True
-            self._work.notify_all()
-
     def close(self) -> None:
-        with self._work:
-            self._stopping = True
-            self._work.notify_all()
-        for thread in self._threads:
-            thread.join()
+        self._runner.shutdown(wait=True)

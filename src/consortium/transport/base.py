@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from consortium.clock import Clock, SystemClock
@@ -44,29 +43,13 @@ class Endpoint(Protocol):
 
 
 class Mailbox:
-    """A FIFO of incoming messages with deadline-aware, event-driven waiting.
+    """A FIFO of incoming messages with deadline-aware, event-driven waiting."""
 
-    ``on_put`` (optional) is called after each put; the in-process launcher uses it to
-    schedule a party's handler on a shared worker pool instead of giving it a thread.
-    ``idle`` (optional) is called, without locks held, instead of blocking while the box is
-    empty; it returns True when it did some work (so the box is checked again), False when
-    there was nothing to do (so the caller blocks). The in-process launcher uses it to let a
-    waiting driver run simulated parties' work itself.
-    """
-
-    def __init__(
-        self,
-        *,
-        clock: Clock | None = None,
-        on_put: Callable[[], None] | None = None,
-        idle: Callable[[], bool] | None = None,
-    ) -> None:
+    def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock = clock or SystemClock()
         self._items: deque[Message] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._on_put = on_put
-        self._idle = idle
 
     def put(self, msg: Message) -> None:
         with self._cond:
@@ -74,19 +57,11 @@ class Mailbox:
                 raise TransportClosed("mailbox is closed")
             self._items.append(msg)
             self._cond.notify()
-        if self._on_put is not None:
-            self._on_put()
 
     def get(self, timeout: float | None = None) -> Message:
         deadline = None if timeout is None else self._clock.now() + timeout
-        while True:
-            if self._idle is not None:
-                with self._cond:
-                    if self._items:
-                        return self._items.popleft()
-                if self._idle():
-                    continue  # did some work elsewhere; look again
-            with self._cond:
+        with self._cond:
+            while True:
                 if self._items:
                     return self._items.popleft()
                 if self._closed:

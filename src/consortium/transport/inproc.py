@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -47,18 +47,13 @@ class InprocNetwork:
         self._senders: dict[str, set[str]] = {}  # receiver -> who has sent to it
         self._lock = threading.Lock()
 
-    def endpoint(
-        self,
-        party: str,
-        *,
-        on_put: Callable[[], None] | None = None,
-        idle: Callable[[], bool] | None = None,
-    ) -> InprocEndpoint:
-        """A new endpoint for ``party``; ``on_put`` and ``idle`` are :class:`Mailbox` hooks."""
+    def endpoint(self, party: str, *, mailbox: Mailbox | None = None) -> InprocEndpoint:
+        """A new endpoint for ``party``, receiving into ``mailbox`` (a new one by default;
+        the in-process launcher gives actors a mailbox that schedules them on each put)."""
         with self._lock:
             if party in self._mailboxes and not self._mailboxes[party].closed:
                 raise TransportError(f"party {party!r} already has an open endpoint")
-            box = Mailbox(clock=self._clock, on_put=on_put, idle=idle)
+            box = mailbox if mailbox is not None else Mailbox(clock=self._clock)
             self._mailboxes[party] = box
         return InprocEndpoint(party=party, network=self, mailbox=box)
 
@@ -108,10 +103,6 @@ class InprocEndpoint:
     @property
     def party(self) -> str:
         return self._party
-
-    @property
-    def mailbox(self) -> Mailbox:
-        return self._mailbox
 
     def send(self, msg: Message) -> None:
         if self._mailbox.closed:
