@@ -43,6 +43,8 @@ from consortium.privacy.paillier import (
     PaillierKeypair,
     ParallelPaillier,
     PublicKey,
+    decrypt_packed,
+    encrypt_packed,
 )
 from consortium.vertical.encrypted import (
     Keyring,
@@ -69,12 +71,12 @@ def vector(args: argparse.Namespace, keys: PaillierKeypair, phe: Any, rows: list
     packing = Packing()
 
     def cold() -> Any:  # the pool (and its fixed-base table) made inside the timed span
-        return pk.encrypt_packed(x, packing, obfuscators=ObfuscatorPool(pk))
+        return encrypt_packed(pk, x, packing, obfuscators=ObfuscatorPool(pk))
 
     t_cold, packed = timed(cold, args.repeat)
     pool = ObfuscatorPool(pk, size=len(packed.ciphertexts) * args.repeat)
-    t_online, packed = timed(lambda: pk.encrypt_packed(x, packing, obfuscators=pool), args.repeat)
-    t_dec, got = timed(lambda: sk.decrypt_packed(packed), args.repeat)
+    t_online, packed = timed(lambda: encrypt_packed(pk, x, packing, obfuscators=pool), args.repeat)
+    t_dec, got = timed(lambda: decrypt_packed(sk, packed), args.repeat)
     assert np.abs(got - x).max() <= 2.0 ** -(packing.precision - 1)
     n_ct = len(packed.ciphertexts)
     what = f"{args.floats:,} floats"

@@ -15,6 +15,9 @@ from consortium.privacy.paillier import (  # noqa: E402
     PaillierKeypair,
     ciphertexts_from_array,
     ciphertexts_to_array,
+    decrypt_encoded,
+    decrypt_residues,
+    encrypt,
     mask,
     residues_from_array,
     residues_to_array,
@@ -34,7 +37,7 @@ def test_the_vertical_gradient_round_trip(keys):
     X = rng.normal(size=(25, 3))
     d = rng.normal(size=25)
     # master -> member
-    wire_d = ciphertexts_to_array(pk.encrypt(d))
+    wire_d = ciphertexts_to_array(encrypt(pk, d))
     enc_d = ciphertexts_from_array(pk, wire_d, exponent=32)
     # member: gradient and mask
     grad = enc_d @ X
@@ -42,22 +45,22 @@ def test_the_vertical_gradient_round_trip(keys):
     wire_masked = ciphertexts_to_array(masked)
     # arbiter: decrypt residues only
     at_arbiter = ciphertexts_from_array(pk, wire_masked, exponent=masked.exponent)
-    seen = sk.decrypt_residues(at_arbiter)
-    honest = sk.decrypt_residues(grad)
+    seen = decrypt_residues(sk, at_arbiter)
+    honest = decrypt_residues(sk, grad)
     assert all(a != b for a, b in zip(seen.tolist(), honest.tolist(), strict=True))
     back = residues_from_array(pk, residues_to_array(pk, seen))
     # member
     np.testing.assert_allclose(secret.unmask(back), X.T @ d, atol=1e-7)
-    assert secret.unmask_encoded(back).tolist() == sk.decrypt_encoded(grad).tolist()
+    assert secret.unmask_encoded(back).tolist() == decrypt_encoded(sk, grad).tolist()
 
 
 def test_masks_are_fresh_each_time(keys):
     pk, sk = keys.public_key, keys.private_key
-    enc = pk.encrypt([1.0, 1.0])
+    enc = encrypt(pk, [1.0, 1.0])
     a, secret = mask(enc)  # no public bound: masked one by one
     b, _ = mask(enc)
-    ra = sk.decrypt_residues(a).tolist()
-    rb = sk.decrypt_residues(b).tolist()
+    ra = decrypt_residues(sk, a).tolist()
+    rb = decrypt_residues(sk, b).tolist()
     assert ra[0] != ra[1] and ra != rb
     assert a.derived and a.bound is None
     assert secret.wire_shape == secret.shape == (2,)
@@ -71,12 +74,12 @@ def test_packing_is_laid_out_by_the_public_bound_alone(keys):
     counts = set()
     for scale in (1e-6, 1.0, 1e6):
         x = np.linspace(-3, 3, 7).reshape(7, 1) * scale
-        enc = pk.encrypt(x)
+        enc = encrypt(pk, x)
         masked, secret = mask(enc, bound=bound)
         counts.add(masked.size)
         assert secret.shape == (7, 1) and secret.wire_shape == masked.shape
-        residues = sk.decrypt_residues(masked)
-        assert secret.unmask_encoded(residues).tolist() == sk.decrypt_encoded(enc).tolist()
+        residues = decrypt_residues(sk, masked)
+        assert secret.unmask_encoded(residues).tolist() == decrypt_encoded(sk, enc).tolist()
         assert mask(enc, bound=bound)[0].ciphertext_list() != masked.ciphertext_list()
     # slots of (2 * 2^60).bit_length() = 62 bits: 8 to a 512-bit key's plaintext
     assert counts == {1}
@@ -84,7 +87,7 @@ def test_packing_is_laid_out_by_the_public_bound_alone(keys):
 
 def test_values_beyond_the_public_bound_are_refused(keys):
     pk = keys.public_key
-    enc = pk.encrypt([1.0, -2.0])  # proven bound 2^33
+    enc = encrypt(pk, [1.0, -2.0])  # proven bound 2^33
     with pytest.raises(EncodingOverflow, match="exceeds the public bound"):
         mask(enc, bound=1 << 32)
     unbounded = ciphertexts_from_array(pk, ciphertexts_to_array(enc), exponent=32)
@@ -108,17 +111,17 @@ def test_every_slot_at_either_end_of_the_bound(keys, width):
     bound = (1 << (width - 1)) - 1  # (2 * bound).bit_length() == width
     count = 2 * (511 // width) + 1  # two full ciphertexts and one value more
     values = [bound if j % 5 else -bound for j in range(count)]
-    enc = pk.encrypt(np.array(values, dtype=object), encoding=Encoding(precision=0))
+    enc = encrypt(pk, np.array(values, dtype=object), encoding=Encoding(precision=0))
     masked, secret = mask(enc, bound=bound)
     assert masked.size == (3 if 511 // width >= 2 else count)
-    assert secret.unmask_encoded(sk.decrypt_residues(masked)).tolist() == values
+    assert secret.unmask_encoded(decrypt_residues(sk, masked)).tolist() == values
 
 
 def test_a_slot_that_overflowed_raises_on_unmasking(keys):
     pk, sk = keys.public_key, keys.private_key
-    enc = pk.encrypt(np.array([5, -5, 5], dtype=object), encoding=Encoding(precision=0))
+    enc = encrypt(pk, np.array([5, -5, 5], dtype=object), encoding=Encoding(precision=0))
     masked, secret = mask(enc, bound=5)  # width 4: slots hold 0..10
-    residues = sk.decrypt_residues(masked).tolist()
+    residues = decrypt_residues(sk, masked).tolist()
     n = int(pk.n)
     above = np.array([(residues[0] + (1 << 12)) % n], dtype=object)  # past the last slot
     with pytest.raises(EncodingOverflow, match="overflowed its slot"):
@@ -138,16 +141,16 @@ def test_packed_masks_round_trip_exactly(keys, values, slack):
     (slots per residue, a last residue partly filled) gives the exact integers back."""
     pk, sk = keys.public_key, keys.private_key
     ints = np.array(values, dtype=object)
-    enc = pk.encrypt(ints, encoding=Encoding(precision=0))
+    enc = encrypt(pk, ints, encoding=Encoding(precision=0))
     bound = max((abs(v) for v in values), default=0) + slack
     masked, secret = mask(enc, bound=bound)
     if len(values) > 1 and (2 * bound).bit_length() * 2 < pk.bits:
         assert masked.size < len(values)
-    got = secret.unmask_encoded(sk.decrypt_residues(masked))
+    got = secret.unmask_encoded(decrypt_residues(sk, masked))
     assert got.tolist() == values
 
 
 def test_unmask_checks_the_shape(keys):
-    _, secret = mask(keys.public_key.encrypt([1.0, 2.0]))
+    _, secret = mask(encrypt(keys.public_key, [1.0, 2.0]))
     with pytest.raises(ValueError, match="shape"):
         secret.unmask(np.zeros(3, dtype=object))

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 gmpy2 = pytest.importorskip("gmpy2")
 
-from consortium.privacy.paillier import multiexp as multiexp_module  # noqa: E402
 from consortium.privacy.paillier.multiexp import (  # noqa: E402
     MULTIEXP_METHODS,
     best_group,
     best_window,
+    cheaper_method,
     exponent_bits,
     multiexp,
     multiexp_rows,
@@ -82,17 +82,18 @@ def test_subsets_equal_the_plain_product(bases, data, group):
     assert subset_multiexp_rows(bases, rows, MODULUS, group=group) == expected
 
 
-def test_subsets_in_blocks_and_row_chunks(monkeypatch):
+def test_subsets_in_blocks_and_row_chunks():
     """More bases than one block of tables holds, and rows unpacked a few at a time."""
-    monkeypatch.setattr(multiexp_module, "_TABLE_ENTRIES", 8)
-    monkeypatch.setattr(multiexp_module, "_DIGIT_BYTES", 64)
     rng = __import__("random").Random(7)
     bases = [gmpy2.mpz(rng.randrange(2, MODULUS)) | 1 for _ in range(23)]
     bases = [b for b in bases if math.gcd(int(b), MODULUS) == 1]
     rows = [[rng.randint(-(2**33), 2**33) for _ in bases] for _ in range(9)]
     expected = [oracle(bases, row, MODULUS) for row in rows]
     for group in (1, 2, 3):
-        assert subset_multiexp_rows(bases, rows, MODULUS, group=group) == expected
+        got = subset_multiexp_rows(
+            bases, rows, MODULUS, group=group, table_entries=8, digit_bytes=64
+        )
+        assert got == expected
 
 
 def test_zero_and_sparse_exponents():
@@ -126,9 +127,9 @@ def test_the_cost_models_pick_sensible_shapes():
     assert best_group(1, 250, 35) <= best_group(100, 250, 35)
     assert 6 <= best_group(100, 250, 35) <= 12
     # the protocol's shape (a few dozen feature rows over a batch of 250): subsets win
-    assert multiexp_module._cheaper(250, [[2**34, -(2**34)] * 125] * 34) == "subsets"
+    assert cheaper_method(250, [[2**34, -(2**34)] * 125] * 34) == "subsets"
     # one row: the buckets' single fold is cheaper than tabulating subsets
-    assert multiexp_module._cheaper(1000, [[2**40] * 1000]) == "buckets"
+    assert cheaper_method(1000, [[2**40] * 1000]) == "buckets"
 
 
 def test_exponent_bits_count_the_sign_offset():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import pathlib
 import subprocess
 import sys
 
@@ -57,3 +59,21 @@ def test_the_side_library_does_not_import_from_the_layers_above():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+
+def test_keys_stand_below_the_recipes():
+    """keys, primitives, encoding and errors import only one another, even for type
+    checking: the recipes (arrays, packing, masking, obfuscators, pool, serial) sit on top."""
+    package = "consortium.privacy.paillier"
+    below = {"_gmp", "encoding", "errors", "keys", "primitives"}
+    folder = pathlib.Path(importlib.import_module(package).__file__).parent
+    for name in sorted(below):
+        imported = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package):
+                if node.module == package:
+                    imported |= {alias.name for alias in node.names}
+                else:
+                    imported.add(node.module.removeprefix(package + ".").split(".")[0])
+        assert imported <= below, f"{name} imports {sorted(imported - below)}"

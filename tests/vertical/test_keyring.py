@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("gmpy2")
 
 from consortium.errors import RunFailed
-from consortium.privacy.paillier import EncryptedArray, PaillierKeypair
+from consortium.privacy.paillier import EncryptedArray, PaillierKeypair, decrypt, encrypt
 from consortium.vertical.encrypted import (
     VALUE_LIMIT_BITS,
     Keyring,
@@ -27,7 +27,7 @@ def test_each_step_leaves_the_next_steps_obfuscators_in_the_making(workers):
         for step in range(3):
             values = np.linspace(-1, 1, 7) * (step + 1)
             enc = ring.encrypt(values)
-            np.testing.assert_allclose(keys.private_key.decrypt(enc), values, atol=1e-9)
+            np.testing.assert_allclose(decrypt(keys.private_key, enc), values, atol=1e-9)
             ahead = len(ring.pool) + ring.pool.pending
             assert ahead == (7 if workers else 0)
     finally:
@@ -64,7 +64,7 @@ def test_the_announced_residual_bound_covers_every_link():
     ):
         for parties in (1, 2, 5, 12, 40):
             bound = residual_bound(task, k, parties, precision)
-            zeros = keys.public_key.encrypt(np.zeros((4, k)))
+            zeros = encrypt(keys.public_key, np.zeros((4, k)))
             z = EncryptedArray(
                 keys.public_key, zeros.ciphertexts, exponent=precision, bound=parties * limit
             )

@@ -88,6 +88,8 @@ from consortium.privacy.paillier import (
     PublicKey,
     ciphertexts_from_array,
     ciphertexts_to_array,
+    decrypt_residues,
+    encrypt,
     mask,
     residues_from_array,
     residues_to_array,
@@ -258,7 +260,7 @@ class Keyring:
         """This party's partial outputs, encrypted; RunFailed beyond the protocol's limit."""
         check_output(values)
         self.reserve(int(np.size(values)))
-        return self.public_key.encrypt(values, encoding=self.encoding, obfuscators=self.pool)
+        return encrypt(self.public_key, values, encoding=self.encoding, obfuscators=self.pool)
 
     def to_wire(self, encrypted: EncryptedArray) -> np.ndarray:
         """Ciphertexts as a uint8 tensor, re-randomised if derived from someone else's."""
@@ -343,7 +345,7 @@ def decrypt_masked(
     public = private_key.public_key
     encrypted = ciphertexts_from_array(public, arr, exponent=0)
     if parallel is None:
-        residues = private_key.decrypt_residues(encrypted)
+        residues = decrypt_residues(private_key, encrypted)
     else:
         residues = parallel.decrypt_residues(private_key, encrypted)
     return residues_to_array(public, residues)

@@ -3,18 +3,23 @@
 The safe tier, exported here::
 
     keys = PaillierKeypair.generate()                # 2048 bits; the arbiter keeps it
-    enc_d = keys.public_key.encrypt(residuals)       # [[d]], 32 fractional bits
+    enc_d = encrypt(keys.public_key, residuals)      # [[d]], 32 fractional bits
     grad = enc_d @ X                                 # X^T [[d]] by multi-exponentiation
     masked, secret = mask(grad)                      # before the arbiter sees it
     wire = ciphertexts_to_array(masked)              # uint8 tensor, re-randomised
     ...
-    plain = keys.private_key.decrypt_residues(...)   # arbiter: uniform residues only
+    plain = decrypt_residues(keys.private_key, ...)  # arbiter: uniform residues only
     gradient = secret.unmask(plain)                  # member: the true values
 
 with a fixed-point :class:`Encoding` (explicit precision, overflow detection),
 :class:`ObfuscatorPool` (encryption at the cost of one multiplication), :class:`Packing`
 (several values per ciphertext for sums), :class:`ParallelPaillier` (worker processes)
 and strict serialisation to numeric tensors.
+
+Keys only hold key material (:mod:`~consortium.privacy.paillier.keys`, with
+:mod:`~consortium.privacy.paillier.encoding` and the errors below it); encrypting and
+decrypting are the recipes' functions above them (``encrypt``, ``decrypt``,
+``decrypt_encoded``, ``decrypt_residues``, ``encrypt_packed``, ``decrypt_packed``).
 
 The raw tier, for code that knows what it does, lives in the modules
 :mod:`~consortium.privacy.paillier.primitives` (integer encryption, decryption, homomorphic
@@ -28,7 +33,15 @@ Jurik, PKC 2001; Pippenger, SIAM J. Comput. 1980 (see each module).
 
 from __future__ import annotations
 
-from consortium.privacy.paillier.arrays import EncryptedArray, matvec, rmatvec
+from consortium.privacy.paillier.arrays import (
+    EncryptedArray,
+    decrypt,
+    decrypt_encoded,
+    decrypt_residues,
+    encrypt,
+    matvec,
+    rmatvec,
+)
 from consortium.privacy.paillier.encoding import Encoding
 from consortium.privacy.paillier.errors import (
     EncodingOverflow,
@@ -46,7 +59,12 @@ from consortium.privacy.paillier.keys import (
 )
 from consortium.privacy.paillier.masking import Mask, mask
 from consortium.privacy.paillier.obfuscators import ObfuscatorPool
-from consortium.privacy.paillier.packing import PackedArray, Packing
+from consortium.privacy.paillier.packing import (
+    PackedArray,
+    Packing,
+    decrypt_packed,
+    encrypt_packed,
+)
 from consortium.privacy.paillier.pool import ParallelPaillier
 from consortium.privacy.paillier.serial import (
     ciphertexts_from_array,
@@ -79,6 +97,12 @@ __all__ = [
     "PublicKey",
     "ciphertexts_from_array",
     "ciphertexts_to_array",
+    "decrypt",
+    "decrypt_encoded",
+    "decrypt_packed",
+    "decrypt_residues",
+    "encrypt",
+    "encrypt_packed",
     "mask",
     "matvec",
     "packed_from_array",

@@ -13,15 +13,8 @@ from typing import Any
 from consortium.privacy.paillier import primitives
 from consortium.privacy.paillier._gmp import gmpy2
 from consortium.privacy.paillier.multiexp import multiexp_rows
-
-
-def _split(blob: bytes, width: int) -> list[Any]:
-    from_bytes = gmpy2().mpz.from_bytes
-    return [from_bytes(blob[i : i + width], "big") for i in range(0, len(blob), width)]
-
-
-def _join(values: list[Any], width: int) -> bytes:
-    return b"".join(int(v).to_bytes(width, "big") for v in values)
+from consortium.privacy.paillier.obfuscators import FixedBase
+from consortium.privacy.paillier.rows import join_rows, split_rows
 
 
 @functools.lru_cache(maxsize=4)
@@ -29,8 +22,6 @@ def _fixed_base(n: int) -> Any:
     """This process's fixed-base table for ``n``: built on its first task for the key (about
     0.2 s at 2048 bits), then drawn from by every later one. Worker processes belong to one
     party, so the table's secret base never serves anyone else."""
-    from consortium.privacy.paillier.obfuscators import FixedBase
-
     return FixedBase(gmpy2().mpz(n))
 
 
@@ -39,11 +30,11 @@ def obfuscators_task(n: int, count: int, width: int, method: str = "textbook") -
     this process's table for ``n``)."""
     if method == "fixed-base":
         fixed = _fixed_base(n)
-        return _join([fixed.draw() for _ in range(count)], width)
+        return join_rows([fixed.draw() for _ in range(count)], width)
     g = gmpy2()
     nn = g.mpz(n)
     nsq = nn * nn
-    return _join([primitives.obfuscator(nn, nsq) for _ in range(count)], width)
+    return join_rows([primitives.obfuscator(nn, nsq) for _ in range(count)], width)
 
 
 @functools.lru_cache(maxsize=4)
@@ -60,14 +51,14 @@ def decrypt_task(p: int, q: int, blob: bytes, width: int, out_width: int) -> byt
     n = key.p * key.q
     nsq = n * n
     out = []
-    for c in _split(blob, width):
+    for c in split_rows(blob, width):
         if not 0 < c < nsq or g.gcd(c, n) != 1:
             return None
         out.append(primitives.raw_decrypt(c, key))
-    return _join(out, out_width)
+    return join_rows(out, out_width)
 
 
 def multiexp_task(nsq: int, blob: bytes, width: int, rows: list[list[int]], method: str) -> bytes:
     """``prod_j c_j^(row_j) mod n^2`` for each row, over the ciphertexts in ``blob``."""
-    bases = _split(blob, width)
-    return _join(multiexp_rows(bases, rows, gmpy2().mpz(nsq), method=method), width)
+    bases = split_rows(blob, width)
+    return join_rows(multiexp_rows(bases, rows, gmpy2().mpz(nsq), method=method), width)

@@ -29,35 +29,31 @@ import numpy as np
 
 from consortium.privacy.paillier import primitives
 from consortium.privacy.paillier._gmp import gmpy2
-from consortium.privacy.paillier.encoding import Encoding, max_abs, object_array, to_residues
-from consortium.privacy.paillier.errors import EncodingOverflow
+from consortium.privacy.paillier.encoding import (
+    Encoding,
+    from_residues,
+    max_abs,
+    object_array,
+    to_residues,
+)
+from consortium.privacy.paillier.errors import EncodingOverflow, InvalidCiphertext
 from consortium.privacy.paillier.multiexp import multiexp_rows
+from consortium.privacy.paillier.obfuscators import ObfuscatorPool, fresh_obfuscators
 
 if TYPE_CHECKING:
-    from consortium.privacy.paillier.keys import PublicKey
-    from consortium.privacy.paillier.obfuscators import ObfuscatorPool
+    from consortium.privacy.paillier.keys import PrivateKey, PublicKey
 
 __all__ = [
     "EncryptedArray",
+    "decrypt",
+    "decrypt_encoded",
+    "decrypt_residues",
     "encrypt",
-    "fresh_obfuscators",
     "matvec",
     "matvec_result",
     "matvec_rows",
     "rmatvec",
 ]
-
-
-def fresh_obfuscators(
-    public_key: PublicKey, count: int, pool: ObfuscatorPool | None = None
-) -> list[Any]:
-    """``count`` obfuscators ``r^n mod n^2``: from ``pool`` when given, else computed now."""
-    if pool is not None:
-        if pool.public_key != public_key:
-            raise ValueError("the obfuscator pool was made for another public key")
-        return pool.take(count)
-    n, nsq = public_key.n, public_key.nsq
-    return [primitives.obfuscator(n, nsq) for _ in range(count)]
 
 
 def encrypt(
@@ -67,7 +63,12 @@ def encrypt(
     encoding: Encoding | None = None,
     obfuscators: ObfuscatorPool | None = None,
 ) -> EncryptedArray:
-    """Encrypt ``values`` (any shape) under ``public_key``; see ``PublicKey.encrypt``."""
+    """Encrypt numbers (a scalar or any array) under ``public_key`` at
+    ``encoding.precision`` fractional bits (32 by default).
+
+    With ``obfuscators`` (a pool for this key), each encryption takes a precomputed ``r^n``
+    and costs one multiplication; without, it computes a fresh one.
+    """
     enc = Encoding() if encoding is None else encoding
     ints = enc.encode(values)
     flat = ints.ravel().tolist()
@@ -84,6 +85,39 @@ def encrypt(
     )
 
 
+def decrypt(private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
+    """The float64 values of ``encrypted``.
+
+    Raises :class:`~consortium.privacy.paillier.InvalidCiphertext` for anything not under
+    this key and :class:`~consortium.privacy.paillier.EncodingOverflow` for a result
+    outside the representable range.
+    """
+    return Encoding.decode(decrypt_encoded(private_key, encrypted), encrypted.exponent)
+
+
+def decrypt_encoded(private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
+    """The signed integers ``round(value * 2^exponent)`` of ``encrypted``, exactly, as an
+    object array."""
+    ints = from_residues(_residues(private_key, encrypted), private_key.public_key.n)
+    return object_array(ints, encrypted.shape)
+
+
+def decrypt_residues(private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
+    """The plaintext residues in ``[0, n)`` of ``encrypted``, with no reading of signs or
+    overflow.
+
+    This is what the arbiter returns for masked values: a residue of ``value + mask`` is
+    uniform in ``[0, n)`` and only the masking party can unmask it.
+    """
+    return object_array(_residues(private_key, encrypted), encrypted.shape)
+
+
+def _residues(private_key: PrivateKey, encrypted: EncryptedArray) -> list[Any]:
+    if encrypted.public_key != private_key.public_key:
+        raise InvalidCiphertext()
+    return private_key.raw_decrypt(encrypted.ciphertext_list())
+
+
 def _is_integral(arr: np.ndarray) -> bool:
     if arr.dtype.kind in "iub":
         return True
@@ -93,7 +127,7 @@ def _is_integral(arr: np.ndarray) -> bool:
 class EncryptedArray:
     """Ciphertexts of fixed-point values at ``exponent`` fractional bits, in a given shape.
 
-    Build one with ``PublicKey.encrypt`` or ``serial.ciphertexts_from_array``; the
+    Build one with :func:`encrypt` or ``serial.ciphertexts_from_array``; the
     constructor itself trusts its arguments.
     """
 

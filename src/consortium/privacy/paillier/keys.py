@@ -1,4 +1,4 @@
-"""Paillier keys: generation, the public key that encrypts, the private key that decrypts.
+"""Paillier keys: generation, the public key (``n``) and the private key (its primes).
 
 Paillier, "Public-Key Cryptosystems Based on Composite Degree Residuosity Classes",
 EUROCRYPT 1999; g = n + 1 after Damgård and Jurik, PKC 2001. Decryption works modulo p^2
@@ -8,25 +8,24 @@ four times faster than the textbook formula.
 Who holds what in the vertical protocols: the arbiter generates the keypair and keeps the
 private key; the public key travels to the other parties (``serial.public_key_to_array``),
 who encrypt and compute on ciphertexts but can never decrypt.
+
+This module is the bottom of the safe tier: it holds key material and decrypts raw
+ciphertexts (:meth:`PrivateKey.raw_decrypt`). Encrypting and decrypting numbers is done by
+the recipes above it: ``arrays.encrypt`` / ``arrays.decrypt`` (and ``decrypt_encoded``,
+``decrypt_residues``), ``packing.encrypt_packed`` / ``packing.decrypt_packed``, all
+re-exported by the package.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from consortium.privacy.paillier import primitives
 from consortium.privacy.paillier._gmp import gmpy2
-from consortium.privacy.paillier.encoding import Encoding, from_residues, max_int, object_array
+from consortium.privacy.paillier.encoding import max_int
 from consortium.privacy.paillier.errors import InvalidCiphertext
-
-if TYPE_CHECKING:
-    from consortium.privacy.paillier.arrays import EncryptedArray
-    from consortium.privacy.paillier.obfuscators import ObfuscatorPool
-    from consortium.privacy.paillier.packing import PackedArray, Packing
 
 __all__ = ["DEFAULT_KEY_BITS", "MIN_KEY_BITS", "PaillierKeypair", "PrivateKey", "PublicKey"]
 
@@ -39,7 +38,8 @@ MIN_KEY_BITS = 2048
 
 
 class PublicKey:
-    """A Paillier public key: the modulus ``n`` (and ``g = n + 1``). Encrypts only."""
+    """A Paillier public key: the modulus ``n`` (and ``g = n + 1``). It encrypts (through
+    ``encrypt(public_key, values)``) but cannot decrypt."""
 
     __slots__ = ("_max_int", "_n", "_nsq")
 
@@ -96,33 +96,10 @@ class PublicKey:
     def __repr__(self) -> str:
         return f"PublicKey(bits={self.bits}, fingerprint={self.fingerprint})"
 
-    def encrypt(
-        self,
-        values: Any,
-        *,
-        encoding: Encoding | None = None,
-        obfuscators: ObfuscatorPool | None = None,
-    ) -> EncryptedArray:
-        """Encrypt numbers (a scalar or any array) at ``encoding.precision`` fractional bits.
-
-        With ``obfuscators`` (a pool for this key), each encryption takes a precomputed
-        ``r^n`` and costs one multiplication; without, it computes a fresh one.
-        """
-        from consortium.privacy.paillier.arrays import encrypt
-
-        return encrypt(self, values, encoding=encoding, obfuscators=obfuscators)
-
-    def encrypt_packed(
-        self, values: Any, packing: Packing, *, obfuscators: ObfuscatorPool | None = None
-    ) -> PackedArray:
-        """Encrypt a vector several values per ciphertext, for sums only (see ``Packing``)."""
-        from consortium.privacy.paillier.packing import encrypt_packed
-
-        return encrypt_packed(self, values, packing, obfuscators=obfuscators)
-
 
 class PrivateKey:
-    """A Paillier private key: the primes ``p`` and ``q``. Decrypts with CRT.
+    """A Paillier private key: the primes ``p`` and ``q``. Decrypts with CRT (through
+    ``decrypt(private_key, encrypted)`` and its siblings, or :meth:`raw_decrypt`).
 
     Never serialised by this library and never shown by ``repr``.
     """
@@ -150,39 +127,6 @@ class PrivateKey:
         return (
             f"PrivateKey(bits={self._public_key.bits}, fingerprint={self._public_key.fingerprint})"
         )
-
-    def decrypt(self, encrypted: EncryptedArray) -> np.ndarray:
-        """The float64 values of an encrypted array.
-
-        Raises :class:`InvalidCiphertext` for anything not under this key and
-        :class:`EncodingOverflow` for a result outside the representable range.
-        """
-        ints = from_residues(self._residues(encrypted), self._public_key.n)
-        return Encoding.decode(object_array(ints, encrypted.shape), encrypted.exponent)
-
-    def decrypt_encoded(self, encrypted: EncryptedArray) -> np.ndarray:
-        """The signed integers ``round(value * 2^exponent)``, exactly, as an object array."""
-        ints = from_residues(self._residues(encrypted), self._public_key.n)
-        return object_array(ints, encrypted.shape)
-
-    def decrypt_residues(self, encrypted: EncryptedArray) -> np.ndarray:
-        """The plaintext residues in ``[0, n)``, with no reading of signs or overflow.
-
-        This is what the arbiter returns for masked values: a residue of ``value + mask``
-        is uniform in ``[0, n)`` and only the masking party can unmask it.
-        """
-        return object_array(self._residues(encrypted), encrypted.shape)
-
-    def decrypt_packed(self, packed: PackedArray) -> np.ndarray:
-        """The float64 values of a packed array (sums of the packed vectors)."""
-        if packed.public_key != self._public_key:
-            raise InvalidCiphertext()
-        return packed.unpack(self.raw_decrypt(packed.ciphertexts))
-
-    def _residues(self, encrypted: EncryptedArray) -> list[Any]:
-        if encrypted.public_key != self._public_key:
-            raise InvalidCiphertext()
-        return self.raw_decrypt(encrypted.ciphertext_list())
 
     def raw_decrypt(self, ciphertexts: list[Any]) -> list[Any]:
         """Residues of raw ciphertexts, each checked to be a unit below ``n^2``."""

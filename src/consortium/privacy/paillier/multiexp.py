@@ -44,6 +44,7 @@ __all__ = [
     "MULTIEXP_METHODS",
     "best_group",
     "best_window",
+    "cheaper_method",
     "exponent_bits",
     "multiexp",
     "multiexp_rows",
@@ -170,7 +171,7 @@ def multiexp_rows(
         if len(row) != len(bases):
             raise ValueError(f"a row has {len(row)} exponents for {len(bases)} bases")
     if method == "auto":
-        method = _cheaper(len(bases), rows)
+        method = cheaper_method(len(bases), rows)
     if method == "subsets":
         return subset_multiexp_rows(bases, rows, modulus)
     if method == "buckets":
@@ -178,7 +179,9 @@ def multiexp_rows(
     return [naive_multiexp(bases, row, modulus) for row in rows]
 
 
-def _cheaper(terms: int, rows: Sequence[Sequence[int]]) -> str:
+def cheaper_method(terms: int, rows: Sequence[Sequence[int]]) -> str:
+    """The method ``"auto"`` picks for ``rows`` over ``terms`` bases: ``"subsets"`` or
+    ``"buckets"``, whichever the cost models (weighed by measured costs) find cheaper."""
     bits = max((abs(int(e)).bit_length() for row in rows for e in row), default=0)
     if not rows or not terms or not bits:
         return "buckets"
@@ -199,10 +202,14 @@ def subset_multiexp_rows(
     modulus: Any,
     *,
     group: int | None = None,
+    table_entries: int = _TABLE_ENTRIES,
+    digit_bytes: int = _DIGIT_BYTES,
 ) -> list[Any]:
     """``[prod_j bases[j]^row[j] mod modulus for row in rows]`` by the subset method (see
     the module's docstring); ``group`` (bases per table) defaults to :func:`best_group`.
-    Bases must be units when any exponent is negative."""
+    Bases must be units when any exponent is negative. ``table_entries`` bounds the subset
+    tables held at once (more bases are done in blocks) and ``digit_bytes`` the memory for
+    unpacking the rows' digits (more rows are unpacked a chunk at a time)."""
     g = gmpy2()
     m = g.mpz(modulus)
     exps = [[int(e) for e in row] for row in rows]
@@ -218,8 +225,8 @@ def subset_multiexp_rows(
         raise ValueError(f"group must be at least 1 base, got {width}")
     units = [g.mpz(b) % m for b in bases]
     out: list[Any] = [None] * len(exps)
-    step = width * max(1, _TABLE_ENTRIES >> width)  # bases per block of tables
-    chunk = max(1, _DIGIT_BYTES // (min(step, k) * bits))  # rows per unpacking of digits
+    step = width * max(1, table_entries >> width)  # bases per block of tables
+    chunk = max(1, digit_bytes // (min(step, k) * bits))  # rows per unpacking of digits
     for start in range(0, k, step):
         stop = min(k, start + step)
         tables = [

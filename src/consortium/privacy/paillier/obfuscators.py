@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from consortium.privacy.paillier import primitives
 from consortium.privacy.paillier._gmp import gmpy2
-from consortium.privacy.paillier._worker import _split as _split_rows
+from consortium.privacy.paillier.rows import split_rows
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from consortium.privacy.paillier.keys import PublicKey
     from consortium.privacy.paillier.pool import ParallelPaillier
 
-__all__ = ["FixedBase", "ObfuscatorMethod", "ObfuscatorPool"]
+__all__ = ["FixedBase", "ObfuscatorMethod", "ObfuscatorPool", "fresh_obfuscators"]
 
 ObfuscatorMethod = Literal["fixed-base", "textbook"]
 
@@ -104,7 +104,7 @@ class ObfuscatorPool:
     ``wait=False`` returns at once while the workers compute them (:meth:`take` waits for
     them only when it needs them), so a party can have the next step's obfuscators made
     while it waits for the other parties. Pass the pool as ``obfuscators=`` to
-    ``PublicKey.encrypt``, ``EncryptedArray.rerandomize`` or the serialisation functions.
+    ``encrypt``, ``encrypt_packed``, ``EncryptedArray.rerandomize`` or the serialisation functions.
     Thread-safe.
     """
 
@@ -193,7 +193,7 @@ class ObfuscatorPool:
                 self._pending.popleft()
                 generation = self._generation
             try:
-                values = _split_rows(future.result(), width)  # waits if still running
+                values = split_rows(future.result(), width)  # waits if still running
             except (BrokenExecutor, CancelledError) as exc:  # take() makes the shortfall
                 log.warning("obfuscators from a worker were lost (%r); computing here", exc)
                 continue
@@ -221,3 +221,15 @@ class ObfuscatorPool:
             for future, _ in self._pending:
                 future.cancel()
             self._pending.clear()
+
+
+def fresh_obfuscators(
+    public_key: PublicKey, count: int, pool: ObfuscatorPool | None = None
+) -> list[Any]:
+    """``count`` obfuscators ``r^n mod n^2``: from ``pool`` when given, else computed now."""
+    if pool is not None:
+        if pool.public_key != public_key:
+            raise ValueError("the obfuscator pool was made for another public key")
+        return pool.take(count)
+    n, nsq = public_key.n, public_key.nsq
+    return [primitives.obfuscator(n, nsq) for _ in range(count)]

@@ -28,12 +28,12 @@ import numpy as np
 from consortium.privacy.paillier import primitives
 from consortium.privacy.paillier.encoding import Encoding
 from consortium.privacy.paillier.errors import InvalidCiphertext, PackingOverflow
+from consortium.privacy.paillier.obfuscators import ObfuscatorPool, fresh_obfuscators
 
 if TYPE_CHECKING:
-    from consortium.privacy.paillier.keys import PublicKey
-    from consortium.privacy.paillier.obfuscators import ObfuscatorPool
+    from consortium.privacy.paillier.keys import PrivateKey, PublicKey
 
-__all__ = ["PackedArray", "Packing", "encrypt_packed"]
+__all__ = ["PackedArray", "Packing", "decrypt_packed", "encrypt_packed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +158,7 @@ def encrypt_packed(
     *,
     obfuscators: ObfuscatorPool | None = None,
 ) -> PackedArray:
-    """Encrypt ``values`` (any shape) packed several per ciphertext."""
-    from consortium.privacy.paillier.arrays import fresh_obfuscators
-
+    """Encrypt ``values`` (any shape) packed several per ciphertext, for sums only."""
     ints = Encoding(packing.precision).encode(values)
     limit = 1 << (packing.value_bits - 1)
     flat = ints.ravel().tolist()
@@ -180,3 +178,10 @@ def encrypt_packed(
     obfs = fresh_obfuscators(public_key, len(plains), obfuscators)
     cts = [primitives.raw_encrypt(m, n, nsq, r) for m, r in zip(plains, obfs, strict=True)]
     return PackedArray(public_key, cts, packing=packing, shape=ints.shape, count=1)
+
+
+def decrypt_packed(private_key: PrivateKey, packed: PackedArray) -> np.ndarray:
+    """The float64 values of ``packed`` (the sums of the packed vectors)."""
+    if packed.public_key != private_key.public_key:
+        raise InvalidCiphertext()
+    return packed.unpack(private_key.raw_decrypt(packed.ciphertexts))

@@ -35,6 +35,7 @@ from consortium.privacy.paillier.encoding import (
 )
 from consortium.privacy.paillier.errors import InvalidCiphertext
 from consortium.privacy.paillier.multiexp import exponent_bits, split_across
+from consortium.privacy.paillier.rows import join_rows, split_rows
 
 if TYPE_CHECKING:
     from consortium.privacy.paillier.keys import PrivateKey, PublicKey
@@ -116,14 +117,14 @@ class ParallelPaillier:
         :class:`~consortium.privacy.paillier.ObfuscatorPool` for the methods)."""
         width = public_key.ciphertext_bytes
         chunks = self.obfuscators_async(public_key, count, method=method)
-        return [v for f, _ in chunks for v in _worker._split(f.result(), width)]
+        return [v for f, _ in chunks for v in split_rows(f.result(), width)]
 
     def obfuscators_async(
         self, public_key: PublicKey, count: int, *, method: str = "textbook"
     ) -> list[tuple[Future[bytes], int]]:
         """Start computing ``count`` obfuscators, in chunks: (future, how many it holds);
         a future gives its obfuscators as fixed-width rows of ``public_key.ciphertext_bytes``
-        (``_worker._split`` reads them)."""
+        (``rows.split_rows`` reads them)."""
         width = public_key.ciphertext_bytes
         n = int(public_key.n)
         return [
@@ -134,7 +135,7 @@ class ParallelPaillier:
     def encrypt(
         self, public_key: PublicKey, values: Any, *, encoding: Encoding | None = None
     ) -> EncryptedArray:
-        """``public_key.encrypt(values)`` with the obfuscators computed by the workers."""
+        """``encrypt(public_key, values)`` with the obfuscators computed by the workers."""
         enc = Encoding() if encoding is None else encoding
         ints = enc.encode(values)
         flat = ints.ravel().tolist()
@@ -152,13 +153,13 @@ class ParallelPaillier:
 
     # ----- decryption --------------------------------------------------------------
     def decrypt_residues(self, private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
-        """``private_key.decrypt_residues(encrypted)``, across the workers."""
+        """``decrypt_residues(private_key, encrypted)``, across the workers."""
         public = private_key.public_key
         if encrypted.public_key != public:
             raise InvalidCiphertext()
         width = public.ciphertext_bytes
         out_width = public.plaintext_bytes
-        blob = _worker._join(encrypted.ciphertext_list(), width)
+        blob = join_rows(encrypted.ciphertext_list(), width)
         p, q = private_key.primes
         futures = [
             self._submit(_worker.decrypt_task, p, q, blob[a * width : b * width], width, out_width)
@@ -169,17 +170,17 @@ class ParallelPaillier:
             part = f.result()
             if part is None:
                 raise InvalidCiphertext()
-            residues.extend(_worker._split(part, out_width))
+            residues.extend(split_rows(part, out_width))
         return object_array(residues, encrypted.shape)
 
     def decrypt_encoded(self, private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
-        """``private_key.decrypt_encoded(encrypted)``, across the workers."""
+        """``decrypt_encoded(private_key, encrypted)``, across the workers."""
         residues = self.decrypt_residues(private_key, encrypted).ravel().tolist()
         ints = from_residues(residues, private_key.public_key.n)
         return object_array(ints, encrypted.shape)
 
     def decrypt(self, private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
-        """``private_key.decrypt(encrypted)``, across the workers."""
+        """``decrypt(private_key, encrypted)``, across the workers."""
         return Encoding.decode(self.decrypt_encoded(private_key, encrypted), encrypted.exponent)
 
     # ----- plaintext matrix times encrypted vector ---------------------------------------
@@ -202,27 +203,27 @@ class ParallelPaillier:
             else "rows"  # one product per row: cutting the terms would only add folds
         )
         if how == "rows":
-            blob = _worker._join(cts, width)
+            blob = join_rows(cts, width)
             futures = [
                 self._submit(_worker.multiexp_task, int(nsq), blob, width, rows[a:b], method)
                 for a, b in _even_spans(len(rows), parts)
             ]
-            out = [v for f in futures for v in _worker._split(f.result(), width)]
+            out = [v for f in futures for v in split_rows(f.result(), width)]
         else:
             futures = [
                 self._submit(
                     _worker.multiexp_task,
                     int(nsq),
-                    _worker._join(cts[a:b], width),
+                    join_rows(cts[a:b], width),
                     width,
                     [row[a:b] for row in rows],
                     method,
                 )
                 for a, b in _even_spans(len(cts), parts)
             ]
-            out = _worker._split(futures[0].result(), width)
+            out = split_rows(futures[0].result(), width)
             for f in futures[1:]:
-                partial = _worker._split(f.result(), width)
+                partial = split_rows(f.result(), width)
                 out = [u * v % nsq for u, v in zip(out, partial, strict=True)]
         return matvec_result(vector, out, rows, pe, shape)
 

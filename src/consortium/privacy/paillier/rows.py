@@ -1,0 +1,26 @@
+"""Big integers as fixed-width big-endian byte rows, the form in which ciphertexts, residues
+and obfuscators cross the boundary to worker processes (see :mod:`.pool`).
+
+A row is ``width`` bytes, most significant first; a blob is rows laid end to end. Values
+must fit their width: :func:`join_rows` raises ``OverflowError`` for one that does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from consortium.privacy.paillier._gmp import gmpy2
+
+__all__ = ["join_rows", "split_rows"]
+
+
+def split_rows(blob: bytes, width: int) -> list[Any]:
+    """The gmpy2 integers held by ``blob``, one per ``width``-byte row."""
+    from_bytes = gmpy2().mpz.from_bytes
+    return [from_bytes(blob[i : i + width], "big") for i in range(0, len(blob), width)]
+
+
+def join_rows(values: Iterable[Any], width: int) -> bytes:
+    """``values`` as ``width``-byte big-endian rows, laid end to end."""
+    return b"".join(int(v).to_bytes(width, "big") for v in values)
