@@ -2,18 +2,20 @@
 
 The runtime calls a :class:`Tracker` (``start``, ``round``, ``event``, ``finish``,
 ``close``), which fans each call out to its sinks. Importing this package imports neither
-mlflow nor matplotlib; each is imported when first used.
+mlflow nor matplotlib; each is imported when first used. :func:`draw_report` (the
+``consortium report`` command) draws a run directory's ``curves.png`` again.
 """
 
 from consortium.tracking.build import SINKS, build_tracker
 from consortium.tracking.console import WARNING_EVENTS, ConsoleSink
-from consortium.tracking.curves import plot_curves
+from consortium.tracking.curves import PLOT_MISSING, curves_figure, plot_curves
 from consortium.tracking.mlflow_sink import (
     MLFLOW_MISSING,
     MlflowSettings,
     MlflowSink,
     default_tracking_uri,
 )
+from consortium.tracking.panels import Panel, choose_panels, row_lengths
 from consortium.tracking.records import (
     ParamValue,
     RoundRecord,
@@ -25,11 +27,12 @@ from consortium.tracking.records import (
     hash_job,
     new_run_id,
 )
-from consortium.tracking.rundir import RunDirectory, save_model
+from consortium.tracking.rundir import RunDirectory, RunReport, draw_report, read_report, save_model
 from consortium.tracking.tracker import EventValue, Model, Sink, Tracker
 
 __all__ = [
     "MLFLOW_MISSING",
+    "PLOT_MISSING",
     "SINKS",
     "WARNING_EVENTS",
     "ConsoleSink",
@@ -37,20 +40,27 @@ __all__ = [
     "MlflowSettings",
     "MlflowSink",
     "Model",
+    "Panel",
     "ParamValue",
     "RoundRecord",
     "RunDirectory",
     "RunInfo",
+    "RunReport",
     "RunStatus",
     "RunSummary",
     "Sink",
     "Tracker",
     "build_tracker",
+    "choose_panels",
+    "curves_figure",
     "default_run_dir",
     "default_tracking_uri",
+    "draw_report",
     "flatten_params",
     "hash_job",
     "new_run_id",
     "plot_curves",
+    "read_report",
+    "row_lengths",
     "save_model",
 ]

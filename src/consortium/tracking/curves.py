@@ -1,9 +1,14 @@
-"""Training curves as a PNG: one panel per metric over rounds.
+"""Training curves as a PNG: the panels :func:`~consortium.tracking.panels.choose_panels`
+picks, under a title naming the run.
 
 matplotlib is optional (the ``plot`` extra) and imported only when a plot is drawn. The
 figure is built with the object-oriented API on an Agg canvas, so drawing a plot never
 switches the process-wide pyplot backend (which would break, say, inline plots in a
 notebook that runs a job).
+
+Each row of the figure is divided among its own panels (see
+:func:`~consortium.tracking.panels.row_lengths`), so every cell holds a panel: five panels
+are a row of three over a row of two wider ones.
 """
 
 from __future__ import annotations
@@ -11,150 +16,126 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from consortium.errors import ConfigError
+from consortium.tracking.panels import MetricRows, Panel, choose_panels, row_lengths
 from consortium.tracking.records import RoundRecord
 
-__all__ = ["plot_curves"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["PLOT_MISSING", "curves_figure", "plot_curves"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_LEGEND_PARTIES = 10
-# Past this many parties' lines the legend takes two columns in a smaller type, see-through,
-# so that it covers less of the lines it names.
-_ONE_COLUMN = 4
-_COMPACT_LEGEND: dict[str, Any] = {
-    "fontsize": "x-small",
-    "ncol": 2,
-    "framealpha": 0.6,
-    "columnspacing": 0.8,
-    "handlelength": 1.2,
-    "borderaxespad": 0.3,
-}
-_COLUMNS = 3
-_ROW_INCHES = 3.0
-_TOP_INCHES, _BOTTOM_INCHES = 0.6, 0.72
-_PNG = {"compress_level": 1}
+PLOT_MISSING = (
+    "drawing curves.png needs matplotlib, the 'plot' extra: pip install 'consortium[plot]'"
+)
+
+_PANEL_INCHES = (4.0, 3.0)  # width and height of one panel of a full row, with its margins
+_TITLE_INCHES = 0.4  # room for the figure's title above the panels
+_DPI = 100
+# Margins in inches, so that they hold the same text whatever the figure's size: a panel's
+# two-line title above it, its tick labels and x label below, its y tick labels left.
+_LEFT, _RIGHT, _BOTTOM = 0.75, 0.2, 0.55
+_ABOVE_PANEL = 0.5  # a two-line panel title
+_BETWEEN_ROWS = 1.0  # tick labels and x label of one row, the panel titles of the next
+_BETWEEN_PANELS = 0.8  # y tick labels of the panel on the right
+_MARKERS_BELOW = 30  # points on a line; more are drawn without a marker each
 
 
-def plot_curves(records: Sequence[RoundRecord], path: Path) -> bool:
-    """Draw global metrics, then per-party metrics (one line per party), into ``path``.
+def curves_figure(panels: Sequence[Panel], *, title: str, x_label: str = "round") -> Figure:
+    """The figure of ``panels`` under ``title``: rows of panels as
+    :func:`~consortium.tracking.panels.row_lengths` shares them out, on an Agg canvas.
 
-    Returns False, after a log message, when there is nothing to draw or matplotlib is not
-    installed. The file is written atomically.
+    Raises :class:`ImportError` when matplotlib is not installed.
     """
-    panels = _panels(records)
-    grid = _grid(len(panels))
-    if grid is None:
-        logger.debug("no metrics recorded; %s not drawn", path.name)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    rows = row_lengths(len(panels))
+    width = _PANEL_INCHES[0] * max(rows, default=1)
+    height = _TITLE_INCHES + _PANEL_INCHES[1] * len(rows)
+    figure = Figure(figsize=(width, height), dpi=_DPI)
+    FigureCanvasAgg(figure)
+    figure.suptitle(title, y=1.0 - 0.1 / height, va="top", fontsize="large", fontweight="bold")
+    if not rows:
+        return figure
+    # one column per share of a row that every row length divides: in a grid of six, a
+    # panel of a row of two spans three columns, one of a row of three two
+    columns = math.lcm(*rows)
+    top = _TITLE_INCHES + _ABOVE_PANEL
+    column = (width - _LEFT - _RIGHT - (columns - 1) * _BETWEEN_PANELS) / columns
+    row = (height - top - _BOTTOM - (len(rows) - 1) * _BETWEEN_ROWS) / len(rows)
+    grid = figure.add_gridspec(
+        len(rows),
+        columns,
+        left=_LEFT / width,
+        right=1.0 - _RIGHT / width,
+        top=1.0 - top / height,
+        bottom=_BOTTOM / height,
+        wspace=_BETWEEN_PANELS / column,
+        hspace=_BETWEEN_ROWS / row,
+    )
+    remaining = iter(panels)
+    for index, count in enumerate(rows):
+        span = columns // count
+        for place in range(count):
+            axes = figure.add_subplot(grid[index, place * span : (place + 1) * span])
+            _draw_panel(axes, next(remaining))
+            axes.set_xlabel(x_label)
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.grid(True, alpha=0.3)
+    return figure
+
+
+def plot_curves(
+    records: Sequence[RoundRecord],
+    path: Path,
+    *,
+    job: Mapping[str, Any] | None = None,
+    title: str = "",
+) -> bool:
+    """Draw the curves of ``records`` into ``path`` (a PNG, written atomically), with
+    titles that name the rows each metric was computed on where the resolved ``job``
+    says so.
+
+    Returns False, after a debug message, when no metric gets a panel. Raises
+    :class:`~consortium.errors.ConfigError` (:data:`PLOT_MISSING`) when matplotlib is
+    not installed.
+    """
+    panels = choose_panels(records, job)
+    if not panels:
+        logger.debug("no metric to draw; %s not drawn", path.name)
         return False
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
-        logger.warning(
-            "matplotlib is not installed, so %s was not drawn: pip install 'consortium[plot]'",
-            path.name,
-        )
-        return False
-    rows, columns = grid
-    height = _ROW_INCHES * rows
-    figure = Figure(figsize=(4.0 * columns, height))
-    # margins in inches, so that a single row keeps room for its titles and x labels
-    figure.subplots_adjust(
-        left=0.08,
-        right=0.98,
-        bottom=_BOTTOM_INCHES / height,
-        top=1.0 - _TOP_INCHES / height,
-        wspace=0.3,
-        hspace=0.5,
-    )
-    FigureCanvasAgg(figure)
-    for index, (title, lines) in enumerate(panels):
-        axes = figure.add_subplot(rows, columns, index + 1)
-        axes.set_xlabel("round")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(True, alpha=0.3)
-        if len(lines) > _MAX_LEGEND_PARTIES:
-            # Many parties: a band (min to max) around the mean, not one line per party.
-            xs, low, mean, high = _band(lines)
-            axes.fill_between(xs, low, high, alpha=0.25, label=f"min-max of {len(lines)} parties")
-            axes.plot(xs, mean, label="mean")
-            axes.legend(fontsize="small")
-            lines = {}
-        for label, (xs, ys) in lines.items():
-            axes.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
-        _set_title(axes, title)
-        if 1 < len(lines) <= _MAX_LEGEND_PARTIES:
-            axes.legend(**(_COMPACT_LEGEND if len(lines) > _ONE_COLUMN else {"fontsize": "small"}))
+        figure = curves_figure(panels, title=title, x_label=MetricRows(job).x_label)
+    except ImportError as exc:
+        raise ConfigError(PLOT_MISSING) from exc
     temporary = path.with_name(f".{path.name}.tmp")
-    # zlib's fastest level: a third less time to encode (~15 ms left, most of it PNG's
-    # filtering of each row), for a file ~15% larger
-    figure.savefig(temporary, format="png", dpi=100, pil_kwargs=_PNG)
-    os.replace(temporary, path)
+    try:
+        figure.savefig(temporary, format="png")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return True
 
 
-def _set_title(axes: Any, title: str) -> None:
-    """The title above the panel. Where the y axis shows no offset or exponent (``1e-6``,
-    ``+1.5e3`` above its top end), the title's place is given, and matplotlib skips
-    measuring the tick labels for room to move it up (a tenth of a drawing); where it
-    shows one, matplotlib places the title clear of it."""
-    formatter = axes.yaxis.get_major_formatter()
-    formatter.set_locs(axes.yaxis.get_majorticklocs())
-    if formatter.get_offset():
-        axes.set_title(title)
-    else:
-        axes.set_title(title, y=1.0)
-
-
-def _grid(panels: int) -> tuple[int, int] | None:
-    if panels == 0:
-        return None
-    columns = min(_COLUMNS, panels)
-    return math.ceil(panels / columns), columns
-
-
-_Line = tuple[list[int], list[float]]
-
-
-def _band(lines: dict[str, _Line]) -> tuple[list[int], list[float], list[float], list[float]]:
-    by_round: dict[int, list[float]] = {}
-    for xs, ys in lines.values():
-        for x, y in zip(xs, ys, strict=True):
-            by_round.setdefault(x, []).append(y)
-    rounds = sorted(by_round)
-    low = [min(by_round[r]) for r in rounds]
-    mean = [sum(by_round[r]) / len(by_round[r]) for r in rounds]
-    high = [max(by_round[r]) for r in rounds]
-    return rounds, low, mean, high
-
-
-def _panels(records: Sequence[RoundRecord]) -> list[tuple[str, dict[str, _Line]]]:
-    """Panels in first-seen order: each global metric, then each per-party metric."""
-    global_lines: dict[str, _Line] = {}
-    party_panels: dict[str, dict[str, _Line]] = {}
-    for record in records:
-        for name, value in record.metrics.items():
-            xs, ys = global_lines.setdefault(name, ([], []))
-            xs.append(record.round)
-            ys.append(float(value))
-        for party, metrics in record.party_metrics.items():
-            for name, value in metrics.items():
-                xs, ys = party_panels.setdefault(name, {}).setdefault(party, ([], []))
-                xs.append(record.round)
-                ys.append(float(value))
-    panels = [(name, {name: line}) for name, line in global_lines.items()]
-    panels += [(f"parties: {name}", lines) for name, lines in party_panels.items()]
-    # A metric that never changes (each party's example count, say) is a number, not a curve.
-    return [(title, lines) for title, lines in panels if not _flat(lines)]
-
-
-def _flat(lines: dict[str, _Line]) -> bool:
-    """Whether every line keeps one value, and some line has more than one point."""
-    return any(len(ys) > 1 for _, ys in lines.values()) and all(
-        len(set(ys)) <= 1 for _, ys in lines.values()
-    )
+def _draw_panel(axes: Any, panel: Panel) -> None:
+    for line in panel.lines:
+        marker = "o" if len(line.rounds) < _MARKERS_BELOW else None
+        axes.plot(line.rounds, line.values, marker=marker, markersize=3, label=line.label)
+    if panel.band is not None:  # after the median, which the legend names first
+        band = panel.band
+        color = axes.lines[0].get_color()
+        axes.fill_between(
+            band.rounds, band.low, band.high, color=color, alpha=0.25, label="min-max"
+        )
+    if panel.per_party:
+        axes.legend(fontsize="small")
+    axes.set_title(panel.title, fontsize="medium")

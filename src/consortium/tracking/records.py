@@ -124,9 +124,31 @@ class RunSummary:
 
 
 def read_metrics(path: Path) -> list[RoundRecord]:
-    """The rounds recorded in a ``metrics.jsonl`` file, in order."""
-    with open(path, encoding="utf-8") as handle:
-        return [RoundRecord.from_json(json.loads(line)) for line in handle if line.strip()]
+    """The rounds recorded in a ``metrics.jsonl`` file, in order.
+
+    A last line cut short (a run killed while writing it) is left out. Raises
+    :class:`~consortium.errors.ConfigError`, naming the file (and the line), when the file
+    is missing or unreadable or a line is not a round record.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; is its folder a run directory?") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    lines = text.split("\n")
+    records: list[RoundRecord] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(RoundRecord.from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if number == len(lines) and records:  # no newline after it: cut short
+                break
+            problem = f"{type(exc).__name__}: {exc}"
+            raise ConfigError(f"{path}, line {number}: not a round record ({problem})") from None
+    return records
 
 
 def _floats(values: Mapping[str, float]) -> dict[str, float]:

@@ -13,7 +13,8 @@ Layout of ``run_dir``:
 ``model.npz``
     The final model, arrays by name, in numpy's ``.npz`` format with no pickled objects.
 ``curves.png``
-    One panel per metric over rounds, when matplotlib is installed.
+    The metrics over rounds, drawn at finish from the files above when matplotlib is
+    installed; :func:`draw_report` draws it again from them.
 
 Non-finite metric values are written as ``NaN``/``Infinity``, as Python's ``json`` does,
 rather than dropped: a diverged loss is a result too.
@@ -27,6 +28,7 @@ import os
 import time
 import zipfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,7 +40,7 @@ from consortium.tracking.curves import plot_curves
 from consortium.tracking.records import RoundRecord, RunInfo, RunSummary, read_metrics
 from consortium.tracking.tracker import EventValue, Model
 
-__all__ = ["RunDirectory", "save_model"]
+__all__ = ["RunDirectory", "RunReport", "draw_report", "read_report", "save_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +102,13 @@ class RunDirectory:
         finally:
             # The summary is written even if the model cannot be: it holds the metrics.
             self._write_summary(info, summary)
+        # The plot is only a view of metrics.jsonl, which is safe on disk already, so a
+        # plotting problem must not turn a completed run into a failed one.
         try:
-            plot_curves(read_metrics(self.path / METRICS_FILE), self.path / CURVES_FILE)
+            draw_report(self.path)
+        except ConfigError as exc:  # matplotlib is not installed, say
+            logger.warning("%s was not drawn: %s", CURVES_FILE, exc)
         except Exception:
-            # The plot is only a view of metrics.jsonl, which is safe on disk already, so
-            # a plotting problem must not turn a completed run into a failed one.
             logger.warning("could not draw %s from %s", CURVES_FILE, METRICS_FILE, exc_info=True)
 
     def close(self) -> None:
@@ -132,6 +136,66 @@ class RunDirectory:
         if handle is None:
             raise ConsortiumError("RunDirectory used before start() or after close()")
         return handle
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    """What ``curves.png`` is drawn from: a run directory's files, read back."""
+
+    records: list[RoundRecord]
+    """The rounds of ``metrics.jsonl``."""
+    job: Mapping[str, Any]
+    """The resolved job of ``job.yaml`` (empty when there is none)."""
+    title: str
+    """``<job> — run <run id>``, with the status when the run did not complete."""
+
+
+def read_report(run_dir: Path) -> RunReport:
+    """Read ``run_dir``'s ``metrics.jsonl``, ``job.yaml`` and ``summary.json``.
+
+    Raises :class:`~consortium.errors.ConfigError`, naming the file, when ``run_dir`` or
+    its ``metrics.jsonl`` is missing or unreadable, or ``job.yaml`` or ``summary.json`` is
+    there but unreadable. A run that never finished has no summary; its title says
+    ``unfinished`` and its run id is the folder's name.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory")
+    records = read_metrics(run_dir / METRICS_FILE)
+    job = _read_optional(run_dir / JOB_FILE, yaml.safe_load)
+    summary = _read_optional(run_dir / SUMMARY_FILE, json.loads)
+    name = str(summary.get("job") or job.get("name") or "job")
+    run_id = str(summary.get("run_id") or run_dir.name)
+    status = str(summary.get("status", "unfinished"))
+    title = f"{name} — run {run_id}" + ("" if status == "completed" else f" ({status})")
+    return RunReport(records=records, job=job, title=title)
+
+
+def draw_report(run_dir: Path) -> Path | None:
+    """Draw ``run_dir/curves.png`` (again) from the run directory's files (see
+    :func:`read_report`); the resolved job names the rows each metric was computed on.
+    Returns the picture's path, or None when no metric gets a panel (an analytics run
+    records none).
+
+    Raises :class:`~consortium.errors.ConfigError` as :func:`read_report` does, and
+    when matplotlib is not installed.
+    """
+    report = read_report(run_dir)
+    path = Path(run_dir) / CURVES_FILE
+    return path if plot_curves(report.records, path, job=report.job, title=report.title) else None
+
+
+def _read_optional(path: Path, parse: Callable[[str], Any]) -> dict[str, Any]:
+    """The mapping a JSON or YAML file holds; empty when there is no such file."""
+    try:
+        document = parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: cannot be read: not a mapping")
+    return document
 
 
 def save_model(path: Path, model: Model) -> None:
