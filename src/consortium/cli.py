@@ -120,10 +120,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     import consortium.jobs
     import consortium.ml
     import consortium.tracking  # noqa: F401  (each fills its registries on import)
-    from consortium.jobs.load import load_protocols
     from consortium.registry import all_registries
-
-    load_protocols()
 
     for kind, registry in all_registries().items():
         print(f"{kind}: {', '.join(registry.names())}")

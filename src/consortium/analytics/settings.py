@@ -17,6 +17,7 @@ from consortium.analytics.operations import OPERATIONS, validate_args
 from consortium.analytics.tables import TableSpec
 from consortium.analytics.workflow import Workflow
 from consortium.privacy.dp import Budget
+from consortium.runtime import ProtocolSettings
 from consortium.spec import Strict
 
 __all__ = ["AnalyticsSettings", "NoiseSettings"]
@@ -31,7 +32,7 @@ class NoiseSettings(Strict):
     randomness: Literal["system", "seeded"] = "system"
 
 
-class AnalyticsSettings(Strict):
+class AnalyticsSettings(ProtocolSettings):
     protocol: Literal["analytics"] = "analytics"
     tables: dict[str, TableSpec] = Field(min_length=1)
     workflow: Workflow

@@ -3,6 +3,7 @@
 from consortium.horizontal.aggregate import UpdateStack, WeightedSum, check_update
 from consortium.horizontal.asynchronous import AsyncAggregator
 from consortium.horizontal.bulyan import Bulyan
+from consortium.horizontal.data import RowBinder
 from consortium.horizontal.fedavg import FedAvg
 from consortium.horizontal.fedavgm import FedAvgM
 from consortium.horizontal.fedbuff import FedBuff
@@ -57,6 +58,7 @@ __all__ = [
     "Regional",
     "RingAggregator",
     "Round",
+    "RowBinder",
     "Scaffold",
     "Selector",
     "ServerState",

@@ -9,7 +9,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, ValidationInfo, field_va
 from consortium.errors import ConfigError, PluginError
 from consortium.horizontal.selection import SELECTORS
 from consortium.horizontal.strategy import STRATEGIES
-from consortium.runtime import quorum_size
+from consortium.runtime import ProtocolSettings, quorum_size
 from consortium.spec import PluginRef, Strict
 from consortium.topology import Topology
 
@@ -70,7 +70,7 @@ class Evaluation(Strict):
     )
 
 
-class HorizontalSettings(Strict):
+class HorizontalSettings(ProtocolSettings):
     protocol: Literal["horizontal"] = "horizontal"
     strategy: StrategyRef = StrategyRef(name="fedavg")
     rounds: PositiveInt

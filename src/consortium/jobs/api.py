@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from consortium.jobs.launchers import LAUNCHERS
-from consortium.jobs.load import LoadedJob, apply_overrides, load_job, parse_job
+from consortium.jobs.job import LAUNCHERS, LoadedJob
+from consortium.jobs.load import apply_overrides, load_job, parse_job
 from consortium.jobs.result import RunResult
 from consortium.tracking import default_run_dir, new_run_id
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from consortium.errors import ConsortiumError
-from consortium.jobs.load import LoadedJob
+from consortium.jobs.job import LoadedJob
 from consortium.jobs.result import RunResult
 from consortium.runtime import Outcome, PartyContext
 from consortium.tracking import (

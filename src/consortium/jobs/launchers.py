@@ -8,30 +8,19 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from consortium.clock import Clock, SystemClock
 from consortium.errors import RunFailed
-from consortium.jobs.data import bind_data
 from consortium.jobs.hosting import host_driver
-from consortium.jobs.load import LoadedJob
+from consortium.jobs.job import LAUNCHERS, LoadedJob, bind_data
 from consortium.jobs.result import RunResult
-from consortium.registry import Registry
 from consortium.runtime import ActorPool, ActorSlot, PartyContext, program_for
 from consortium.transport import InprocNetwork
 
-__all__ = ["LAUNCHERS", "Launcher", "run_inproc"]
+__all__ = ["run_inproc"]
 
 log = logging.getLogger(__name__)
-
-
-class Launcher(Protocol):
-    def __call__(
-        self, job: LoadedJob, run_dir: Path, *, console: Any = None, quiet: bool = False
-    ) -> RunResult: ...
-
-
-LAUNCHERS: Registry[Launcher] = Registry("launcher")
 
 
 def _blas_limits(workers: int) -> Any:
@@ -74,7 +63,6 @@ def run_inproc(
         with crash_lock:
             crashes[party] = f"{type(exc).__name__}: {exc}"
 
-    job_id = f"{job.spec.name}:{job.job_hash[:12]}"
     with (
         _blas_limits(workers),
         contextlib.closing(
@@ -95,7 +83,7 @@ def run_inproc(
                 party=party,
                 topology=topology,
                 endpoint=endpoint,
-                job_id=job_id,
+                job_id=job.job_id,
                 seed=job.spec.seed,
                 settings=job.algorithm,
                 data=data[party.name],

@@ -6,10 +6,8 @@ error is a :class:`ConfigError` whose message starts with the file and the field
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +15,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from consortium.errors import ConfigError, PluginError
+from consortium.jobs.job import LAUNCHERS, LoadedJob
 from consortium.jobs.spec import JobSpec
 from consortium.registry import Registry, import_plugins
-from consortium.runtime import PROGRAMS, PROTOCOLS
-from consortium.topology import ChannelDecl, RoleDecl, Topology, TopologyDecl, expand
+from consortium.runtime import BINDERS, PROGRAMS, PROTOCOLS
+from consortium.topology import ChannelDecl, RoleDecl, TopologyDecl, expand
 from consortium.tracking import hash_job
 
-__all__ = ["LoadedJob", "apply_overrides", "load_job", "parse_job"]
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedJob:
-    """A validated job, ready to launch."""
-
-    spec: JobSpec
-    algorithm: Any  # the protocol's settings model
-    topology: Topology
-    source: str  # file path, or "<dict>"
-    resolved: Mapping[str, Any]  # JSON-able, as written to the run directory
-    job_hash: str
-    base_dir: Path = field(default_factory=Path.cwd)  # relative paths in the job start here
-
-    @property
-    def protocol(self) -> str:
-        return str(self.algorithm.protocol)
+__all__ = ["apply_overrides", "load_job", "parse_job"]
 
 
 def _format(exc: ValidationError, source: str, prefix: str = "") -> str:
@@ -91,27 +73,12 @@ def _check(registry: Registry[Any], name: str, where: str, source: str) -> None:
 
 
 def _check_plugins(job: LoadedJob) -> None:
-    # Imported here so that the registries are filled by the built-in plugins.
-    from consortium.jobs.data import BINDERS
-    from consortium.jobs.launchers import LAUNCHERS
-
     _check(LAUNCHERS, job.spec.runtime.launcher, "runtime.launcher", job.source)
     try:
         binder = BINDERS.get(job.protocol)
     except PluginError as exc:
         raise ConfigError(f"{job.source}: algorithm.protocol: {exc}") from None
     binder.check(job)
-
-
-BUILT_IN_PROTOCOLS = ("horizontal", "vertical", "analytics")
-
-
-def load_protocols(wanted: str | None = None) -> None:
-    """Import the built-in protocol ``wanted`` (so it registers), or every built-in one when
-    ``wanted`` is None or not built in (so an error can list them all)."""
-    names = [wanted] if wanted in BUILT_IN_PROTOCOLS else list(BUILT_IN_PROTOCOLS)
-    for name in names:
-        importlib.import_module(f"consortium.{name}")
 
 
 def parse_job(raw: Any, *, source: str = "<dict>", base_dir: Path | None = None) -> LoadedJob:
@@ -127,7 +94,6 @@ def parse_job(raw: Any, *, source: str = "<dict>", base_dir: Path | None = None)
         except PluginError as exc:
             raise ConfigError(f"{source}: plugins: {exc}") from None
     protocol = spec.algorithm.get("protocol", "horizontal")
-    load_protocols(str(protocol))
     try:
         settings_model = PROTOCOLS.get(str(protocol))
     except PluginError as exc:
@@ -146,9 +112,7 @@ def parse_job(raw: Any, *, source: str = "<dict>", base_dir: Path | None = None)
     )
     try:
         topology = expand(decl)
-        check_topology = getattr(algorithm, "check_topology", None)
-        if check_topology is not None:  # a protocol's own cross-checks
-            check_topology(topology)
+        algorithm.check_topology(topology)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     for party in topology.parties:

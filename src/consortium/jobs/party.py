@@ -19,27 +19,21 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from consortium.errors import ConfigError
-from consortium.jobs.data import bind_data
 from consortium.jobs.hosting import host_driver
-from consortium.jobs.load import LoadedJob
+from consortium.jobs.job import LoadedJob, bind_data
 from consortium.jobs.result import RunResult
 from consortium.runtime import PartyContext, program_for, serve_actor, serve_driver
 
 if TYPE_CHECKING:
     from consortium.security import PartyCredentials, TlsFiles
 
-__all__ = ["job_id", "run_party", "tls_files"]
+__all__ = ["run_party", "tls_files"]
 
 log = logging.getLogger(__name__)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"terminated by signal {signum}")
-
-
-def job_id(job: LoadedJob) -> str:
-    """The id every message of this job carries: its name and a prefix of its hash."""
-    return f"{job.spec.name}:{job.job_hash[:12]}"
 
 
 def tls_files(job: LoadedJob, name: str) -> TlsFiles | None:
@@ -95,7 +89,7 @@ def run_party(
     peers = topology.names()
     chunk = job.spec.runtime.chunk_bytes
     creds = _credentials(job, name, tls, insecure)
-    job_key = job_id(job)
+    job_key = job.job_id
     if is_hub:
         endpoint: Any = GrpcHub(
             party=name,

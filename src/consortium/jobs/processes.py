@@ -31,8 +31,7 @@ from typing import Any, Literal
 import yaml
 
 from consortium.errors import RunFailed
-from consortium.jobs.launchers import LAUNCHERS
-from consortium.jobs.load import LoadedJob
+from consortium.jobs.job import LAUNCHERS, LoadedJob
 from consortium.jobs.party import tls_files
 from consortium.jobs.result import RunResult
 

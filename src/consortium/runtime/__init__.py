@@ -15,6 +15,7 @@ from consortium.runtime.program import (
     Driver,
     Outcome,
     ProgramFactory,
+    ProtocolSettings,
     program_for,
 )
 from consortium.runtime.seeding import derive_rng, derive_seed
@@ -37,6 +38,7 @@ __all__ = [
     "Outcome",
     "PartyContext",
     "ProgramFactory",
+    "ProtocolSettings",
     "derive_rng",
     "derive_seed",
     "gather",

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from consortium.registry import Registry
+from consortium.spec import Strict
+from consortium.topology import Topology
 from consortium.wire import Message
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ __all__ = [
     "Driver",
     "Outcome",
     "ProgramFactory",
+    "ProtocolSettings",
     "program_for",
 ]
 
@@ -61,10 +64,20 @@ class Actor(Protocol):
         ...
 
 
+class ProtocolSettings(Strict):
+    """The base of every protocol's settings: the job file's ``algorithm`` section."""
+
+    protocol: str
+
+    def check_topology(self, topology: Topology) -> None:
+        """Check these settings against the job's expanded topology when the job loads;
+        raise ConfigError naming the field. Nothing to check by default."""
+
+
 ProgramFactory = Callable[["PartyContext"], Driver | Actor]
 PROGRAMS: Registry[ProgramFactory] = Registry("program")
-PROTOCOLS: Registry[type] = Registry("protocol")
-"""Protocol name -> the pydantic model of its settings (the job file's ``algorithm``)."""
+PROTOCOLS: Registry[type[ProtocolSettings]] = Registry("protocol")
+"""Protocol name -> the model of its settings (the job file's ``algorithm``)."""
 
 
 def program_for(protocol: str, role: str) -> ProgramFactory:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from consortium.runtime import ProtocolSettings
 from consortium.spec import PluginRef, Strict
 
 __all__ = [
@@ -52,7 +53,7 @@ class PaillierSettings(Strict):
     )
 
 
-class VerticalSettings(Strict):
+class VerticalSettings(ProtocolSettings):
     """How the master drives training; every party reads the same settings."""
 
     protocol: Literal["vertical"] = "vertical"

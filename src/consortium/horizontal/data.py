@@ -1,7 +1,6 @@
-"""Data binding: what each party holds locally.
+"""The horizontal protocol's data binder: what each party holds locally.
 
-Each protocol registers a binder (:data:`consortium.runtime.BINDERS`); :func:`bind_data`
-dispatches to it. The horizontal binder, here, gives parties rows of one dataset: the
+The binder gives parties rows of one dataset: the
 dataset is loaded, split and partitioned once per process and deterministically from the
 job's seed, so every launcher gives each party the same rows. Each party then keeps only
 its own slice, and a factory for a model of the job's architecture.
@@ -16,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from consortium.errors import ConfigError, PluginError
-from consortium.jobs.load import LoadedJob
 from consortium.ml import (
+    DATASETS,
+    MODELS,
     PARTITIONERS,
     load_dataset,
     model_factory,
@@ -26,7 +26,7 @@ from consortium.ml import (
 )
 from consortium.runtime import BINDERS, LocalData, derive_seed
 
-__all__ = ["bind_data"]
+__all__ = ["RowBinder"]
 
 _MODEL_SEED_KEY = 0x30DE1  # keeps the model-initialisation stream apart from the others
 _PARTITION_SEED_KEY = 0x9A27
@@ -37,19 +37,11 @@ def _subset(ds: Any, rows: np.ndarray) -> Any:
     return dataclasses.replace(ds, x=ds.x[rows], y=ds.y[rows])
 
 
-def bind_data(job: LoadedJob, parties: Collection[str] | None = None) -> dict[str, Any]:
-    """Each named party's local data (every party when ``parties`` is None), as the job's
-    protocol binds it."""
-    return dict(BINDERS.get(job.protocol).bind(job, parties))
-
-
 class RowBinder:
     """Rows of one dataset per party (``data:`` names the dataset and, per role, the split
     and the partitioner) and the job's ``model:``."""
 
-    def check(self, job: LoadedJob) -> None:
-        from consortium.ml import DATASETS, MODELS, PARTITIONERS
-
+    def check(self, job: Any) -> None:
         spec, source = job.spec, job.source
         if spec.data is None:
             raise ConfigError(f"{source}: data: the {job.protocol} protocol needs a data section")
@@ -76,11 +68,11 @@ class RowBinder:
                     source,
                 )
 
-    def bind(self, job: LoadedJob, parties: Collection[str] | None) -> dict[str, LocalData]:
+    def bind(self, job: Any, parties: Collection[str] | None) -> dict[str, LocalData]:
         return _bind_rows(job, parties)
 
 
-def _hold_out(job: LoadedJob, party: str, rows: Any, fraction: float) -> tuple[Any, Any]:
+def _hold_out(job: Any, party: str, rows: Any, fraction: float) -> tuple[Any, Any]:
     """Split one party's rows into its own (train, test)."""
     rank = job.topology.party(party).rank
     try:
@@ -101,7 +93,7 @@ def _registered(registry: Any, name: str, where: str, source: str) -> None:
         raise ConfigError(f"{source}: {where}: {exc}") from None
 
 
-def _bind_rows(job: LoadedJob, parties: Collection[str] | None) -> dict[str, LocalData]:
+def _bind_rows(job: Any, parties: Collection[str] | None) -> dict[str, LocalData]:
     spec = job.spec
     assert spec.data is not None and spec.model is not None  # RowBinder.check
     wanted = set(job.topology.names() if parties is None else parties)
