@@ -1,4 +1,4 @@
-"""The ``consortium`` command: run, validate, list, party, certs.
+"""The ``consortium`` command: run, validate, list, party, certs, report.
 
 Exit codes: 0 success; 1 the run failed (the message names the parties); 2 bad input (the
 message names the file and the field).
@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     tls.add_argument(
         "--insecure", action="store_true", help="plain-text gRPC when no certificates are given"
     )
+
+    report = sub.add_parser("report", help="draw a run's curves.png again from its metrics")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory")
 
     certs = sub.add_parser("certs", help="make the federation's CA and party certificates")
     steps = certs.add_subparsers(dest="step", required=True)
@@ -170,12 +173,28 @@ def _cmd_certs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from consortium.tracking import draw_report
+
+    path = draw_report(args.run_dir)
+    if path is None:
+        print(
+            f"consortium: {args.run_dir / 'metrics.jsonl'} holds no metric to draw "
+            "(an analytics run records none); no curves.png written",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    print(path)
+    return EXIT_OK
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "validate": _cmd_validate,
     "list": _cmd_list,
     "party": _cmd_party,
     "certs": _cmd_certs,
+    "report": _cmd_report,
 }
 
 
