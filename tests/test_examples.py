@@ -3,6 +3,10 @@ where it encrypts, to a small test key: 2048-bit runs are benchmarks)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +27,38 @@ def test_example_runs(tmp_path, path):
     assert result.ok, result.error
     assert result.rounds_completed == 2
     assert (tmp_path / "run" / "summary.json").is_file()
+
+
+SCRIPTS = ["custom_strategy", "custom_torch_client", "custom_dataset"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_extension_example_runs_as_a_script(tmp_path, name):
+    """Each example of docs/extending.md runs as its users would run it."""
+    if name == "custom_torch_client":
+        pytest.importorskip("torch")
+    script = EXAMPLES[0].parent / f"{name}.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--rounds", "2", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("completed: accuracy")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["rounds"] == 2
+
+
+@pytest.mark.slow
+def test_a_strategy_example_is_a_plugin_for_the_processes_launcher(tmp_path, small_job, write_job):
+    """The same module, named under plugins:, serves every party of a multi-process run."""
+    job = small_job(algorithm__strategy={"name": "fedavg_clipped", "args": {"max_norm": 0.5}})
+    job["plugins"] = ["custom_strategy"]
+    path = write_job(job)
+    shutil.copy(EXAMPLES[0].parent / "custom_strategy.py", path.parent)
+    result = run(load_job(path), launcher="processes", out=tmp_path / "run", quiet=True)
+    assert result.ok, result.error
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all("clipped" in r["metrics"] for r in records)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consortium.horizontal import FedDyn, FedProx, Scaffold
-from consortium.horizontal.clients import CLIENTS, CONTROL, CONTROL_DELTA
+from consortium.horizontal.clients import CONTROL, CONTROL_DELTA, CORRECTIONS, FitConfig
 from consortium.jobs import run
 
 ROUNDS = 3
@@ -96,33 +96,39 @@ def test_fedprox_averages_like_fedavg_and_asks_for_the_proximal_term():
     np.testing.assert_allclose(new.weights["w"], [3.0, 2.0])
 
 
+def _config(*, lr: float = 0.1, aux=None, **instructions) -> FitConfig:
+    return FitConfig(
+        round=1, epochs=1, batch_size=8, lr=lr, instructions=instructions, aux=aux or {}
+    )
+
+
 def test_scaffold_client_control_update():
-    client = CLIENTS.get("scaffold")
+    client = CORRECTIONS.get("scaffold")
     rng = np.random.default_rng(0)
     x, y, c = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3)
     state: dict = {}
-    correction = client.correction(state, {"w": x}, {CONTROL + "w": c}, {})
+    config = _config(lr=0.1, aux={CONTROL + "w": c})
+    correction = client.correction(state, {"w": x}, config)
     np.testing.assert_allclose(correction.shift["w"], c)  # c - c_i with c_i = 0
-    out = client.after(state, {"w": x}, {"w": y}, {"lr": 0.1}, {"steps": 4.0})
+    out = client.after(state, {"w": x}, {"w": y}, config, {"steps": 4.0})
     expected = 0.0 - c + (x - y) / (4 * 0.1)
     np.testing.assert_allclose(out[CONTROL_DELTA + "w"], expected)
     np.testing.assert_allclose(state["c_i"]["w"], expected)
-    again = client.correction(state, {"w": x}, {CONTROL + "w": c}, {})
+    again = client.correction(state, {"w": x}, config)
     np.testing.assert_allclose(again.shift["w"], c - expected)
 
 
 def test_feddyn_client_linear_term():
-    client = CLIENTS.get("feddyn")
+    client = CORRECTIONS.get("feddyn")
     state: dict = {}
     x, y = np.array([1.0, 2.0]), np.array([3.0, 1.0])
-    corr = client.correction(state, {"w": x}, {}, {"alpha": 0.5})
+    config = _config(alpha=0.5)
+    corr = client.correction(state, {"w": x}, config)
     assert corr.mu == 0.5
     np.testing.assert_allclose(corr.shift["w"], [0.0, 0.0])
-    client.after(state, {"w": x}, {"w": y}, {"alpha": 0.5}, {"steps": 1.0})
+    client.after(state, {"w": x}, {"w": y}, config, {"steps": 1.0})
     np.testing.assert_allclose(state["h"]["w"], -0.5 * (y - x))
-    np.testing.assert_allclose(
-        client.correction(state, {"w": x}, {}, {"alpha": 0.5}).shift["w"], 0.5 * (y - x)
-    )
+    np.testing.assert_allclose(client.correction(state, {"w": x}, config).shift["w"], 0.5 * (y - x))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from consortium.horizontal.aggregate import UpdateStack, WeightedSum, check_update
 from consortium.horizontal.asynchronous import AsyncAggregator
 from consortium.horizontal.bulyan import Bulyan
+from consortium.horizontal.clients import AUX, CLIENTS, Client, FitConfig, sgd_client
 from consortium.horizontal.data import RowBinder
 from consortium.horizontal.fedavg import FedAvg
 from consortium.horizontal.fedavgm import FedAvgM
@@ -26,12 +27,15 @@ from consortium.horizontal.strategy import (
     ServerState,
     Strategy,
     build_strategy,
+    settings_model,
 )
 from consortium.runtime import PROTOCOLS as _PROTOCOLS
 
 _PROTOCOLS.register("horizontal", HorizontalSettings)
 
 __all__ = [
+    "AUX",
+    "CLIENTS",
     "SCHEDULES",
     "SELECTORS",
     "STRATEGIES",
@@ -39,6 +43,7 @@ __all__ = [
     "AllSelector",
     "AsyncAggregator",
     "Bulyan",
+    "Client",
     "FedAdagrad",
     "FedAdam",
     "FedAvg",
@@ -49,6 +54,7 @@ __all__ = [
     "FedProx",
     "FedTrimmedAvg",
     "FedYogi",
+    "FitConfig",
     "FitInstructions",
     "HorizontalSettings",
     "Krum",
@@ -70,4 +76,6 @@ __all__ = [
     "WeightedSum",
     "build_strategy",
     "check_update",
+    "settings_model",
+    "sgd_client",
 ]

@@ -28,6 +28,7 @@ from consortium.horizontal.aggregate import check_update
 from consortium.horizontal.fedbuff import STALENESS
 from consortium.horizontal.rounds import FIT, FIT_REPLY, join_children
 from consortium.horizontal.settings import HorizontalSettings
+from consortium.horizontal.strategy import Strategy
 from consortium.runtime import CRASHED, STOP, Outcome, PartyContext, quorum_size
 from consortium.tracking import RoundRecord
 from consortium.transport import PEER_LOST
@@ -43,7 +44,7 @@ Weights = dict[str, np.ndarray]
 class AsyncAggregator:
     """Drives an asynchronous strategy (one with ``ready(acc)``, e.g. FedBuff)."""
 
-    def __init__(self, ctx: PartyContext, strategy: Any) -> None:
+    def __init__(self, ctx: PartyContext, strategy: Strategy[Any]) -> None:
         self.settings: HorizontalSettings = ctx.settings
         self.strategy = strategy
         self.dropouts: dict[str, str] = {}
@@ -57,7 +58,7 @@ class AsyncAggregator:
         model = ctx.data.model_factory()
         state = self.strategy.init(model.get_weights())
         self.versions[0] = dict(state.weights)
-        concurrency = getattr(self.strategy.settings, "concurrency", None) or len(alive)
+        concurrency = self.strategy.concurrency() or len(alive)
         idle = deque(alive)
         metrics: dict[str, float] = {}
         acc = self.strategy.begin(1, state)

@@ -7,20 +7,15 @@ Networks from Decentralized Data", AISTATS 2017.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+import numpy as np
 
 from consortium.horizontal._common import num_examples, too_few_updates
 from consortium.horizontal.aggregate import WeightedSum, check_update
-from consortium.horizontal.strategy import (
-    STRATEGIES,
-    FitInstructions,
-    ServerState,
-    Weights,
-)
-from consortium.spec import Strict
+from consortium.horizontal.strategy import STRATEGIES, ServerState, Strategy, Weights
 from consortium.wire import MetaValue
 
-__all__ = ["FedAvg", "FedAvgRound", "FedAvgSettings"]
+__all__ = ["FedAvg", "FedAvgRound"]
 
 
 class FedAvgRound:
@@ -39,35 +34,26 @@ class FedAvgRound:
             self.sum.add(weights, float(n))
         return reason
 
+    def mean(self, strategy: str, failures: Mapping[str, str]) -> dict[str, np.ndarray]:
+        """The weighted mean of the valid replies; TooFewUpdates when there is none."""
+        if self.sum.count == 0:
+            raise too_few_updates(
+                strategy, needed=1, received=0, why="a mean of no models", failures=failures
+            )
+        return self.sum.mean()
 
-class FedAvgSettings(Strict):
-    """FedAvg has no settings; any key is a mistake."""
+    def metrics(self) -> dict[str, float]:
+        return {"examples": self.sum.total_weight, "replies": float(self.sum.count)}
 
 
 @STRATEGIES.decorator("fedavg")
-class FedAvg:
+class FedAvg(Strategy[FedAvgRound]):
     """Example-weighted model averaging. No settings."""
-
-    def __init__(self, **settings: Any) -> None:
-        self.settings = FedAvgSettings.model_validate(settings)
-
-    def init(self, weights: Weights) -> ServerState:
-        return ServerState(round=0, weights=dict(weights))
-
-    def configure(self, round: int, state: ServerState) -> FitInstructions:
-        return FitInstructions(weights=state.weights, config={})
 
     def begin(self, round: int, state: ServerState, *, expected: int | None = None) -> FedAvgRound:
         return FedAvgRound(reference=state.weights)
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: FedAvgRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, FedAvgRound)
-        if acc.sum.count == 0:
-            raise too_few_updates(
-                "fedavg", needed=1, received=0, why="a mean of no models", failures=failures
-            )
-        weights = acc.sum.mean()
-        metrics = {"examples": acc.sum.total_weight, "replies": float(acc.sum.count)}
-        return ServerState(round=round, weights=weights), metrics
+        return ServerState(round=round, weights=acc.mean("fedavg", failures)), acc.metrics()

@@ -8,29 +8,25 @@ the returned models weighted by examples, as FedAvg does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, validate_call
 
 from consortium.horizontal.fedavg import FedAvg
 from consortium.horizontal.strategy import STRATEGIES, FitInstructions, ServerState
-from consortium.spec import Strict
 
-__all__ = ["FedProx", "FedProxSettings"]
-
-
-class FedProxSettings(Strict):
-    mu: float = Field(default=0.01, ge=0, description="weight of the proximal term")
+__all__ = ["FedProx"]
 
 
 @STRATEGIES.decorator("fedprox")
 class FedProx(FedAvg):
     """FedAvg on the server; the proximal term on the trainers."""
 
-    def __init__(self, **settings: Any) -> None:
-        self.prox = FedProxSettings.model_validate(settings)
+    @validate_call
+    def __init__(
+        self, *, mu: Annotated[float, Field(ge=0, description="weight of the proximal term")] = 0.01
+    ) -> None:
+        self.mu = mu
 
     def configure(self, round: int, state: ServerState) -> FitInstructions:
-        return FitInstructions(
-            weights=state.weights, config={"client": "fedprox", "mu": self.prox.mu}
-        )
+        return FitInstructions(weights=state.weights, config={"client": "fedprox", "mu": self.mu})

@@ -18,13 +18,13 @@ import numpy as np
 
 from consortium.errors import TransportClosed
 from consortium.horizontal.asynchronous import AsyncAggregator
-from consortium.horizontal.clients import CLIENTS, split_aux
+from consortium.horizontal.clients import CLIENTS, Client, FitConfig, split_aux
 from consortium.horizontal.evaluation import EVALUATE, evaluate_locally, federated_evaluation
 from consortium.horizontal.ring import ROUTE, pass_on
 from consortium.horizontal.rounds import FIT, FIT_REPLY, fit_round, join_children, parent_of
 from consortium.horizontal.selection import SELECTORS
 from consortium.horizontal.settings import HorizontalSettings, LocalTraining, SemiSynchronous
-from consortium.horizontal.strategy import ServerState, Strategy, build_strategy
+from consortium.horizontal.strategy import ServerState, Strategy
 from consortium.registry import Registry
 from consortium.runtime import (
     JOIN,
@@ -51,8 +51,8 @@ class Aggregator:
 
     def __init__(self, ctx: PartyContext) -> None:
         settings: HorizontalSettings = ctx.settings
-        strategy = build_strategy(settings.strategy.name, settings.strategy.args)
-        self._impl = SCHEDULES.get(getattr(strategy, "schedule", "sync"))(ctx, strategy)
+        strategy = settings.strategy.build()
+        self._impl = SCHEDULES.get(strategy.schedule)(ctx, strategy)
 
     def run(self, ctx: PartyContext) -> Outcome:
         return self._impl.run(ctx)
@@ -159,11 +159,15 @@ class SyncAggregator:
 
 
 class Trainer:
-    """Trains the global model on its own rows and sends the result back."""
+    """Trains the global model on its own rows with the job's client (``algorithm.client``,
+    or ``client`` given here) and sends the result back."""
 
-    def __init__(self, ctx: PartyContext) -> None:
-        self._model: Any = None
-        self._client_state: dict[str, Any] = {}  # a client algorithm's memory, per party
+    def __init__(self, ctx: PartyContext, *, client: Client | None = None) -> None:
+        settings: HorizontalSettings = ctx.settings
+        self._client = client if client is not None else CLIENTS.get(settings.client.name)
+        self._args = settings.client.args
+        self._memory: dict[str, Any] = {}  # the client's, kept between rounds
+        self._model: Any = None  # for federated evaluation
 
     def start(self, ctx: PartyContext) -> None:
         ctx.send(JOIN, parent_of(ctx))
@@ -173,7 +177,9 @@ class Trainer:
             self._fit(ctx, msg)
             return True
         if msg.kind == EVALUATE:
-            evaluate_locally(ctx, self._local_model(ctx), msg)
+            if self._model is None:
+                self._model = ctx.data.model_factory()
+            evaluate_locally(ctx, self._model, msg)
             return True
         if msg.kind == STOP or (msg.kind == PEER_LOST and msg.sender == parent_of(ctx)):
             return False
@@ -181,62 +187,49 @@ class Trainer:
         return True
 
     def _fit(self, ctx: PartyContext, msg: Message) -> None:
-        cfg = self._settings(msg.meta)
+        local = _local_training(
+            msg.meta.get("epochs"), msg.meta.get("batch_size"), msg.meta.get("lr")
+        )
         received, aux = split_aux(msg.tensors)
-        client_name = msg.meta.get("client")
-        client = None if client_name is None else CLIENTS.get(str(client_name))
-        correction = (
-            None
-            if client is None
-            else client.correction(self._client_state, received, aux, msg.meta)
+        config = FitConfig(
+            round=msg.round,
+            epochs=local.epochs,
+            batch_size=local.batch_size,
+            lr=local.lr,
+            instructions={k: v for k, v in msg.meta.items() if k not in _LOCAL_KEYS},
+            aux=aux,
+            args=self._args,
+            memory=self._memory,
         )
-        train = ctx.data.train
-        model = self._local_model(ctx)
-        model.set_weights(received)
-        fit_args: dict[str, Any] = {} if correction is None else {"correction": correction}
         started = ctx.clock.now()
-        stats = model.fit(
-            train.x,
-            train.y,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            rng=ctx.rng(msg.round),
-            **fit_args,
-        )
-        weights = model.get_weights()
-        extra = (
-            {}
-            if client is None
-            else client.after(self._client_state, received, weights, msg.meta, stats)
-        )
-        weights = self.outgoing(received, weights)
+        weights, stats = self._client(received, ctx.data, config, ctx.rng(msg.round))
         reply: dict[str, MetaValue] = {
-            "num_examples": len(train.y),
-            "epochs": cfg.epochs,
+            "num_examples": len(ctx.data.train.y),
+            "epochs": local.epochs,
             "train_seconds": ctx.clock.now() - started,
         }
-        reply.update({f"train_{k}": float(v) for k, v in stats.items()})
+        reply.update({f"train_{k}": _metric(k, v) for k, v in stats.items()})
+        tensors = {k: _tensor(k, v) for k, v in weights.items()}
         if ROUTE in msg.meta:
-            pass_on(ctx, msg, weights, reply)
+            pass_on(ctx, msg, tensors, reply)
         else:
-            ctx.reply(msg, FIT_REPLY, meta=reply, tensors={**weights, **extra})
+            ctx.reply(msg, FIT_REPLY, meta=reply, tensors=tensors)
 
-    def outgoing(
-        self, received: Mapping[str, np.ndarray], trained: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """The model this trainer sends back: the trained one. Simulated attackers
-        (``examples/attacks.py``) override this."""
-        return trained
 
-    def _local_model(self, ctx: PartyContext) -> Any:
-        if self._model is None:
-            self._model = ctx.data.model_factory()
-        return self._model
+_LOCAL_KEYS = frozenset({"epochs", "batch_size", "lr"})
 
-    def _settings(self, meta: Mapping[str, MetaValue]) -> LocalTraining:
-        """The local-training settings a fit request carries."""
-        return _local_training(meta.get("epochs"), meta.get("batch_size"), meta.get("lr"))
+
+def _metric(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise TypeError(f"the client's metric {name!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _tensor(name: str, value: Any) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"the client returned {name!r} as {arr.dtype}, not a numeric array")
+    return arr
 
 
 @functools.lru_cache(maxsize=64, typed=True)  # typed: True and 1 are different values

@@ -20,7 +20,7 @@ from consortium.errors import RunFailed, TransportClosed
 from consortium.horizontal.programs import join_children, parent_of
 from consortium.horizontal.rounds import FAILED, FIT, FIT_REPLY, fit_round
 from consortium.horizontal.settings import HorizontalSettings
-from consortium.horizontal.strategy import ServerState, build_strategy
+from consortium.horizontal.strategy import ServerState
 from consortium.runtime import JOIN, PROGRAMS, STOP, Outcome, PartyContext
 from consortium.transport import PEER_LOST
 from consortium.wire import MetaValue
@@ -35,7 +35,7 @@ class Regional:
 
     def __init__(self, ctx: PartyContext) -> None:
         self.settings: HorizontalSettings = ctx.settings
-        self.strategy = build_strategy(self.settings.strategy.name, self.settings.strategy.args)
+        self.strategy = self.settings.strategy.build()
 
     def run(self, ctx: PartyContext) -> Outcome:
         parent = parent_of(ctx)

@@ -7,8 +7,9 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, ValidationInfo, field_validator
 
 from consortium.errors import ConfigError, PluginError
+from consortium.horizontal.clients import CLIENTS
 from consortium.horizontal.selection import SELECTORS
-from consortium.horizontal.strategy import STRATEGIES
+from consortium.horizontal.strategy import STRATEGIES, Strategy, build_strategy, settings_model
 from consortium.runtime import ProtocolSettings, quorum_size
 from consortium.spec import PluginRef, Strict
 from consortium.topology import Topology
@@ -34,9 +35,8 @@ class SemiSynchronous(Strict):
 class StrategyRef(PluginRef):
     """A registered strategy and its settings, checked by building the strategy once.
 
-    Strategy constructors validate their settings with a strict model and have no side
-    effects, so a bad setting fails when the job file is loaded, as
-    ``algorithm.strategy.args.<field>``, not when the aggregator starts.
+    Strategy constructors have no side effects, so a bad setting fails when the job file is
+    loaded, as ``algorithm.strategy.args.<field>``, not when the aggregator starts.
     """
 
     # Validated when left out too: a strategy may have required settings (Krum's byzantine).
@@ -48,15 +48,19 @@ class StrategyRef(PluginRef):
         name = info.data.get("name")
         if not isinstance(name, str) or name not in STRATEGIES:
             return args  # HorizontalSettings names the unknown strategy
+        factory = STRATEGIES.get(name)
+        # A ValidationError propagates as is: pydantic nests its errors here, so each one
+        # is reported as args.<field>.
+        settings_model(factory).model_validate(args)
         try:
-            STRATEGIES.get(name)(**args)
-        except TypeError as exc:
-            raise ValueError(f"strategy {name!r} does not take these arguments: {exc}") from None
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        # A pydantic ValidationError from the strategy's settings model propagates as is:
-        # pydantic nests its errors here, so each one is reported as args.<field>.
+            factory(**args)
+        except (ValueError, TypeError) as exc:  # the constructor's checks across settings
+            raise ValueError(f"strategy {name!r}: {exc}") from None
         return args
+
+    def build(self) -> Strategy[Any]:
+        """The strategy these settings name."""
+        return build_strategy(self.name, self.args)
 
 
 class Evaluation(Strict):
@@ -75,6 +79,10 @@ class HorizontalSettings(ProtocolSettings):
     strategy: StrategyRef = StrategyRef(name="fedavg")
     rounds: PositiveInt
     local: LocalTraining = LocalTraining()
+    client: PluginRef = Field(
+        default=PluginRef(name="sgd"),
+        description="what trainers do with the model they receive (a registered client)",
+    )
     selection: PluginRef = PluginRef(name="all")
     quorum: float = Field(
         default=1.0, gt=0, le=1, description="fraction of selected trainers that must reply"
@@ -97,6 +105,15 @@ class HorizontalSettings(ProtocolSettings):
             raise ValueError(str(exc)) from None
         return ref
 
+    @field_validator("client")
+    @classmethod
+    def _known_client(cls, ref: PluginRef) -> PluginRef:
+        try:
+            CLIENTS.get(ref.name)
+        except PluginError as exc:
+            raise ValueError(str(exc)) from None
+        return ref
+
     @field_validator("selection")
     @classmethod
     def _known_selector(cls, ref: PluginRef) -> PluginRef:
@@ -109,11 +126,9 @@ class HorizontalSettings(ProtocolSettings):
     def check_topology(self, topology: Topology) -> None:
         """Refuse, at load time, a strategy that needs more updates per round than the
         topology and the quorum can guarantee (Krum's n > 2f + 2, say)."""
-        strategy = STRATEGIES.get(self.strategy.name)(**self.strategy.args)
-        minimum = getattr(strategy, "minimum_updates", None)
-        if minimum is None:
+        need = self.strategy.build().minimum_updates()
+        if need <= 1:
             return
-        need = int(minimum())
         selector = SELECTORS.get(self.selection.name)(**self.selection.args)
         for party in topology.parties:
             children = topology.children(party.name)

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from consortium.ml.datasets import DATASETS, Dataset, DatasetLoader, Task, load_dataset
+from consortium.ml.datasets import (
+    DATASETS,
+    Dataset,
+    DatasetLoader,
+    Task,
+    classification,
+    load_dataset,
+    regression,
+)
 from consortium.ml.linreg import LinearRegression
 from consortium.ml.logreg import SoftmaxRegression
 from consortium.ml.model import (
@@ -59,12 +67,14 @@ __all__ = [
     "build_model",
     "check_fit_args",
     "check_weights",
+    "classification",
     "dirichlet",
     "iid",
     "load_dataset",
     "model_factory",
     "partition",
     "r2_score",
+    "regression",
     "shards",
     "standardize",
     "torch_seeded",

@@ -18,7 +18,15 @@ from consortium.errors import ConfigError
 from consortium.ml._checks import check_plugin_args, check_positive_int, check_seed, sklearn_seed
 from consortium.registry import Registry
 
-__all__ = ["DATASETS", "Dataset", "DatasetLoader", "Task", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "DatasetLoader",
+    "Task",
+    "classification",
+    "load_dataset",
+    "regression",
+]
 
 Task = Literal["classification", "regression"]
 
@@ -110,9 +118,11 @@ def load_dataset(name: str, *, seed: int, **args: Any) -> Dataset:
         raise ConfigError(f"dataset {name!r}: {exc}") from exc
 
 
-def _classification(
+def classification(
     name: str, x: Any, y: Any, image_shape: tuple[int, ...] | None = None
 ) -> Dataset:
+    """A classification dataset from feature rows ``x`` and labels ``y`` of any type: the
+    labels are numbered 0..k-1 in sorted order, the features made float32."""
     labels = np.asarray(y)
     classes, codes = np.unique(labels, return_inverse=True)
     return Dataset(
@@ -125,7 +135,8 @@ def _classification(
     )
 
 
-def _regression(name: str, x: Any, y: Any) -> Dataset:
+def regression(name: str, x: Any, y: Any) -> Dataset:
+    """A regression dataset from feature rows ``x`` and real targets ``y`` (both float32)."""
     return Dataset(
         x=np.ascontiguousarray(x, dtype=np.float32),
         y=np.ascontiguousarray(y, dtype=np.float32).reshape(-1),
@@ -141,7 +152,7 @@ def load_digits(*, seed: int) -> Dataset:
     from sklearn.datasets import load_digits as sk_load
 
     bunch = sk_load()
-    return _classification("digits", bunch.data, bunch.target, image_shape=(8, 8))
+    return classification("digits", bunch.data, bunch.target, image_shape=(8, 8))
 
 
 @DATASETS.decorator("breast_cancer")
@@ -150,7 +161,7 @@ def load_breast_cancer(*, seed: int) -> Dataset:
     from sklearn.datasets import load_breast_cancer as sk_load
 
     bunch = sk_load()
-    return _classification("breast_cancer", bunch.data, bunch.target)
+    return classification("breast_cancer", bunch.data, bunch.target)
 
 
 @DATASETS.decorator("wine")
@@ -159,7 +170,7 @@ def load_wine(*, seed: int) -> Dataset:
     from sklearn.datasets import load_wine as sk_load
 
     bunch = sk_load()
-    return _classification("wine", bunch.data, bunch.target)
+    return classification("wine", bunch.data, bunch.target)
 
 
 @DATASETS.decorator("iris")
@@ -168,7 +179,7 @@ def load_iris(*, seed: int) -> Dataset:
     from sklearn.datasets import load_iris as sk_load
 
     bunch = sk_load()
-    return _classification("iris", bunch.data, bunch.target)
+    return classification("iris", bunch.data, bunch.target)
 
 
 @DATASETS.decorator("diabetes")
@@ -177,7 +188,7 @@ def load_diabetes(*, seed: int) -> Dataset:
     from sklearn.datasets import load_diabetes as sk_load
 
     bunch = sk_load()
-    return _regression("diabetes", bunch.data, bunch.target)
+    return regression("diabetes", bunch.data, bunch.target)
 
 
 @DATASETS.decorator("german_credit")
@@ -214,7 +225,7 @@ def make_synthetic(
         class_sep=float(class_sep),
         random_state=sklearn_seed(seed),
     )
-    return _classification("synthetic", x, y)
+    return classification("synthetic", x, y)
 
 
 @DATASETS.decorator("synthetic_regression")
@@ -236,4 +247,4 @@ def make_synthetic_regression(
         noise=float(noise),
         random_state=sklearn_seed(seed),
     )
-    return _regression("synthetic_regression", x, y)
+    return regression("synthetic_regression", x, y)
