@@ -62,3 +62,17 @@ def test_a_strategy_example_is_a_plugin_for_the_processes_launcher(tmp_path, sma
     assert result.ok, result.error
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all("clipped" in r["metrics"] for r in records)
+
+
+def test_the_extension_guide_matches_the_examples():
+    """docs/extending.md shows names the examples really register and functions they define."""
+    guide = (EXAMPLES[0].parents[1] / "docs" / "extending.md").read_text()
+    for name, shown in [
+        ("custom_strategy", ['register_strategy("fedavg_clipped")', "class FedAvgClipped"]),
+        ("custom_torch_client", ['register_client("torch_adam")', "def torch_adam("]),
+        ("custom_dataset", ['register_dataset("csv_table")', "def csv_table("]),
+    ]:
+        source = (EXAMPLES[0].parent / f"{name}.py").read_text()
+        assert f"examples/{name}.py" in guide
+        for text in shown:
+            assert text in guide and text in source, (name, text)
