@@ -24,6 +24,9 @@ PACKAGES = [
     "consortium.security",
     "consortium.privacy",
     "consortium.privacy.paillier",
+    "consortium.strategy",
+    "consortium.client",
+    "consortium.data",
 ]
 
 

@@ -19,8 +19,8 @@ SCAFFOLD, FedDyn). ``examples/custom_torch_client.py`` trains with a user's own 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import typing
+from collections import abc
 
 from consortium.horizontal import AUX, CLIENTS, Client, FitConfig, sgd_client
 from consortium.ml import Correction, Model
@@ -38,10 +38,10 @@ __all__ = [
     "sgd_client",
 ]
 
-C = TypeVar("C", bound=Client)
+_C = typing.TypeVar("_C", bound=Client)
 
 
-def register_client(name: str, *, force: bool = False) -> Callable[[C], C]:
+def register_client(name: str, *, force: bool = False) -> abc.Callable[[_C], _C]:
     """Decorator: register a client under ``name`` (an error if the name is taken, unless
     ``force``)."""
     return CLIENTS.decorator(name, force=force)  # type: ignore[return-value]

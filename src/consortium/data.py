@@ -11,8 +11,8 @@ database, a generator). Build the :class:`Dataset` with :func:`classification` o
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import typing
+from collections import abc
 
 from consortium.ml import (
     DATASETS,
@@ -40,15 +40,15 @@ __all__ = [
     "regression",
 ]
 
-L = TypeVar("L", bound=DatasetLoader)
-P = TypeVar("P", bound=Partitioner)
+_L = typing.TypeVar("_L", bound=DatasetLoader)
+_P = typing.TypeVar("_P", bound=Partitioner)
 
 
-def register_dataset(name: str, *, force: bool = False) -> Callable[[L], L]:
+def register_dataset(name: str, *, force: bool = False) -> abc.Callable[[_L], _L]:
     """Decorator: register a dataset loader under ``name``."""
     return DATASETS.decorator(name, force=force)  # type: ignore[return-value]
 
 
-def register_partitioner(name: str, *, force: bool = False) -> Callable[[P], P]:
+def register_partitioner(name: str, *, force: bool = False) -> abc.Callable[[_P], _P]:
     """Decorator: register a partitioner under ``name``."""
     return PARTITIONERS.decorator(name, force=force)  # type: ignore[return-value]

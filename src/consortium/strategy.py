@@ -19,8 +19,8 @@ runs an instance in a simulation. ``examples/custom_strategy.py`` is a whole one
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import typing
+from collections import abc
 
 from consortium.errors import TooFewUpdates
 from consortium.horizontal import (
@@ -82,10 +82,10 @@ __all__ = [
     "settings_model",
 ]
 
-T = TypeVar("T", bound=Callable[..., Strategy])  # type: ignore[type-arg]
+_T = typing.TypeVar("_T", bound=abc.Callable[..., Strategy])  # type: ignore[type-arg]
 
 
-def register_strategy(name: str, *, force: bool = False) -> Callable[[T], T]:
+def register_strategy(name: str, *, force: bool = False) -> abc.Callable[[_T], _T]:
     """Class decorator: register a strategy under ``name`` (an error if the name is taken,
     unless ``force``)."""
     return STRATEGIES.decorator(name, force=force)  # type: ignore[return-value]

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from consortium.runtime import ActorPool, ActorSlot, PartyContext
+from consortium.runtime import PartyContext
+from consortium.runtime.host import ActorPool, ActorSlot
 from consortium.topology import RoleDecl, TopologyDecl, expand
 from consortium.transport import InprocNetwork
 from consortium.wire import Message

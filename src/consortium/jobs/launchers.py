@@ -15,7 +15,8 @@ from consortium.errors import RunFailed
 from consortium.jobs.hosting import host_driver
 from consortium.jobs.job import LAUNCHERS, LoadedJob, bind_data
 from consortium.jobs.result import RunResult
-from consortium.runtime import ActorPool, ActorSlot, PartyContext, program_for
+from consortium.runtime import PartyContext, program_for
+from consortium.runtime.host import ActorPool, ActorSlot
 from consortium.transport import InprocNetwork
 
 __all__ = ["run_inproc"]

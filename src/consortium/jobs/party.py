@@ -22,7 +22,8 @@ from consortium.errors import ConfigError
 from consortium.jobs.hosting import host_driver
 from consortium.jobs.job import LoadedJob, bind_data
 from consortium.jobs.result import RunResult
-from consortium.runtime import PartyContext, program_for, serve_actor, serve_driver
+from consortium.runtime import PartyContext, program_for
+from consortium.runtime.host import serve_actor, serve_driver
 
 if TYPE_CHECKING:
     from consortium.security import PartyCredentials, TlsFiles

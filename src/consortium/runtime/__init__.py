@@ -1,9 +1,10 @@
-"""The runtime: party context, program hosting, rounds with quorum and deadlines, seeding."""
+"""The runtime: what programs are written against (the party context, rounds with quorum and
+deadlines, seeding, the program and protocol registries). How launchers host programs lives
+in :mod:`consortium.runtime.host`."""
 
 from consortium.runtime.context import PartyContext
 from consortium.runtime.data import BINDERS, DataBinder, LocalData
 from consortium.runtime.gather import GatherResult, gather, quorum_size
-from consortium.runtime.host import ActorPool, ActorSlot, report_crash, serve_actor, serve_driver
 from consortium.runtime.program import (
     CRASHED,
     JOIN,
@@ -29,8 +30,6 @@ __all__ = [
     "PROTOCOLS",
     "STOP",
     "Actor",
-    "ActorPool",
-    "ActorSlot",
     "DataBinder",
     "Driver",
     "GatherResult",
@@ -44,7 +43,4 @@ __all__ = [
     "gather",
     "program_for",
     "quorum_size",
-    "report_crash",
-    "serve_actor",
-    "serve_driver",
 ]
