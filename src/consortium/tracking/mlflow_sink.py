@@ -10,9 +10,8 @@ What is logged, in MLflow's terms:
 * metrics at ``step=round``: each global metric by name, each party metric as
   ``party/<party>/<name>``, and ``round/duration_s``, ``round/participants``,
   ``round/failures``; sent in one ``log_batch`` once ``flush_s`` seconds (1 by default) have
-  passed since the last, and at finish (each batch is a transaction of MLflow's store: for
-  the 53 metrics of a ten-party round, 8.4 ms a round one round at a time against 3.5 ms
-  in batches of twenty, SQLite store);
+  passed since the last, and at finish (each batch is one request or transaction of
+  MLflow's store, however many rounds it holds);
 * at finish: ``final/<name>`` for the final metrics, ``run/duration_s`` and
   ``run/rounds_completed``; the files of the run directory (``job.yaml``, ``model.npz``,
   ``curves.png``, ``summary.json``, ``metrics.jsonl``, ``events.jsonl``) as artifacts;
