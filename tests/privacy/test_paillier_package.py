@@ -61,7 +61,6 @@ def test_the_side_library_does_not_import_from_the_layers_above():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-
 def test_keys_stand_below_the_recipes():
     """keys, primitives, encoding and errors import only one another, even for type
     checking: the recipes (arrays, packing, masking, obfuscators, pool, serial) sit on top."""
