@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from consortium.analytics.forest import _grow, predict_forest
+from consortium.analytics.forest import grow_trees, predict_forest, unpack_trees
 from consortium.ml import build_model
 
 pd = pytest.importorskip("pandas")
@@ -117,17 +117,17 @@ def test_forest_predicts_like_sklearn_with_the_same_trees():
     from sklearn.datasets import load_wine
     from sklearn.ensemble import RandomForestClassifier
 
-    from consortium.analytics.forest import ForestArgs, _trees
+    from consortium.analytics.forest import ForestArgs
 
     x, y = load_wine(return_X_y=True)
     args = ForestArgs.model_validate(
         {"query": {"table": "w"}, "features": ["a"], "label": "b", "trees": 7, "max_depth": 4}
     )
-    trees = _trees(_grow(args, x, y, 3, seed=5), "")
+    trees = unpack_trees(grow_trees(args, x, y, 3, seed=5), "")
     oracle = RandomForestClassifier(n_estimators=7, max_depth=4, random_state=5, n_jobs=1).fit(x, y)
     np.testing.assert_allclose(predict_forest(trees, x), oracle.predict_proba(x), atol=1e-12)
     # a party that lacks a class still votes over all of them
-    part = _trees(_grow(args, x[y != 1], y[y != 1], 3, seed=5), "")
+    part = unpack_trees(grow_trees(args, x[y != 1], y[y != 1], 3, seed=5), "")
     assert predict_forest(part, x)[:, 1].max() == 0
 
 

@@ -10,6 +10,7 @@ from consortium.privacy.psi import (
     PsiReceiver,
     PsiSender,
     blind,
+    edwards_to_montgomery,
     hash_ids,
     intersect,
     random_scalar,
@@ -69,17 +70,21 @@ def test_the_sender_cannot_find_the_receivers_other_ids_by_guessing():
     what it received against any candidate (the offer is under a key it never sees)."""
     universe = _ids(range(300))
     mine, theirs = universe[:100], universe[80:200]
-    _, sender, offer, _ = _run(mine, theirs)
+    key = random_scalar()
+    receiver = PsiReceiver(theirs, domain=DOMAIN)
+    sender = PsiSender(mine, domain=DOMAIN, key=key)
+    offer = receiver.offer()
     hashed = hash_ids(universe, domain=DOMAIN)
-    candidates = {bytes(p) for p in hashed} | {bytes(p) for p in blind(hashed, sender._key)}
+    candidates = {bytes(p) for p in hashed} | {bytes(p) for p in blind(hashed, key)}
     seen = {bytes(p) for p in offer} | {bytes(p) for p in sender.reblind(offer)}
     assert not candidates & seen
 
 
 def test_the_sender_sees_its_ids_in_a_secret_order():
     ids = _ids(range(200))
-    sender = PsiSender(ids, domain=DOMAIN)
-    in_order = blind(hash_ids(ids, domain=DOMAIN), sender._key)
+    key = random_scalar()
+    sender = PsiSender(ids, domain=DOMAIN, key=key)
+    in_order = blind(hash_ids(ids, domain=DOMAIN), key)
     assert sorted(map(bytes, sender.blinded())) == sorted(map(bytes, in_order))
     assert not np.array_equal(sender.blinded(), in_order)
 
@@ -112,15 +117,13 @@ def test_a_small_order_component_is_multiplied_away(torsion):
     small-subgroup attack); a clamped key is a multiple of 8, so the part vanishes."""
     import nacl.bindings as nb
 
-    from consortium.privacy.psi import _montgomery
-
     key = random_scalar()
     rng = np.random.default_rng(3)
     for _ in range(3):
         clean_ed = nb.crypto_core_ed25519_from_uniform(rng.bytes(32))  # prime order
         dirty_ed = nb.crypto_core_ed25519_add(clean_ed, bytes.fromhex(torsion))
-        clean = np.frombuffer(_montgomery(clean_ed), np.uint8).reshape(1, 32)
-        dirty = np.frombuffer(_montgomery(dirty_ed), np.uint8).reshape(1, 32)
+        clean = np.frombuffer(edwards_to_montgomery(clean_ed), np.uint8).reshape(1, 32)
+        dirty = np.frombuffer(edwards_to_montgomery(dirty_ed), np.uint8).reshape(1, 32)
         # the batched Edwards-to-Montgomery map agrees with libsodium's
         assert nb.crypto_sign_ed25519_pk_to_curve25519(clean_ed) == clean.tobytes()
         assert not np.array_equal(clean, dirty)
@@ -207,10 +210,13 @@ def test_ids_must_be_unique():
 def test_the_batched_montgomery_map_agrees_with_libsodium():
     import nacl.bindings as nb
 
-    from consortium.privacy.psi import _montgomery
-
     rng = np.random.default_rng(5)
     edwards = [nb.crypto_core_ed25519_from_uniform(rng.bytes(32)) for _ in range(40)]
     expected = b"".join(nb.crypto_sign_ed25519_pk_to_curve25519(e) for e in edwards)
-    assert _montgomery(b"".join(edwards)) == expected
-    assert _montgomery(b"") == b""
+    assert edwards_to_montgomery(b"".join(edwards)) == expected
+    assert edwards_to_montgomery(b"") == b""
+
+
+def test_a_given_key_must_be_a_clamped_scalar():
+    with pytest.raises(ValueError, match="clamped"):
+        PsiSender(["a"], domain=DOMAIN, key=12345)

@@ -37,7 +37,7 @@ from consortium.analytics.operations import (
 from consortium.analytics.tables import TableSpec
 from consortium.runtime import derive_seed
 
-__all__ = ["Forest", "ForestArgs", "LocalCV", "predict_forest"]
+__all__ = ["Forest", "ForestArgs", "LocalCV", "grow_trees", "predict_forest", "unpack_trees"]
 
 
 class ForestArgs(Design):
@@ -47,7 +47,7 @@ class ForestArgs(Design):
     folds: int = Field(default=0, ge=0, description="cross-validation folds (0: none)")
 
 
-def _grow(
+def grow_trees(
     args: Any, x: np.ndarray, y: np.ndarray, n_classes: int, seed: int
 ) -> dict[str, np.ndarray]:
     """Grow ``args.trees`` trees on (x, y); their arrays, leaf values as class frequencies
@@ -81,7 +81,8 @@ def _grow(
     return out
 
 
-def _trees(arrays: Mapping[str, np.ndarray], prefix: str) -> list[dict[str, np.ndarray]]:
+def unpack_trees(arrays: Mapping[str, np.ndarray], prefix: str) -> list[dict[str, np.ndarray]]:
+    """The trees that :func:`grow_trees` packed into ``arrays`` (under ``prefix``)."""
     names = sorted(
         {k[len(prefix) :].split(".")[0] for k in arrays if k.startswith(prefix)},
         key=lambda s: int(s[1:]),
@@ -153,9 +154,9 @@ class Forest(Operation):
             seed = derive_seed(
                 zlib.crc32(data.party.encode()), fold + 1, int(data.rng.integers(2**31))
             )
-            return Partial(plain=_grow(args, x[rows], y[rows], n_classes, seed))
+            return Partial(plain=grow_trees(args, x[rows], y[rows], n_classes, seed))
         rows = folds == fold
-        proba = predict_forest(_trees(request, "m."), x[rows])
+        proba = predict_forest(unpack_trees(request, "m."), x[rows])
         correct = float(np.sum(np.argmax(proba, axis=1) == y[rows]))
         loss = float(-np.sum(np.log(np.clip(proba[np.arange(rows.sum()), y[rows]], 1e-15, None))))
         sums = {
@@ -175,7 +176,7 @@ class Forest(Operation):
         if phase == "grow":
             merged: dict[str, np.ndarray] = {}
             for party in sorted(plain):
-                for tree in _trees(plain[party], ""):
+                for tree in unpack_trees(plain[party], ""):
                     m = len(merged) // 5
                     merged.update({f"m.t{m}.{f}": v for f, v in tree.items()})
             carry["merged"] = merged
@@ -228,7 +229,9 @@ class LocalCV(Forest):
         correct = 0.0
         for f in range(k):
             train, test = folds != f, folds == f
-            trees = _trees(_grow(args, x[train], y[train], n_classes, derive_seed(f, len(y))), "")
+            trees = unpack_trees(
+                grow_trees(args, x[train], y[train], n_classes, derive_seed(f, len(y))), ""
+            )
             if trees and test.any():
                 correct += float(
                     np.sum(np.argmax(predict_forest(trees, x[test]), axis=1) == y[test])

@@ -66,6 +66,7 @@ __all__ = [
     "PsiReceiver",
     "PsiSender",
     "blind",
+    "edwards_to_montgomery",
     "hash_ids",
     "intersect",
     "random_scalar",
@@ -153,11 +154,11 @@ def hash_ids(ids: Sequence[str | bytes], *, domain: str) -> np.ndarray:
             out += add(from_uniform(digest[:32]), from_uniform(digest[32:]))
         return bytes(out)
 
-    out = _montgomery(_chunked(work, ids))
+    out = edwards_to_montgomery(_chunked(work, ids))
     return np.frombuffer(out, dtype=np.uint8).reshape(len(ids), POINT_BYTES).copy()
 
 
-def _montgomery(edwards: bytes) -> bytes:
+def edwards_to_montgomery(edwards: bytes) -> bytes:
     """The u-coordinates of Edwards points of the prime-order group (concatenated 32-byte
     encodings), with one field inversion for all of them (Montgomery's trick)."""
     ys = [
@@ -234,13 +235,19 @@ def _secret_permutation(n: int) -> np.ndarray:
 
 
 class PsiSender:
-    """The side that learns only the final intersection (a VFL member)."""
+    """The side that learns only the final intersection (a VFL member).
 
-    def __init__(self, ids: Sequence[str | bytes], *, domain: str) -> None:
+    ``key`` is this side's secret scalar (see :func:`random_scalar`); by default a fresh one.
+    Give one only to reproduce an exchange, e.g. in a test: the scalar must never be known
+    to the receiver."""
+
+    def __init__(self, ids: Sequence[str | bytes], *, domain: str, key: int | None = None) -> None:
         if len(set(ids)) != len(ids):
             raise ValueError("ids must be unique")
+        if key is not None and not _clamped(key):
+            raise ValueError("key must be a clamped X25519 scalar (see random_scalar)")
         self.size = len(ids)
-        self._key = random_scalar()
+        self._key = random_scalar() if key is None else key
         self._order = _secret_permutation(len(ids))  # position in the sent list -> row
         self._sent = blind(hash_ids([ids[i] for i in self._order], domain=domain), self._key)
 
