@@ -128,10 +128,12 @@ def test_float32_models_keep_their_dtype_and_track_the_oracle(kind):
 
 
 def test_defaults_are_the_papers():
-    adam = FedAdam().settings
+    adam = FedAdam()
     assert (adam.server_lr, adam.beta1, adam.beta2, adam.tau) == (0.1, 0.9, 0.99, 1e-3)
-    yogi = FedYogi().settings
-    assert (yogi.beta1, yogi.beta2, yogi.tau) == (0.9, 0.99, 1e-3)
+    yogi = FedYogi()
+    assert (yogi.server_lr, yogi.beta1, yogi.beta2, yogi.tau) == (0.1, 0.9, 0.99, 1e-3)
+    adagrad = FedAdagrad()
+    assert (adagrad.server_lr, adagrad.beta1, adagrad.tau) == (0.1, 0.9, 1e-3)
     state = FedAdagrad().init({"w": np.zeros(2)})
     np.testing.assert_array_equal(state.extra["v"]["w"], [1e-6, 1e-6])  # v_{-1} = τ²
     np.testing.assert_array_equal(state.extra["m"]["w"], [0.0, 0.0])

@@ -1,5 +1,6 @@
-"""Pieces the built-in strategies share: reply checks, the server step, and the error raised
-when a round left too few valid updates for a rule to be applied."""
+"""Pieces the built-in strategies share: reply checks, the server's per-tensor state and
+step, and the error raised when a round left too few valid updates for a rule to be
+applied."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import numpy as np
 from consortium.errors import TooFewUpdates
 from consortium.wire import MetaValue
 
-__all__ = ["apply_step", "num_examples", "pseudo_gradient", "too_few_updates"]
+__all__ = [
+    "apply_step",
+    "float_state",
+    "floating",
+    "num_examples",
+    "pseudo_gradient",
+    "too_few_updates",
+]
 
 
 def num_examples(meta: Mapping[str, MetaValue]) -> int | str:
@@ -24,7 +32,18 @@ def num_examples(meta: Mapping[str, MetaValue]) -> int | str:
 def _optimised(arr: np.ndarray) -> bool:
     """Whether the server optimiser steps this tensor (floating ones; counters and other
     integer tensors simply take the aggregate)."""
-    return bool(arr.dtype.kind == "f")
+    return bool(np.asarray(arr).dtype.kind == "f")
+
+
+def floating(weights: Mapping[str, np.ndarray]) -> list[str]:
+    """The names of the tensors the server steps, in order."""
+    return [name for name, x in weights.items() if _optimised(x)]
+
+
+def float_state(weights: Mapping[str, np.ndarray], fill: float = 0.0) -> dict[str, np.ndarray]:
+    """Per-tensor server state (a velocity, a moment, a control variate): a float64 array of
+    ``fill`` shaped like each floating tensor of ``weights``; integer tensors have none."""
+    return {name: np.full(np.shape(weights[name]), fill, np.float64) for name in floating(weights)}
 
 
 def pseudo_gradient(

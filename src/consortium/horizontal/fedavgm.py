@@ -19,61 +19,48 @@ only floating tensors are stepped; integer tensors take the weighted mean.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated
 
 import numpy as np
-from pydantic import Field, PositiveFloat
+from pydantic import Field, validate_call
 
-from consortium.horizontal._common import apply_step, pseudo_gradient, too_few_updates
+from consortium.horizontal._common import apply_step, float_state, pseudo_gradient
 from consortium.horizontal.fedavg import FedAvgRound
-from consortium.horizontal.strategy import STRATEGIES, FitInstructions, ServerState, Weights
-from consortium.spec import Strict
+from consortium.horizontal.strategy import STRATEGIES, ServerState, Strategy, Weights
 
-__all__ = ["FedAvgM", "FedAvgMSettings"]
+__all__ = ["FedAvgM"]
 
 VELOCITY = "velocity"  # ServerState.extra key: {tensor name: float64 velocity}
 
 
-class FedAvgMSettings(Strict):
-    server_lr: PositiveFloat = Field(default=1.0, description="η: the server's step size")
-    momentum: float = Field(default=0.9, ge=0, lt=1, description="β: the velocity's decay")
-
-
 @STRATEGIES.decorator("fedavgm")
-class FedAvgM:
+class FedAvgM(Strategy[FedAvgRound]):
     """Example-weighted averaging followed by a heavy-ball step on the server."""
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = FedAvgMSettings.model_validate(settings)
+    @validate_call
+    def __init__(
+        self,
+        *,
+        server_lr: Annotated[float, Field(gt=0, description="η: the server's step size")] = 1.0,
+        momentum: Annotated[float, Field(ge=0, lt=1, description="β: the velocity's decay")] = 0.9,
+    ) -> None:
+        self.server_lr = server_lr
+        self.momentum = momentum
 
     def init(self, weights: Weights) -> ServerState:
-        velocity = {
-            name: np.zeros(np.shape(x), np.float64)
-            for name, x in weights.items()
-            if np.asarray(x).dtype.kind == "f"
-        }
-        return ServerState(round=0, weights=dict(weights), extra={VELOCITY: velocity})
-
-    def configure(self, round: int, state: ServerState) -> FitInstructions:
-        return FitInstructions(weights=state.weights, config={})
+        return ServerState(round=0, weights=dict(weights), extra={VELOCITY: float_state(weights)})
 
     def begin(self, round: int, state: ServerState, *, expected: int | None = None) -> FedAvgRound:
         return FedAvgRound(reference=state.weights)
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: FedAvgRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, FedAvgRound)
-        if acc.sum.count == 0:
-            raise too_few_updates(
-                "fedavgm", needed=1, received=0, why="a mean of no models", failures=failures
-            )
-        s = self.settings
-        mean = acc.sum.mean()
+        mean = acc.mean("fedavgm", failures)
         delta = pseudo_gradient(state.weights, mean)
         previous: Mapping[str, np.ndarray] = state.extra[VELOCITY]
-        velocity = {name: s.momentum * previous[name] + d for name, d in delta.items()}
-        step = {name: s.server_lr * v for name, v in velocity.items()}
+        velocity = {name: self.momentum * previous[name] + d for name, d in delta.items()}
+        step = {name: self.server_lr * v for name, v in velocity.items()}
         weights = apply_step(state.weights, mean, step)
-        metrics = {"examples": acc.sum.total_weight, "replies": float(acc.sum.count)}
-        return ServerState(round=round, weights=weights, extra={VELOCITY: velocity}), metrics
+        extra = {VELOCITY: velocity}
+        return ServerState(round=round, weights=weights, extra=extra), acc.metrics()

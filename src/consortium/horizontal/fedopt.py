@@ -25,79 +25,53 @@ tensors are stepped; integer tensors take the weighted mean.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
-from pydantic import Field, PositiveFloat
+from pydantic import Field, validate_call
 
-from consortium.horizontal._common import apply_step, pseudo_gradient, too_few_updates
+from consortium.horizontal._common import apply_step, float_state, pseudo_gradient
 from consortium.horizontal.fedavg import FedAvgRound
-from consortium.horizontal.strategy import STRATEGIES, FitInstructions, ServerState, Weights
-from consortium.spec import Strict
+from consortium.horizontal.strategy import STRATEGIES, ServerState, Strategy, Weights
 
-__all__ = [
-    "AdaptiveSettings",
-    "FedAdagrad",
-    "FedAdagradSettings",
-    "FedAdam",
-    "FedYogi",
-]
+__all__ = ["FedAdagrad", "FedAdam", "FedYogi"]
 
 FIRST = "m"  # ServerState.extra keys: {tensor name: float64 moment}
 SECOND = "v"
 
-
-class FedAdagradSettings(Strict):
-    server_lr: PositiveFloat = Field(default=0.1, description="η: the server's step size")
-    beta1: float = Field(default=0.9, ge=0, lt=1, description="β1: the first moment's decay")
-    tau: PositiveFloat = Field(default=1e-3, description="τ: the degree of adaptivity")
-
-
-class AdaptiveSettings(FedAdagradSettings):
-    """The settings of FedAdam and FedYogi."""
-
-    beta2: float = Field(default=0.99, ge=0, lt=1, description="β2: the second moment's decay")
+# The settings, as each constructor declares them.
+ServerLr = Annotated[float, Field(gt=0, description="η: the server's step size")]
+Beta1 = Annotated[float, Field(ge=0, lt=1, description="β1: the first moment's decay")]
+Beta2 = Annotated[float, Field(ge=0, lt=1, description="β2: the second moment's decay")]
+Tau = Annotated[float, Field(gt=0, description="τ: the degree of adaptivity")]
 
 
-class _ServerAdaptive:
-    """Algorithm 2, less the second-moment rule each optimiser supplies."""
+class _ServerAdaptive(Strategy[FedAvgRound]):
+    """Algorithm 2, less the second-moment rule each optimiser supplies. Each optimiser's
+    constructor sets the settings it takes (FedAdagrad has no β2)."""
 
     name: ClassVar[str]
-    settings_model: ClassVar[type[FedAdagradSettings]]
-    settings: FedAdagradSettings
+    server_lr: float
+    beta1: float
+    tau: float
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = self.settings_model.model_validate(settings)
-
-    def _second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
+        """v_t from v_{t-1} and Δ_t², coordinate-wise."""
 
     def init(self, weights: Weights) -> ServerState:
-        tau_sq = self.settings.tau**2
-        floating = {n: np.shape(x) for n, x in weights.items() if np.asarray(x).dtype.kind == "f"}
-        extra = {
-            FIRST: {name: np.zeros(shape, np.float64) for name, shape in floating.items()},
-            SECOND: {name: np.full(shape, tau_sq, np.float64) for name, shape in floating.items()},
-        }
+        extra = {FIRST: float_state(weights), SECOND: float_state(weights, fill=self.tau**2)}
         return ServerState(round=0, weights=dict(weights), extra=extra)
-
-    def configure(self, round: int, state: ServerState) -> FitInstructions:
-        return FitInstructions(weights=state.weights, config={})
 
     def begin(self, round: int, state: ServerState, *, expected: int | None = None) -> FedAvgRound:
         return FedAvgRound(reference=state.weights)
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: FedAvgRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, FedAvgRound)
-        if acc.sum.count == 0:
-            raise too_few_updates(
-                self.name, needed=1, received=0, why="a mean of no models", failures=failures
-            )
-        s = self.settings
-        mean = acc.sum.mean()
+        mean = acc.mean(self.name, failures)
         delta = pseudo_gradient(state.weights, mean)
         m_prev: Mapping[str, np.ndarray] = state.extra[FIRST]
         v_prev: Mapping[str, np.ndarray] = state.extra[SECOND]
@@ -105,12 +79,12 @@ class _ServerAdaptive:
         v: dict[str, np.ndarray] = {}
         step: dict[str, np.ndarray] = {}
         for name, d in delta.items():
-            m[name] = s.beta1 * m_prev[name] + (1.0 - s.beta1) * d
-            v[name] = self._second_moment(v_prev[name], d * d)
-            step[name] = s.server_lr * m[name] / (np.sqrt(v[name]) + s.tau)
+            m[name] = self.beta1 * m_prev[name] + (1.0 - self.beta1) * d
+            v[name] = self.second_moment(v_prev[name], d * d)
+            step[name] = self.server_lr * m[name] / (np.sqrt(v[name]) + self.tau)
         weights = apply_step(state.weights, mean, step)
-        metrics = {"examples": acc.sum.total_weight, "replies": float(acc.sum.count)}
-        return ServerState(round=round, weights=weights, extra={FIRST: m, SECOND: v}), metrics
+        extra = {FIRST: m, SECOND: v}
+        return ServerState(round=round, weights=weights, extra=extra), acc.metrics()
 
 
 @STRATEGIES.decorator("fedadagrad")
@@ -118,9 +92,12 @@ class FedAdagrad(_ServerAdaptive):
     """Adagrad on the server: v accumulates every squared pseudo-gradient."""
 
     name = "fedadagrad"
-    settings_model = FedAdagradSettings
 
-    def _second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
+    @validate_call
+    def __init__(self, *, server_lr: ServerLr = 0.1, beta1: Beta1 = 0.9, tau: Tau = 1e-3) -> None:
+        self.server_lr, self.beta1, self.tau = server_lr, beta1, tau
+
+    def second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
         return v + delta_sq
 
 
@@ -129,12 +106,20 @@ class FedAdam(_ServerAdaptive):
     """Adam on the server (without bias correction, as in the paper)."""
 
     name = "fedadam"
-    settings_model = AdaptiveSettings
-    settings: AdaptiveSettings
 
-    def _second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
-        beta2 = self.settings.beta2
-        return np.asarray(beta2 * v + (1.0 - beta2) * delta_sq)
+    @validate_call
+    def __init__(
+        self,
+        *,
+        server_lr: ServerLr = 0.1,
+        beta1: Beta1 = 0.9,
+        beta2: Beta2 = 0.99,
+        tau: Tau = 1e-3,
+    ) -> None:
+        self.server_lr, self.beta1, self.beta2, self.tau = server_lr, beta1, beta2, tau
+
+    def second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
+        return np.asarray(self.beta2 * v + (1.0 - self.beta2) * delta_sq)
 
 
 @STRATEGIES.decorator("fedyogi")
@@ -142,9 +127,17 @@ class FedYogi(_ServerAdaptive):
     """Yogi on the server: v moves towards Δ² by an additive, sign-controlled amount."""
 
     name = "fedyogi"
-    settings_model = AdaptiveSettings
-    settings: AdaptiveSettings
 
-    def _second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
-        beta2 = self.settings.beta2
-        return np.asarray(v - (1.0 - beta2) * delta_sq * np.sign(v - delta_sq))
+    @validate_call
+    def __init__(
+        self,
+        *,
+        server_lr: ServerLr = 0.1,
+        beta1: Beta1 = 0.9,
+        beta2: Beta2 = 0.99,
+        tau: Tau = 1e-3,
+    ) -> None:
+        self.server_lr, self.beta1, self.beta2, self.tau = server_lr, beta1, beta2, tau
+
+    def second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
+        return np.asarray(v - (1.0 - self.beta2) * delta_sq * np.sign(v - delta_sq))
