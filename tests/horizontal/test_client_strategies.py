@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from consortium.horizontal import FedDyn, FedProx, Scaffold
+from consortium.errors import ConfigError
+from consortium.horizontal import FedDyn, FedProx, Scaffold, build_strategy
 from consortium.horizontal.clients import CONTROL, CONTROL_DELTA, CORRECTIONS, FitConfig
-from consortium.jobs import run
+from consortium.jobs import load_job, run
 
 ROUNDS = 3
 
@@ -94,6 +96,46 @@ def test_fedprox_averages_like_fedavg_and_asks_for_the_proximal_term():
     acc.add("b", {"w": np.array([4.0, 3.0])}, {"num_examples": 2})
     new, _ = strategy.aggregate(1, state, acc, {})
     np.testing.assert_allclose(new.weights["w"], [3.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "field", "message"),
+    [
+        ("feddyn", {"alpha": 0}, "alpha", "greater than 0"),
+        ("feddyn", {"num_clients": 0}, "num_clients", "greater than 0"),
+        ("feddyn", {"mu": 0.1}, "mu", "unknown key"),
+        ("scaffold", {"server_lr": -1.0}, "server_lr", "greater than 0"),
+        ("scaffold", {"num_clients": "all"}, "num_clients", "valid integer"),
+        ("scaffold", {"eta": 1.0}, "eta", "unknown key"),
+        ("fedprox", {"mu": -0.5}, "mu", "greater than or equal to 0"),
+    ],
+)
+def test_bad_settings_name_the_field(name, args, field, message):
+    cls = {"feddyn": FedDyn, "scaffold": Scaffold, "fedprox": FedProx}[name]
+    with pytest.raises(ValidationError, match=field):
+        cls(**args)
+    with pytest.raises(ConfigError, match=rf"algorithm\.strategy\.args\.{field}: .*{message}"):
+        build_strategy(name, args)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "field"),
+    [("feddyn", {"alpha": -1}, "alpha"), ("scaffold", {"num_clients": -3}, "num_clients")],
+)
+def test_the_job_loader_rejects_a_bad_setting(small_job, write_job, name, args, field):
+    path = write_job(small_job(algorithm__strategy={"name": name, "args": args}))
+    with pytest.raises(ConfigError, match=rf"algorithm\.strategy\.args\.{field}: ") as info:
+        load_job(path)
+    assert str(path) in str(info.value)
+
+
+def test_settings_are_kept_as_given():
+    dyn = FedDyn(alpha=0.5, num_clients=7)
+    assert (dyn.alpha, dyn.num_clients) == (0.5, 7)
+    assert (FedDyn().alpha, FedDyn().num_clients) == (0.01, None)
+    scaffold = Scaffold(server_lr=0.5, num_clients=4)
+    assert (scaffold.server_lr, scaffold.num_clients) == (0.5, 4)
+    assert (Scaffold().server_lr, Scaffold().num_clients) == (1.0, None)
 
 
 def _config(*, lr: float = 0.1, aux=None, **instructions) -> FitConfig:

@@ -15,28 +15,28 @@ that replied, right under full participation).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated
 
 import numpy as np
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveInt, validate_call
 
-from consortium.horizontal._common import too_few_updates
+from consortium.horizontal._common import float_state, too_few_updates
 from consortium.horizontal.aggregate import WeightedSum, check_update
-from consortium.horizontal.strategy import STRATEGIES, FitInstructions, ServerState, Weights
-from consortium.spec import Strict
+from consortium.horizontal.strategy import (
+    STRATEGIES,
+    FitInstructions,
+    ServerState,
+    Strategy,
+    Weights,
+)
 from consortium.wire import MetaValue
 
-__all__ = ["FedDyn", "FedDynRound", "FedDynSettings"]
-
-
-class FedDynSettings(Strict):
-    alpha: PositiveFloat = Field(default=0.01, description="alpha, the regularisation weight")
-    num_clients: PositiveInt | None = Field(
-        default=None, description="m, trainers in the federation; default: those that replied"
-    )
+__all__ = ["FedDyn", "FedDynRound"]
 
 
 class FedDynRound:
+    """The plain (unweighted) running sum of the valid replies' models."""
+
     def __init__(self, *, reference: Weights) -> None:
         self._reference = reference
         self.models = WeightedSum(like=reference)
@@ -49,33 +49,42 @@ class FedDynRound:
 
 
 @STRATEGIES.decorator("feddyn")
-class FedDyn:
-    def __init__(self, **settings: Any) -> None:
-        self.settings = FedDynSettings.model_validate(settings)
+class FedDyn(Strategy[FedDynRound]):
+    """The server's half of FedDyn; the trainers add the dynamic regulariser."""
+
+    @validate_call
+    def __init__(
+        self,
+        *,
+        alpha: Annotated[float, Field(gt=0, description="alpha, the regularisation weight")] = 0.01,
+        num_clients: Annotated[
+            PositiveInt | None,
+            Field(description="m, trainers in the federation; default: those that replied"),
+        ] = None,
+    ) -> None:
+        self.alpha = alpha
+        self.num_clients = num_clients
 
     def init(self, weights: Weights) -> ServerState:
-        floats = [k for k, v in weights.items() if np.asarray(v).dtype.kind == "f"]
-        h = {k: np.zeros(np.shape(weights[k]), np.float64) for k in floats}
-        return ServerState(round=0, weights=dict(weights), extra={"h": h})
+        return ServerState(round=0, weights=dict(weights), extra={"h": float_state(weights)})
 
     def configure(self, round: int, state: ServerState) -> FitInstructions:
         return FitInstructions(
-            weights=state.weights, config={"client": "feddyn", "alpha": self.settings.alpha}
+            weights=state.weights, config={"client": "feddyn", "alpha": self.alpha}
         )
 
     def begin(self, round: int, state: ServerState, *, expected: int | None = None) -> FedDynRound:
         return FedDynRound(reference=state.weights)
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: FedDynRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, FedDynRound)
         replied = acc.models.count
         if replied == 0:
             raise too_few_updates(
                 "feddyn", needed=1, received=0, why="a mean of no models", failures=failures
             )
-        alpha, m = self.settings.alpha, self.settings.num_clients or replied
+        alpha, m = self.alpha, self.num_clients or replied
         mean = acc.models.mean()
         h: dict[str, np.ndarray] = {}
         weights: dict[str, np.ndarray] = {}

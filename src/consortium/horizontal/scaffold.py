@@ -17,36 +17,32 @@ trainers take part every round).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated
 
 import numpy as np
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveInt, validate_call
 
-from consortium.horizontal._common import too_few_updates
+from consortium.horizontal._common import float_state, floating, too_few_updates
 from consortium.horizontal.aggregate import WeightedSum, check_update
 from consortium.horizontal.clients import CONTROL, CONTROL_DELTA, split_aux
-from consortium.horizontal.strategy import STRATEGIES, FitInstructions, ServerState, Weights
-from consortium.spec import Strict
+from consortium.horizontal.strategy import (
+    STRATEGIES,
+    FitInstructions,
+    ServerState,
+    Strategy,
+    Weights,
+)
 from consortium.wire import MetaValue
 
-__all__ = ["Scaffold", "ScaffoldRound", "ScaffoldSettings"]
-
-
-class ScaffoldSettings(Strict):
-    server_lr: PositiveFloat = Field(default=1.0, description="η_g")
-    num_clients: PositiveInt | None = Field(
-        default=None, description="N, trainers in the federation; default: those that replied"
-    )
-
-
-def _floats(weights: Weights) -> list[str]:
-    return [k for k, v in weights.items() if np.asarray(v).dtype.kind == "f"]
+__all__ = ["Scaffold", "ScaffoldRound"]
 
 
 class ScaffoldRound:
+    """The plain running sums of the valid replies' models and control-variate changes."""
+
     def __init__(self, *, reference: Weights) -> None:
         self._reference = reference
-        self._deltas = {CONTROL_DELTA + k: reference[k] for k in _floats(reference)}
+        self._deltas = {CONTROL_DELTA + k: reference[k] for k in floating(reference)}
         self.models = WeightedSum(like=reference)
         self.controls = WeightedSum(like=self._deltas)
 
@@ -60,13 +56,24 @@ class ScaffoldRound:
 
 
 @STRATEGIES.decorator("scaffold")
-class Scaffold:
-    def __init__(self, **settings: Any) -> None:
-        self.settings = ScaffoldSettings.model_validate(settings)
+class Scaffold(Strategy[ScaffoldRound]):
+    """The server's half of SCAFFOLD; the trainers correct their gradients by c - c_i."""
+
+    @validate_call
+    def __init__(
+        self,
+        *,
+        server_lr: Annotated[float, Field(gt=0, description="η_g")] = 1.0,
+        num_clients: Annotated[
+            PositiveInt | None,
+            Field(description="N, trainers in the federation; default: those that replied"),
+        ] = None,
+    ) -> None:
+        self.server_lr = server_lr
+        self.num_clients = num_clients
 
     def init(self, weights: Weights) -> ServerState:
-        c = {k: np.zeros(np.shape(weights[k]), np.float64) for k in _floats(weights)}
-        return ServerState(round=0, weights=dict(weights), extra={"c": c})
+        return ServerState(round=0, weights=dict(weights), extra={"c": float_state(weights)})
 
     def configure(self, round: int, state: ServerState) -> FitInstructions:
         c = state.extra["c"]
@@ -79,9 +86,8 @@ class Scaffold:
         return ScaffoldRound(reference=state.weights)
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: ScaffoldRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, ScaffoldRound)
         replied = acc.models.count
         if replied == 0:
             raise too_few_updates(
@@ -89,8 +95,8 @@ class Scaffold:
             )
         mean = acc.models.mean()
         dc = acc.controls.mean()  # (1/|S|) Σ Δc_i
-        n = self.settings.num_clients or replied
-        eta = self.settings.server_lr
+        n = self.num_clients or replied
+        eta = self.server_lr
         weights: dict[str, np.ndarray] = {}
         for k, x in state.weights.items():
             if k in state.extra["c"]:
