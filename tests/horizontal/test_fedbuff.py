@@ -11,22 +11,23 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from consortium.errors import ConfigError
-from consortium.horizontal import FedBuff, ServerState
+from consortium.horizontal import FedBuff, ServerState, build_strategy
 from consortium.horizontal.fedbuff import STALENESS
 from consortium.jobs import load_job, run
 
 SLOW_PLUGIN = Path(__file__).with_name("slow_plugins.py")
 
 
-def _oracle(x, deltas, staleness, server_lr, exponent, bound):
+def _oracle(x, deltas, staleness, server_lr, rule, exponent, bound):
     kept = [(d, s) for d, s in zip(deltas, staleness, strict=True) if s <= bound]
     if not kept:
         return list(x), 0
     total = [0.0] * len(x)
     for d, s in kept:
-        w = (1.0 + s) ** -exponent
+        w = 1.0 if rule == "constant" else (1.0 + s) ** -exponent
         for i, v in enumerate(d):
             total[i] += w * float(v)
     return [xi + server_lr * t / len(kept) for xi, t in zip(x, total, strict=True)], len(kept)
@@ -37,16 +38,19 @@ def _oracle(x, deltas, staleness, server_lr, exponent, bound):
     n=st.integers(1, 6),
     size=st.integers(1, 5),
     server_lr=st.floats(0.1, 2.0),
+    rule=st.sampled_from(["polynomial", "constant"]),
     exponent=st.floats(0.0, 2.0),
     bound=st.integers(0, 4),
     seed=st.integers(0, 2**31),
 )
-def test_server_step_matches_the_paper(n, size, server_lr, exponent, bound, seed):
+def test_server_step_matches_the_paper(n, size, server_lr, rule, exponent, bound, seed):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=size)
     deltas = [rng.normal(size=size) for _ in range(n)]
     staleness = [int(s) for s in rng.integers(0, 6, size=n)]
-    strategy = FedBuff(buffer_size=n, server_lr=server_lr, exponent=exponent, max_staleness=bound)
+    strategy = FedBuff(
+        buffer_size=n, server_lr=server_lr, staleness=rule, exponent=exponent, max_staleness=bound
+    )
     state = ServerState(round=3, weights={"w": x})
     acc = strategy.begin(4, state)
     refused = {}
@@ -54,9 +58,10 @@ def test_server_step_matches_the_paper(n, size, server_lr, exponent, bound, seed
         reason = acc.add(f"p{i}", {"w": d}, {STALENESS: s, "num_examples": 1})
         if reason is not None:
             refused[f"p{i}"] = reason
-    expected, kept = _oracle(x, deltas, staleness, server_lr, exponent, bound)
+    expected, kept = _oracle(x, deltas, staleness, server_lr, rule, exponent, bound)
     assert len(refused) == n - kept
     assert all("stale update" in r for r in refused.values())
+    assert strategy.ready(acc) == (kept == n)
     new, metrics = strategy.aggregate(4, state, acc, refused)
     if kept == 0:
         np.testing.assert_array_equal(new.weights["w"], x)
@@ -76,17 +81,31 @@ def test_bad_replies_are_refused_not_raised():
     assert acc.count == 0 and not strategy.ready(acc)
 
 
+def test_it_declares_the_async_schedule_and_its_concurrency():
+    assert FedBuff.schedule == "async"
+    assert FedBuff().concurrency() is None  # every trainer
+    assert FedBuff(concurrency=3).concurrency() == 3
+    assert FedBuff().minimum_updates() == 1
+
+
 @pytest.mark.parametrize(
-    ("args", "field"),
+    ("args", "field", "message"),
     [
-        ({"buffer_size": 0}, "buffer_size"),
-        ({"max_staleness": -1}, "max_staleness"),
-        ({"bufer": 3}, "bufer"),
+        ({"buffer_size": 0}, "buffer_size", "greater than 0"),
+        ({"max_staleness": -1}, "max_staleness", "greater than or equal to 0"),
+        ({"concurrency": 0}, "concurrency", "greater than 0"),
+        ({"staleness": "linear"}, "staleness", "'polynomial' or 'constant'"),
+        ({"exponent": -0.5}, "exponent", "greater than or equal to 0"),
+        ({"bufer": 3}, "bufer", "unknown key"),
     ],
 )
-def test_bad_settings_name_the_field(small_job, write_job, args, field):
+def test_bad_settings_name_the_field(small_job, write_job, args, field, message):
+    with pytest.raises(ValidationError, match=field):
+        FedBuff(**args)
+    with pytest.raises(ConfigError, match=rf"algorithm\.strategy\.args\.{field}: .*{message}"):
+        build_strategy("fedbuff", args)
     job = small_job(algorithm__strategy={"name": "fedbuff", "args": args})
-    with pytest.raises(ConfigError, match=field):
+    with pytest.raises(ConfigError, match=rf"algorithm\.strategy\.args\.{field}: "):
         load_job(write_job(job))
 
 

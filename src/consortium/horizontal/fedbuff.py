@@ -14,44 +14,38 @@ delta against the version it was trained from and passes its staleness in ``meta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveInt, validate_call
 
 from consortium.horizontal.aggregate import WeightedSum, check_update
-from consortium.horizontal.strategy import STRATEGIES, FitInstructions, ServerState, Weights
-from consortium.spec import Strict
+from consortium.horizontal.strategy import STRATEGIES, Schedule, ServerState, Strategy, Weights
 from consortium.wire import MetaValue
 
-__all__ = ["FedBuff", "FedBuffRound", "FedBuffSettings", "staleness_weight"]
+__all__ = ["FedBuff", "FedBuffRound", "staleness_weight"]
 
 STALENESS = "staleness"  # meta key set by the asynchronous schedule
 
-
-class FedBuffSettings(Strict):
-    buffer_size: PositiveInt = Field(default=10, description="K: updates per server step")
-    server_lr: PositiveFloat = Field(default=1.0, description="η_g")
-    max_staleness: int = Field(default=10, ge=0, description="refuse updates staler than this")
-    concurrency: PositiveInt | None = Field(
-        default=None, description="trainers training at once; default: every trainer"
-    )
-    staleness: Literal["polynomial", "constant"] = "polynomial"
-    exponent: float = Field(default=0.5, ge=0, description="w(s) = (1 + s) ** -exponent")
+StalenessRule = Literal["polynomial", "constant"]
 
 
-def staleness_weight(settings: FedBuffSettings, staleness: int) -> float:
-    if settings.staleness == "constant":
+def staleness_weight(staleness: int, *, rule: StalenessRule, exponent: float) -> float:
+    """w(s): (1 + s) ** -exponent for the polynomial rule, 1 for the constant one."""
+    if rule == "constant":
         return 1.0
-    return float((1.0 + staleness) ** -settings.exponent)
+    return float((1.0 + staleness) ** -exponent)
 
 
 class FedBuffRound:
     """The buffer: Σ w(s_i) Δ_i over the deltas accepted so far."""
 
-    def __init__(self, *, settings: FedBuffSettings, reference: Weights) -> None:
-        self._settings = settings
+    def __init__(
+        self, *, reference: Weights, max_staleness: int, weight: Callable[[int], float]
+    ) -> None:
         self._reference = reference
+        self._max_staleness = max_staleness
+        self._weight = weight
         self.sum = WeightedSum(like=reference)
         self.staleness: dict[str, int] = {}
 
@@ -63,49 +57,72 @@ class FedBuffRound:
         s = meta.get(STALENESS)
         if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             return f"staleness must be a non-negative integer, got {s!r}"
-        if s > self._settings.max_staleness:
-            return (
-                f"stale update: {s} server steps old, the bound is {self._settings.max_staleness}"
-            )
+        if s > self._max_staleness:
+            return f"stale update: {s} server steps old, the bound is {self._max_staleness}"
         reason = check_update(weights, self._reference)
         if reason is None:
-            self.sum.add(weights, staleness_weight(self._settings, s))
+            self.sum.add(weights, self._weight(s))
             self.staleness[party] = s
         return reason
 
 
 @STRATEGIES.decorator("fedbuff")
-class FedBuff:
+class FedBuff(Strategy[FedBuffRound]):
     """Buffered asynchronous aggregation; runs on the ``async`` schedule."""
 
-    schedule = "async"
+    schedule: ClassVar[Schedule] = "async"
 
-    def __init__(self, **args: object) -> None:
-        self.settings = FedBuffSettings.model_validate(args)
+    @validate_call
+    def __init__(
+        self,
+        *,
+        buffer_size: Annotated[PositiveInt, Field(description="K: updates per server step")] = 10,
+        server_lr: Annotated[float, Field(gt=0, description="η_g")] = 1.0,
+        max_staleness: Annotated[
+            int, Field(ge=0, description="refuse updates staler than this")
+        ] = 10,
+        concurrency: Annotated[
+            PositiveInt | None,
+            Field(description="trainers training at once; default: every trainer"),
+        ] = None,
+        staleness: Annotated[
+            StalenessRule,
+            Field(description="w(s): polynomial, (1 + s) ** -exponent; or constant, 1"),
+        ] = "polynomial",
+        exponent: Annotated[float, Field(ge=0, description="w(s) = (1 + s) ** -exponent")] = 0.5,
+    ) -> None:
+        self.buffer_size = buffer_size
+        self.server_lr = server_lr
+        self.max_staleness = max_staleness
+        self._concurrency = concurrency  # read through concurrency(), the hook
+        self.staleness = staleness
+        self.exponent = exponent
 
-    def init(self, weights: Weights) -> ServerState:
-        return ServerState(round=0, weights=dict(weights))
-
-    def configure(self, round: int, state: ServerState) -> FitInstructions:
-        return FitInstructions(weights=state.weights, config={})
+    def weight(self, staleness: int) -> float:
+        """w(s), the weight of an update ``staleness`` server steps old."""
+        return staleness_weight(staleness, rule=self.staleness, exponent=self.exponent)
 
     def begin(self, round: int, state: ServerState, *, expected: int | None = None) -> FedBuffRound:
-        return FedBuffRound(settings=self.settings, reference=state.weights)
+        return FedBuffRound(
+            reference=state.weights, max_staleness=self.max_staleness, weight=self.weight
+        )
 
     def ready(self, acc: FedBuffRound) -> bool:
-        """Whether the buffer holds enough updates for a server step."""
-        return acc.count >= self.settings.buffer_size
+        """Whether the buffer holds K updates, enough for a server step."""
+        return acc.count >= self.buffer_size
+
+    def concurrency(self) -> int | None:
+        return self._concurrency
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: FedBuffRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, FedBuffRound)
         if acc.count == 0:
             return ServerState(round=round, weights=state.weights, extra=state.extra), {}
         # WeightedSum keeps Σ w_i Δ_i in float64; its mean divides by Σ w_i, so undo that and
         # divide by the number of updates instead, as the paper does.
         mean = acc.sum.mean()
-        scale = self.settings.server_lr * acc.sum.total_weight / acc.count
+        scale = self.server_lr * acc.sum.total_weight / acc.count
         weights = {
             name: (state.weights[name] + scale * mean[name]).astype(
                 state.weights[name].dtype, copy=False
