@@ -13,16 +13,20 @@ broken by party name, so the result does not depend on the order replies arrived
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
+from pydantic import Field, NonNegativeInt
 
 from consortium.horizontal._common import num_examples, too_few_updates
 from consortium.horizontal.aggregate import UpdateStack, check_update
-from consortium.horizontal.strategy import FitInstructions, ServerState, Weights
+from consortium.horizontal.strategy import ServerState, Strategy, Weights
 from consortium.wire import MetaValue
 
-__all__ = ["RobustStrategy", "StackRound"]
+__all__ = ["Byzantine", "RobustStrategy", "StackRound"]
+
+Byzantine = Annotated[NonNegativeInt, Field(description="f: how many updates may be Byzantine")]
+"""The ``byzantine`` setting of Krum, Multi-Krum and Bulyan."""
 
 
 class StackRound:
@@ -86,16 +90,11 @@ class StackRound:
         return {"examples": examples, "replies": float(self.count), **extra}
 
 
-class RobustStrategy:
-    """init, configure and begin of a rule that needs every update at once."""
+class RobustStrategy(Strategy[StackRound]):
+    """The round of a rule that needs every update at once; subclasses name themselves
+    (``name``, for errors) and implement :meth:`aggregate` on the :class:`StackRound`."""
 
     name: ClassVar[str]
-
-    def init(self, weights: Weights) -> ServerState:
-        return ServerState(round=0, weights=dict(weights))
-
-    def configure(self, round: int, state: ServerState) -> FitInstructions:
-        return FitInstructions(weights=state.weights, config={})
 
     def begin(self, round: int, state: ServerState, *, expected: int | None = None) -> StackRound:
         return StackRound(strategy=self.name, reference=state.weights, expected=expected)

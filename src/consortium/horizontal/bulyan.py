@@ -20,23 +20,17 @@ Unweighted, with ties broken by party name, for the reasons given in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
-from pydantic import Field, NonNegativeInt
+from pydantic import validate_call
 
-from consortium.horizontal._robust import RobustStrategy, StackRound
+from consortium.horizontal._robust import Byzantine, RobustStrategy, StackRound
 from consortium.horizontal.krum import krum_scores, pairwise_sq_distances
 from consortium.horizontal.strategy import STRATEGIES, ServerState
-from consortium.spec import Strict
 
-__all__ = ["Bulyan", "BulyanSettings", "mean_around_median"]
+__all__ = ["Bulyan", "mean_around_median"]
 
 _COLUMNS = 1 << 14  # columns per block of the coordinate-wise step
-
-
-class BulyanSettings(Strict):
-    byzantine: NonNegativeInt = Field(description="f: how many updates may be Byzantine")
 
 
 def mean_around_median(rows: np.ndarray, selected: list[int], keep: int) -> np.ndarray:
@@ -68,16 +62,17 @@ class Bulyan(RobustStrategy):
 
     name = "bulyan"
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = BulyanSettings.model_validate(settings)
+    @validate_call
+    def __init__(self, *, byzantine: Byzantine) -> None:
+        self.byzantine = byzantine
 
     def minimum_updates(self) -> int:
         """Valid updates a round needs (checked against the topology when a job loads)."""
-        return 4 * self.settings.byzantine + 3
+        return 4 * self.byzantine + 3
 
     def select(self, acc: StackRound) -> list[int]:
         """The θ = n - 2f row indices recursive Krum picks, in the order it picks them."""
-        f = self.settings.byzantine
+        f = self.byzantine
         dist = pairwise_sq_distances(acc.stack.rows)
         remaining = list(range(acc.count))
         chosen: list[int] = []
@@ -88,10 +83,9 @@ class Bulyan(RobustStrategy):
         return chosen
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: StackRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, StackRound)
-        f = self.settings.byzantine
+        f = self.byzantine
         acc.require(
             self.name, 4 * f + 3, why=f"Bulyan needs n ≥ 4f + 3 with f = {f}", failures=failures
         )

@@ -16,17 +16,13 @@ updates being arbitrary cannot move it outside the range of the honest ones. Unw
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+from pydantic import validate_call
 
 from consortium.horizontal._robust import RobustStrategy, StackRound
 from consortium.horizontal.strategy import STRATEGIES, ServerState
-from consortium.spec import Strict
 
-__all__ = ["FedMedian", "FedMedianSettings"]
-
-
-class FedMedianSettings(Strict):
-    """FedMedian has no settings; any key is a mistake."""
+__all__ = ["FedMedian"]
 
 
 @STRATEGIES.decorator("fedmedian")
@@ -35,12 +31,12 @@ class FedMedian(RobustStrategy):
 
     name = "fedmedian"
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = FedMedianSettings.model_validate(settings)
+    @validate_call
+    def __init__(self) -> None:
+        """FedMedian has no settings: any keyword is refused (ValidationError)."""
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: StackRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, StackRound)
         acc.require(self.name, 1, why="a median of no models", failures=failures, setting=None)
         return ServerState(round=round, weights=acc.stack.median()), acc.metrics()

@@ -18,21 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, validate_call
 
 from consortium.horizontal._robust import RobustStrategy, StackRound
 from consortium.horizontal.strategy import STRATEGIES, ServerState
-from consortium.spec import Strict
 
-__all__ = ["FedTrimmedAvg", "FedTrimmedAvgSettings", "trim_count"]
-
-
-class FedTrimmedAvgSettings(Strict):
-    beta: float = Field(
-        default=0.1, ge=0, lt=0.5, description="β: the fraction trimmed from each end"
-    )
+__all__ = ["FedTrimmedAvg", "trim_count"]
 
 
 def trim_count(beta: float, n: int) -> int:
@@ -46,14 +39,20 @@ class FedTrimmedAvg(RobustStrategy):
 
     name = "fedtrimmedavg"
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = FedTrimmedAvgSettings.model_validate(settings)
+    @validate_call
+    def __init__(
+        self,
+        *,
+        beta: Annotated[
+            float, Field(ge=0, lt=0.5, description="β: the fraction trimmed from each end")
+        ] = 0.1,
+    ) -> None:
+        self.beta = beta
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: StackRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, StackRound)
         acc.require(self.name, 1, why="a mean of no models", failures=failures, setting=None)
-        trim = trim_count(self.settings.beta, acc.count)
+        trim = trim_count(self.beta, acc.count)
         weights = acc.stack.trimmed_mean(trim)
         return ServerState(round=round, weights=weights), acc.metrics(trimmed=float(trim))

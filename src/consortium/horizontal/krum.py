@@ -23,35 +23,17 @@ same updates.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, PositiveInt, validate_call
 
-from consortium.horizontal._robust import RobustStrategy, StackRound
+from consortium.horizontal._robust import Byzantine, RobustStrategy, StackRound
 from consortium.horizontal.strategy import STRATEGIES, ServerState
-from consortium.spec import Strict
 
-__all__ = [
-    "Krum",
-    "KrumSettings",
-    "MultiKrum",
-    "MultiKrumSettings",
-    "krum_scores",
-    "pairwise_sq_distances",
-]
+__all__ = ["Krum", "MultiKrum", "krum_scores", "pairwise_sq_distances"]
 
 _COLUMNS = 1 << 15  # columns per block: the float64 working copy stays ~n x 256 KiB
-
-
-class KrumSettings(Strict):
-    byzantine: NonNegativeInt = Field(description="f: how many updates may be Byzantine")
-
-
-class MultiKrumSettings(KrumSettings):
-    keep: PositiveInt | None = Field(
-        default=None, description="m: how many of the best-scored updates to average; n - f"
-    )
 
 
 def _distances_from_gram(rows: np.ndarray, centre: int) -> np.ndarray:
@@ -124,18 +106,18 @@ class Krum(RobustStrategy):
 
     name = "krum"
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = KrumSettings.model_validate(settings)
+    @validate_call
+    def __init__(self, *, byzantine: Byzantine) -> None:
+        self.byzantine = byzantine
 
     def minimum_updates(self) -> int:
         """Valid updates a round needs (checked against the topology when a job loads)."""
-        return 2 * self.settings.byzantine + 3
+        return 2 * self.byzantine + 3
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: StackRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, StackRound)
-        f = self.settings.byzantine
+        f = self.byzantine
         acc.require(
             self.name, 2 * f + 3, why=f"Krum needs n > 2f + 2 with f = {f}", failures=failures
         )
@@ -151,18 +133,27 @@ class MultiKrum(RobustStrategy):
 
     name = "multikrum"
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = MultiKrumSettings.model_validate(settings)
+    @validate_call
+    def __init__(
+        self,
+        *,
+        byzantine: Byzantine,
+        keep: Annotated[
+            PositiveInt | None,
+            Field(description="m: how many of the best-scored updates to average; n - f"),
+        ] = None,
+    ) -> None:
+        self.byzantine = byzantine
+        self.keep = keep
 
     def minimum_updates(self) -> int:
         """Valid updates a round needs (checked against the topology when a job loads)."""
-        return max(2 * self.settings.byzantine + 3, self.settings.keep or 0)
+        return max(2 * self.byzantine + 3, self.keep or 0)
 
     def aggregate(
-        self, round: int, state: ServerState, acc: object, failures: Mapping[str, str]
+        self, round: int, state: ServerState, acc: StackRound, failures: Mapping[str, str]
     ) -> tuple[ServerState, dict[str, float]]:
-        assert isinstance(acc, StackRound)
-        f, keep = self.settings.byzantine, self.settings.keep
+        f, keep = self.byzantine, self.keep
         if keep is None:
             needed, why = 2 * f + 3, f"Multi-Krum needs n > 2f + 2 with f = {f}"
         else:
