@@ -16,12 +16,25 @@ GOOD_ARGS = {
     "fedadam": {"beta2": 0.9},
     "fedavg": {},
     "fedavgm": {"momentum": 0.0},
+    "fedbuff": {"buffer_size": 2, "staleness": "constant"},
+    "feddyn": {"alpha": 0.1, "num_clients": 5},
     "fedmedian": {},
+    "fedprox": {"mu": 0.1},
     "fedtrimmedavg": {"beta": 0.2},
     "fedyogi": {"server_lr": 0.01},
     "krum": {"byzantine": 1},
     "multikrum": {"byzantine": 1, "keep": 2},
+    "scaffold": {"server_lr": 0.5},
 }
+
+
+def test_every_built_in_strategy_is_listed_here():
+    built_in = {
+        name
+        for name in STRATEGIES.names()
+        if STRATEGIES.get(name).__module__.startswith("consortium.horizontal.")
+    }
+    assert built_in == set(GOOD_ARGS)
 
 
 def test_the_default_strategy_is_fedavg():
