@@ -82,7 +82,7 @@ __all__ = [
     "settings_model",
 ]
 
-_T = typing.TypeVar("_T", bound=abc.Callable[..., Strategy])  # type: ignore[type-arg]
+_T = typing.TypeVar("_T", bound=abc.Callable[..., Strategy])
 
 
 def register_strategy(name: str, *, force: bool = False) -> abc.Callable[[_T], _T]:

@@ -14,6 +14,7 @@ import os
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -176,6 +177,7 @@ inputs = st.one_of(mutated(), assembled(), prefixed, st.binary(max_size=128))
 # -- the property ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @FUZZ
 @given(inputs, LIMITS, st.booleans())
 def test_decode_returns_a_message_or_raises_decode_error(buf, limits, writable):

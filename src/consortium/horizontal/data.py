@@ -49,8 +49,7 @@ class RowBinder:
             raise ConfigError(f"{source}: model: the {job.protocol} protocol needs a model")
         _registered(DATASETS, spec.data.dataset.name, "data.dataset.name", source)
         _registered(MODELS, spec.model.name, "model.name", source)
-        evaluation = getattr(job.algorithm, "evaluation", None)
-        if evaluation is not None and evaluation.federated:
+        if job.algorithm.evaluation.federated:
             held = [r for r, b in spec.data.roles.items() if b.holdout > 0]
             if not held:
                 raise ConfigError(
