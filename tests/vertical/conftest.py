@@ -1,9 +1,14 @@
 """Centralised oracles for the vertical tests: the same records, aligned by id and pooled
-in one place (which the protocol itself never does), trained by plain numpy."""
+in one place (which the protocol itself never does), trained by plain numpy. And the ways
+in to the programs without a network: a recorder a state machine sends through, a loopback
+that runs every party's program on the test's thread, and a tap on what a real run's
+parties send."""
 
 from __future__ import annotations
 
 import copy
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,10 +18,13 @@ import numpy as np
 import pytest
 import yaml
 
-from consortium.jobs import bind_data, parse_job
-from consortium.runtime import derive_rng
+from consortium.errors import TransportTimeout
+from consortium.jobs import bind_data, parse_job, run_inproc
+from consortium.runtime import PartyContext, derive_rng, program_for
 from consortium.vertical import batches, fit_standardizer, split_records
 from consortium.vertical.align import EPOCH_KEY, SPLIT_KEY
+from consortium.vertical.exchange import Expect
+from consortium.wire import Message
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -138,6 +146,180 @@ def load_parts(run_dir: Path, parts_dir: Path, pool: Pooled, master: str) -> dic
     return {"weight": np.vstack(weights), "bias": master_part["top.bias"], "master": master_part}
 
 
+# -- without a network ---------------------------------------------------------------------
+
+
+def message(
+    kind: str, *, sender: str = "master", receiver: str = "member-0", **fields: Any
+) -> Message:
+    """A message as a party would receive it (``round``, ``meta``, ``tensors`` by keyword)."""
+    return Message(kind=kind, sender=sender, receiver=receiver, job="test", **fields)
+
+
+class Recorder:
+    """An outbox that keeps what a state machine sends, for the test to read."""
+
+    def __init__(self, name: str = "member-0") -> None:
+        self.name = name
+        self.sent: list[Message] = []
+
+    def send(self, kind, to, *, round=0, meta=None, tensors=None) -> None:
+        self.sent.append(
+            message(
+                kind,
+                sender=self.name,
+                receiver=to,
+                round=round,
+                meta=meta or {},
+                tensors=tensors or {},
+            )
+        )
+
+    def reply(self, request: Message, kind: str, *, meta=None, tensors=None) -> None:
+        self.send(kind, request.sender, round=request.round, meta=meta, tensors=tensors)
+
+
+class Handed:
+    """An endpoint that hands what its party sends to ``deliver`` (and never receives:
+    the loopback gives its program each message itself)."""
+
+    def __init__(self, party: str, deliver: Callable[[Message], None]) -> None:
+        self.party = party
+        self.deliver = deliver
+
+    def send(self, msg: Message) -> None:
+        self.deliver(msg)
+
+    def recv(self, timeout: float | None = None) -> Message:
+        raise TransportTimeout(f"{self.party} receives only from the loopback")
+
+    def close(self) -> None:
+        return None
+
+
+class Loopback:
+    """Every party of a job on the test's thread, no transport: the master's
+    :class:`~consortium.vertical.exchange.Exchange`. A message is handed at once to the
+    program it is for (a member's or the arbiter's ``handle``), in the order sent; messages
+    for the master wait in :attr:`inbox` for :meth:`collect`. :attr:`sent` keeps every
+    message, in order."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.job = parse_job(copy.deepcopy(raw))
+        self.data = bind_data(self.job)
+        topology = self.job.topology
+        self.master = topology.hub
+        self.round = 0
+        self.sent: list[Message] = []
+        self.inbox: list[Message] = []
+        self.queue: deque[Message] = deque()
+        self.busy = False
+        self.contexts = {
+            party.name: PartyContext(
+                party=party,
+                topology=topology,
+                endpoint=Handed(party.name, self.deliver),
+                job_id="loopback",
+                seed=self.job.spec.seed,
+                settings=self.job.algorithm,
+                data=self.data[party.name],
+            )
+            for party in topology.parties
+        }
+        self.programs = {
+            party.name: program_for("vertical", party.role)(self.contexts[party.name])
+            for party in topology.parties
+        }
+        for name, program in self.programs.items():
+            if name != self.master:
+                program.start(self.contexts[name])
+        self.inbox.clear()  # the joins
+
+    def deliver(self, msg: Message) -> None:
+        """Queue ``msg``; the outermost call hands out the queue, one message at a time
+        (a program never gets a message while it handles another, as under the runtime)."""
+        self.sent.append(msg)
+        self.queue.append(msg)
+        if self.busy:
+            return
+        self.busy = True
+        try:
+            while self.queue:
+                msg = self.queue.popleft()
+                if msg.receiver == self.master:
+                    self.inbox.append(msg)
+                else:
+                    self.programs[msg.receiver].handle(self.contexts[msg.receiver], msg)
+        finally:
+            self.busy = False
+
+    def conduct(self) -> Any:
+        """The master's whole run (after the joins) through this loopback: its Outcome."""
+        return self.programs[self.master].conduct(self.contexts[self.master], self)
+
+    # the Exchange
+    def new_round(self) -> int:
+        self.round += 1
+        return self.round
+
+    def send(self, kind, to, *, round, meta=None, tensors=None) -> None:
+        self.deliver(
+            message(
+                kind,
+                sender=self.master,
+                receiver=to,
+                round=round,
+                meta=meta or {},
+                tensors=tensors or {},
+            )
+        )
+
+    def collect(self, round: int, *expects: Expect) -> list[list[Any]]:
+        out = []
+        for expect in expects:
+            got: dict[str, Any] = {}
+            for msg in list(self.inbox):
+                wanted = msg.kind == expect.kind and msg.round == round
+                if wanted and msg.sender in expect.parties and msg.sender not in got:
+                    got[msg.sender] = expect.read(msg)
+                    self.inbox.remove(msg)
+            missing = sorted(set(expect.parties) - set(got))
+            assert not missing, f"round {round}: no {expect.kind} from {missing}"
+            out.append([got[p] for p in expect.parties])
+        return out
+
+
+class Tap:
+    """An endpoint that shows every message its party sends to ``on_send``, which returns
+    the message to send (the same one, to record; another, to tamper)."""
+
+    def __init__(self, inner: Any, on_send: Callable[[Message], Message]) -> None:
+        self.inner = inner
+        self.on_send = on_send
+
+    @property
+    def party(self) -> str:
+        return str(self.inner.party)
+
+    def send(self, msg: Message) -> None:
+        self.inner.send(self.on_send(msg))
+
+    def recv(self, timeout: float | None = None) -> Message:
+        return self.inner.recv(timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def tapped_run(raw: dict[str, Any], run_dir: Path, on_send: Callable[[Message], Message]) -> Any:
+    """A real in-process run of ``raw`` whose parties' sends go through ``on_send``."""
+
+    def tap(ctx: PartyContext) -> None:
+        ctx.endpoint = Tap(ctx.endpoint, on_send)
+
+    return run_inproc(parse_job(copy.deepcopy(raw)), run_dir, quiet=True, on_context=tap)
+
+
 @pytest.fixture
 def vfl() -> SimpleNamespace:
     return SimpleNamespace(
@@ -146,4 +328,8 @@ def vfl() -> SimpleNamespace:
         schedule=schedule,
         central_gd=central_gd,
         load_parts=load_parts,
+        message=message,
+        Recorder=Recorder,
+        Loopback=Loopback,
+        tapped_run=tapped_run,
     )

@@ -5,13 +5,14 @@ cannot run. Small keys keep these fast; 2048-bit runs are benchmarks."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
 
 from consortium.errors import ConfigError
 from consortium.jobs import parse_job, run
-from consortium.vertical import Member
+from consortium.vertical import Kind
 from consortium.vertical import arbitered as arbitered_module
 
 SMALL_KEY = {"key_bits": 512, "precision": 32}
@@ -145,38 +146,41 @@ def test_linreg_exact_solver_is_for_honest_mode(vfl):
         parse_job(raw)
 
 
-def test_forged_ciphertexts_fail_the_run_naming_the_member(tmp_path, vfl, monkeypatch):
-    """member-0 sends bytes that are no ciphertext under the arbiter's key."""
-    honest = Member._reply_encrypted
+def test_forged_ciphertexts_fail_the_run_naming_the_member(tmp_path, vfl):
+    """member-0's encrypted outputs are replaced, on their way, by bytes that are no
+    ciphertext under the arbiter's key (all ones: at least n^2)."""
 
-    def forging(self, ctx, msg, kind, out):
-        if ctx.name != "member-0":
-            return honest(self, ctx, msg, kind, out)
-        width = self._keyring.public_key.ciphertext_bytes
-        garbage = np.full((*out.shape, width), 0xFF, dtype=np.uint8)  # >= n^2
-        ctx.reply(msg, kind, tensors={"enc": garbage}, meta={"exponent": 32})
-        return None
+    def forge(msg):
+        if msg.sender != "member-0" or msg.kind != Kind.HE_FORWARD_REPLY:
+            return msg
+        garbage = np.full_like(msg.tensors["enc"], 0xFF)
+        return dataclasses.replace(msg, tensors={"enc": garbage})
 
-    monkeypatch.setattr(Member, "_reply_encrypted", forging)
     raw = arbitered(vfl, "vfl_logreg_breast_cancer", algorithm__rounds=1)
-    result = run(raw, out=tmp_path / "run", quiet=True)
+    result = vfl.tapped_run(raw, tmp_path / "run", forge)
     assert not result.ok
     assert "member-0" in result.error and "invalid ciphertexts" in result.error
     assert "member-1" not in result.error
     assert (tmp_path / "run" / "summary.json").is_file()  # the failure is recorded
 
 
-def test_outputs_beyond_the_public_limit_fail_the_run_naming_the_member(tmp_path, vfl, monkeypatch):
+def test_outputs_beyond_the_public_limit_fail_the_run_naming_the_member(tmp_path, vfl):
     """Every party's partial output is at most 2^62 (the public limit the packed masking
-    relies on): member-0's outputs, scaled past it, fail the run before they are encrypted."""
-    honest = Member._reply_encrypted
-
-    def inflated(self, ctx, msg, kind, out):
-        scale = 2.0**70 if ctx.name == "member-0" else 1.0
-        return honest(self, ctx, msg, kind, out * scale + scale)
-
-    monkeypatch.setattr(Member, "_reply_encrypted", inflated)
-    result = run(arbitered(vfl, "vfl_logreg_breast_cancer", algorithm__rounds=1), out=tmp_path)
+    relies on): member-0's saved weights, scaled past it, make outputs that fail the run
+    before they are encrypted."""
+    parts = tmp_path / "parts"
+    raw = arbitered(
+        vfl, "vfl_logreg_breast_cancer", algorithm__rounds=1, algorithm__parts_dir=str(parts)
+    )
+    trained = run(copy.deepcopy(raw), out=tmp_path / "train", quiet=True)
+    assert trained.ok, trained.error
+    with np.load(parts / "member-0.npz") as saved:
+        state = {k: saved[k] for k in saved.files}
+    assert np.abs(state["weight"]).max() > 1e-3
+    state["weight"] = state["weight"] * 2.0**80
+    np.savez(parts / "member-0.npz", **state)
+    raw["algorithm"]["task"] = "predict"
+    result = run(raw, out=tmp_path / "predict", quiet=True)
     assert not result.ok
     assert "member-0" in result.error and "exceeds 2^62" in result.error
 

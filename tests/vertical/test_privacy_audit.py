@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 import pytest
 
-from consortium.jobs import bind_data, parse_job, run_inproc
+from consortium.jobs import bind_data, parse_job
 from consortium.vertical import VISIBILITY, Kind
 from consortium.vertical.encrypted import gradient_bound, output_bound, residual_bound
 from consortium.wire import Message
@@ -18,31 +17,17 @@ from consortium.wire import Message
 RUNTIME_KINDS = {"party.join", "run.stop", "party.leave"}
 
 
-class Recorder:
-    """Wraps a party's endpoint and records every message it sends, by receiver."""
-
-    def __init__(self, inner: Any, inbox: dict[str, list[Message]]) -> None:
-        self._inner = inner
-        self._inbox = inbox
-
-    def send(self, msg: Message) -> None:
-        self._inbox[msg.receiver].append(msg)
-        self._inner.send(msg)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def _audited_run(tmp_path, raw):
-    job = parse_job(copy.deepcopy(raw))
+def _audited_run(tmp_path, vfl, raw):
+    """A real run, with every message each party sends kept by its receiver."""
     inbox: dict[str, list[Message]] = defaultdict(list)
 
-    def wrap(ctx):
-        ctx.endpoint = Recorder(ctx.endpoint, inbox)
+    def keep(msg: Message) -> Message:
+        inbox[msg.receiver].append(msg)
+        return msg
 
-    result = run_inproc(job, tmp_path / "run", quiet=True, on_context=wrap)
+    result = vfl.tapped_run(raw, tmp_path / "run", keep)
     assert result.ok, result.error
-    return job, inbox
+    return parse_job(copy.deepcopy(raw)), inbox
 
 
 def _secret_values(x: np.ndarray | None) -> np.ndarray:
@@ -111,7 +96,7 @@ AUDITED = {
 def test_every_message_is_in_the_visibility_table(tmp_path, vfl, case):
     name, changes = AUDITED[case]
     raw = vfl.example(name, **changes)
-    job, inbox = _audited_run(tmp_path, raw)
+    job, inbox = _audited_run(tmp_path, vfl, raw)
     data = bind_data(job)
     mode = job.algorithm.mode
     table = {(v.role, v.kind): v for v in VISIBILITY[mode]}
@@ -211,7 +196,7 @@ def _check_public_layout(job, inbox, roles, key) -> None:
 
 def test_alignment_tells_each_member_only_the_intersection(tmp_path, vfl):
     raw = vfl.example("vfl_credit_partial_overlap", algorithm__rounds=1)
-    job, inbox = _audited_run(tmp_path, raw)
+    job, inbox = _audited_run(tmp_path, vfl, raw)
     data = bind_data(job)
     master, member = data["master"], data["member"]
     shared = set(master.ids) & set(member.ids)
@@ -227,7 +212,7 @@ def test_alignment_tells_each_member_only_the_intersection(tmp_path, vfl):
 def test_honest_mode_leak_is_what_the_table_says(tmp_path, vfl):
     """The documented leak, shown: the exact solver's first residual is the labels."""
     raw = vfl.example("vfl_linreg_diabetes", algorithm__solver="exact")
-    _, inbox = _audited_run(tmp_path, raw)
+    _, inbox = _audited_run(tmp_path, vfl, raw)
     pool = vfl.pooled(raw)
     first = next(m for m in inbox["member-0"] if m.kind == Kind.EXACT_RESIDUAL)
     np.testing.assert_allclose(first.tensors["r"], pool.y[: pool.n_train])

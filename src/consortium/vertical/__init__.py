@@ -4,23 +4,20 @@ A master holds the labels (and maybe columns), members hold columns, an optional
 holds keys. The parties find their shared records with a private set intersection, then
 train a model split by columns: linear or logistic regression (by gradient steps, or for
 linear regression the exact least-squares/ridge solution) and split neural networks. What
-each role can see is stated in :mod:`consortium.vertical.visibility`.
+each role can see is stated in :mod:`consortium.vertical.visibility`; how the programs are
+built, one state machine per mode around what every mode shares, in
+:mod:`consortium.vertical.modes`.
 """
 
 from consortium.runtime import BINDERS as _BINDERS
 from consortium.runtime import PROTOCOLS as _PROTOCOLS
-from consortium.vertical.align import (
-    Alignment,
-    align_as_master,
-    batches,
-    fit_standardizer,
-    split_records,
-)
+from consortium.vertical import arbitered, exact, gradient  # noqa: F401 (each registers its mode)
+from consortium.vertical.align import batches, fit_standardizer, split_records
 from consortium.vertical.arbiter import Arbiter
 from consortium.vertical.data import BINDER, VerticalBinder, VerticalData, record_ids
-from consortium.vertical.exact import CglsBlock, cgls
-from consortium.vertical.master import TOP_KEY, Master
-from consortium.vertical.member import NET_KEY, Member, load_part, part_path
+from consortium.vertical.local import NET_KEY, TOP_KEY, load_part, part_path
+from consortium.vertical.master import Master
+from consortium.vertical.member import Member
 from consortium.vertical.messages import Kind, MemberStage
 from consortium.vertical.models import (
     MODELS,
@@ -53,10 +50,8 @@ __all__ = [
     "NET_KEY",
     "TOP_KEY",
     "VISIBILITY",
-    "Alignment",
     "Arbiter",
     "Bottom",
-    "CglsBlock",
     "Kind",
     "LinearArgs",
     "LinearBottom",
@@ -77,11 +72,9 @@ __all__ = [
     "VerticalModel",
     "VerticalSettings",
     "Visibility",
-    "align_as_master",
     "batches",
     "build_net",
     "central_network",
-    "cgls",
     "fit_standardizer",
     "load_part",
     "part_path",

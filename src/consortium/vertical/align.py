@@ -10,16 +10,15 @@ the aligned positions it is about.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from consortium.errors import RunFailed
 from consortium.privacy.psi import Match, PsiError, PsiReceiver, intersect
-from consortium.runtime import PartyContext, gather
+from consortium.vertical.exchange import Exchange, Expect
 from consortium.vertical.messages import Kind
-from consortium.vertical.settings import VerticalSettings
 from consortium.wire import Message
 
 __all__ = [
@@ -76,76 +75,56 @@ def fit_standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def align_as_master(
-    ctx: PartyContext,
+    io: Exchange,
     members: Sequence[str],
     *,
     ids: Sequence[str],
+    domain: str,
     test_fraction: float,
     width: int,
-    settings: VerticalSettings,
+    rng: np.random.Generator,
     predict: bool = False,
 ) -> Alignment:
-    """Run the intersection with every member and send each its aligned positions.
+    """Run the intersection with every member and send each its aligned positions (all in
+    round 0); ``rng`` draws the test records.
 
     With ``predict``, no record trains: every aligned record is one to predict for.
     """
-    receiver = PsiReceiver(ids, domain=ctx.job_id)
+    receiver = PsiReceiver(ids, domain=domain)
     offer = receiver.offer()
     for member in members:
-        ctx.send(Kind.PSI_OFFER, member, tensors={"points": offer})
-    matches: dict[str, Match] = {}
+        io.send(Kind.PSI_OFFER, member, round=0, tensors={"points": offer})
 
-    def on_match(msg: Message) -> str | None:
+    def match(msg: Message) -> Match:
         try:
-            matches[msg.sender] = receiver.match(msg.tensors["ids"], msg.tensors["points"])
+            return receiver.match(msg.tensors["ids"], msg.tensors["points"])
         except (PsiError, KeyError):
-            return "invalid intersection reply"
-        return None
+            raise RunFailed("invalid intersection reply") from None
 
-    _all(ctx, members, Kind.PSI_REPLY, settings, on_match)
-    rows, positions = intersect([matches[m] for m in members])
+    (matches,) = io.collect(0, Expect(Kind.PSI_REPLY, tuple(members), match))
+    rows, positions = intersect(matches)
     if len(rows) == 0:
         raise RunFailed("the parties share no records: the private intersection is empty")
     if predict:
         order, n_train = np.arange(len(rows)), 0
     else:
-        order, n_train = split_records(len(rows), test_fraction, ctx.rng(SPLIT_KEY))
+        order, n_train = split_records(len(rows), test_fraction, rng)
     for member, pos in zip(members, positions, strict=True):
-        ctx.send(
+        io.send(
             Kind.ALIGN,
             member,
+            round=0,
             meta={"train": n_train, "width": width},
             tensors={"positions": pos[order]},
         )
-    features: dict[str, int] = {}
 
-    def on_ready(msg: Message) -> str | None:
+    def features(msg: Message) -> int:
         count = msg.meta.get("features")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            return f"features must be a positive integer, got {count!r}"
-        features[msg.sender] = count
-        return None
+            raise RunFailed(f"features must be a positive integer, got {count!r}")
+        return count
 
-    _all(ctx, members, Kind.READY, settings, on_ready)
-    if ctx.tracker is not None:
-        ctx.tracker.event("aligned", records=len(rows), train=n_train)
-    return Alignment(rows=rows[order], n_train=n_train, features=features)
-
-
-def _all(
-    ctx: PartyContext,
-    members: Sequence[str],
-    kind: str,
-    settings: VerticalSettings,
-    on_reply: Callable[[Message], str | None],
-) -> None:
-    """A gather that needs every member (vertical training cannot go on without one)."""
-    gather(
-        ctx,
-        expected=members,
-        kind=kind,
-        round=0,
-        timeout=settings.round_timeout,
-        quorum=len(members),
-        on_reply=on_reply,
+    (counts,) = io.collect(0, Expect(Kind.READY, tuple(members), features))
+    return Alignment(
+        rows=rows[order], n_train=n_train, features=dict(zip(members, counts, strict=True))
     )

@@ -1,16 +1,20 @@
-"""The master's side of the arbitered mode: keys, an encrypted training step, an encrypted
-prediction (the arithmetic is in :mod:`consortium.vertical.encrypted`).
+"""The arbitered mode: training on Paillier ciphertexts, the arbiter holding the key (the
+arithmetic is in :mod:`consortium.vertical.encrypted`, the arbiter in
+:mod:`consortium.vertical.arbiter`).
 
-For a training batch the master
+Before the alignment the master has the arbiter make the keys (``vfl.he.keys``); the
+arbiter sends the public key to the master and every member. For a training batch
 
-1. names the rows (``vfl.forward``) and collects every member's ``[[X_p W_p]]``;
-2. adds them and its own plaintext part ``X_0 W_0 + b`` into ``[[z]]``, forms the scaled
-   gradient ``[[s d]]`` with the labels, re-randomises it and sends it to every member
-   (``vfl.he.residual``);
-3. computes its own ``[X_0 1]^T [[s d]]``, masks it and has the arbiter decrypt it; unmasks,
-   divides by ``s`` and steps its weights and intercept;
-4. waits until every member has stepped (``vfl.he.stepped``), so that the next batch's
-   outputs come from the updated weights.
+1. the master names the rows (``vfl.forward``) and every member returns ``[[X_p W_p]]``
+   (``vfl.he.forward.reply``);
+2. the master adds them and its own plaintext part ``X_0 W_0 + b`` into ``[[z]]``, forms
+   the scaled gradient ``[[s d]]`` with the labels, re-randomises it and sends it to every
+   member (``vfl.he.residual``);
+3. every party computes its encrypted gradient (the master's ``[X_0 1]^T [[s d]]``, a
+   member's ``X_p^T [[s d]]``), masks it and has the arbiter decrypt it; unmasks, divides
+   by ``s`` and steps; a member then says so (``vfl.he.stepped``);
+4. the master waits until every member has stepped, so that the next batch's outputs come
+   from the updated weights.
 
 The master never holds ``z``, a member's output or a member's gradient in the clear during
 training; to score held-out rows it has the arbiter decrypt the masked outputs, so it learns
@@ -21,14 +25,20 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeGuard
 
 import numpy as np
 
 from consortium.errors import RunFailed
 from consortium.ml.datasets import Task
-from consortium.privacy.paillier import EncryptedArray, InvalidPublicKey, public_key_from_array
-from consortium.runtime import PartyContext, gather
+from consortium.privacy.paillier import (
+    EncryptedArray,
+    InvalidPublicKey,
+    Mask,
+    public_key_from_array,
+)
+from consortium.vertical.align import Alignment
 from consortium.vertical.encrypted import (
     VALUE_LIMIT_BITS,
     Keyring,
@@ -37,12 +47,16 @@ from consortium.vertical.encrypted import (
     residual_bound,
     scaled_residual,
 )
-from consortium.vertical.messages import Kind
-from consortium.vertical.parts import Bottom, LinearBottom, LinearTop, Top
+from consortium.vertical.exchange import Exchange, Expect, Outbox, positions
+from consortium.vertical.gradient import train_epochs
+from consortium.vertical.local import MasterPart, MemberPart
+from consortium.vertical.messages import Kind, MemberStage
+from consortium.vertical.modes import MODES, Mode, Rounds
+from consortium.vertical.parts import LinearBottom, LinearTop
 from consortium.vertical.settings import VerticalSettings
 from consortium.wire import Message
 
-__all__ = ["EncryptedSteps", "receive_public_key"]
+__all__ = ["ArbiteredMaster", "ArbiteredMember", "receive_public_key"]
 
 
 def receive_public_key(msg: Message, settings: VerticalSettings) -> Keyring:
@@ -59,36 +73,167 @@ def receive_public_key(msg: Message, settings: VerticalSettings) -> Keyring:
     return Keyring(key, settings.paillier)
 
 
-class EncryptedSteps:
-    """What the master does differently in arbitered mode; it holds the public key only."""
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# -- the member --------------------------------------------------------------------------
+
+
+class ArbiteredMember:
+    """A member in arbitered mode: it holds the public key, sends its outputs encrypted and
+    steps with its gradient, computed under encryption and masked for the arbiter."""
+
+    def __init__(self, *, settings: VerticalSettings, hub: str, arbiter: str | None) -> None:
+        if arbiter is None:
+            raise RunFailed("the arbitered mode needs an arbiter")
+        self.settings = settings
+        self.hub, self.arbiter = hub, arbiter
+        self.keyring: Keyring | None = None
+        self._part: MemberPart | None = None
+        self._step: tuple[int, np.ndarray] | None = None  # (round, rows) of the last forward
+        self._secret: tuple[Mask, int, int] | None = None  # (mask, scale, round) of a step
+
+    @property
+    def ready(self) -> bool:
+        return self.keyring is not None
+
+    @property
+    def part(self) -> MemberPart:
+        if self._part is None:
+            raise RuntimeError("the member is not aligned yet")
+        return self._part
+
+    def aligned(self, part: MemberPart) -> None:
+        self._part = part
+
+    def handle(self, out: Outbox, msg: Message, stage: MemberStage) -> MemberStage:
+        handlers: dict[str, Callable[[Outbox, Message], MemberStage | None]] = {
+            Kind.PUBLIC_KEY: self._public_key,
+            Kind.FORWARD: self._forward,
+            Kind.RESIDUAL: self._residual,
+            Kind.DECRYPT_REPLY: self._decrypted,
+        }
+        return handlers[msg.kind](out, msg) or stage
+
+    def reply_outputs(self, out: Outbox, request: Message, values: np.ndarray) -> None:
+        self._reply_encrypted(out, request, Kind.HE_PREDICT_REPLY, values)
+
+    def lost(self, out: Outbox, party: str) -> None:
+        if party == self.arbiter and self.keyring is not None:
+            raise RunFailed(f"{out.name} lost the arbiter {party}")
+
+    def close(self) -> None:
+        if self.keyring is not None:
+            self.keyring.close()
+
+    def _aligned(self) -> tuple[MemberPart, Keyring]:
+        if self.keyring is None:
+            raise RuntimeError("the member has no key yet")
+        return self.part, self.keyring
+
+    def _public_key(self, out: Outbox, msg: Message) -> None:
+        if self.keyring is not None:
+            raise RunFailed(f"{out.name} got a second public key from {msg.sender}")
+        self.keyring = receive_public_key(msg, self.settings)
+
+    def _forward(self, out: Outbox, msg: Message) -> None:
+        part, _ = self._aligned()
+        rows = positions(msg, "rows", part.n_train)
+        values = part.bottom.forward(part.x[rows], train=True)
+        self._step = (msg.round, rows)
+        self._reply_encrypted(out, msg, Kind.HE_FORWARD_REPLY, values)
+
+    def _reply_encrypted(self, out: Outbox, msg: Message, kind: str, values: np.ndarray) -> None:
+        assert self.keyring is not None
+        encrypted = self.keyring.encrypt(values)
+        tensors = {"enc": self.keyring.to_wire(encrypted)}
+        out.reply(msg, kind, tensors=tensors, meta={"exponent": encrypted.exponent})
+
+    def _residual(self, out: Outbox, msg: Message) -> MemberStage:
+        """``X_p^T [[s d]]``, masked, to the arbiter; then wait for its decryption."""
+        part, ring = self._aligned()
+        if self._step is None or msg.round != self._step[0]:
+            raise RunFailed(f"{msg.kind} from {msg.sender} for a step this member did not run")
+        scale = msg.meta.get("scale")
+        if not _positive_int(scale):
+            raise RunFailed(f"{msg.kind} from {msg.sender}: scale must be a positive integer")
+        precision = ring.encoding.precision
+        bits = msg.meta.get("bound_bits")
+        if (
+            not _positive_int(bits)
+            or bits >= ring.public_key.bits
+            or gradient_bound(bits, precision) > ring.public_key.max_int
+        ):
+            raise RunFailed(
+                f"{msg.kind} from {msg.sender}: bound_bits must be a positive integer small "
+                f"enough for the key's plaintexts, got {bits!r}"
+            )
+        rows = self._step[1]
+        sd = ring.from_wire(
+            msg.tensors.get("enc"),
+            exponent=msg.meta.get("exponent"),
+            shape=(len(rows), part.width),
+            bound=1 << bits,
+        )
+        gradient = ring.gradient(part.x[rows], sd)
+        wire, secret = ring.masked(gradient, bound=gradient_bound(bits, precision))
+        out.send(Kind.DECRYPT, self.arbiter, round=msg.round, tensors={"enc": wire})
+        self._secret = (secret, scale, msg.round)
+        return MemberStage.DECRYPTING
+
+    def _decrypted(self, out: Outbox, msg: Message) -> MemberStage:
+        """Unmask the gradient, step, and tell the master."""
+        part, ring = self._aligned()
+        assert self._secret is not None
+        secret, scale, step = self._secret
+        if msg.round != step:
+            raise RunFailed(f"{msg.kind} from {msg.sender} for step {msg.round}, not {step}")
+        if "error" in msg.meta:
+            raise RunFailed(f"the arbiter refused to decrypt: {msg.meta['error']}")
+        if not isinstance(part.bottom, LinearBottom):
+            raise RunFailed("the arbitered mode trains linear models only")
+        part.bottom.apply(ring.unmask(secret, msg.tensors.get("residues"), scale))
+        self._secret = self._step = None
+        out.send(Kind.STEPPED, self.hub, round=step)
+        return MemberStage.READY
+
+
+# -- the master --------------------------------------------------------------------------
+
+
+class ArbiteredMaster:
+    """The master in arbitered mode; it holds the public key only."""
 
     def __init__(
         self,
-        settings: VerticalSettings,
         *,
-        members: list[str],
-        arbiter: str,
+        settings: VerticalSettings,
+        members: Sequence[str],
+        arbiter: str | None,
         task: Task,
-        n_outputs: int,
+        width: int,
     ) -> None:
+        if arbiter is None:
+            raise RunFailed("the arbitered mode needs an arbiter")
         self.settings = settings
-        self.members = members
+        self.members = tuple(members)
         self.arbiter = arbiter
         self.task: Task = task
-        self.n_outputs = n_outputs
+        self.n_outputs = width
         self._keyring: Keyring | None = None
 
     def close(self) -> None:
         if self._keyring is not None:
             self._keyring.close()
 
-    def keys(self, ctx: PartyContext, step: int) -> None:
+    def prepare(self, io: Exchange) -> None:
         """Ask the arbiter for keys; it sends the public key to the members too."""
+        step = io.new_round()
         bits = self.settings.paillier.key_bits
-        ctx.send(Kind.KEYS, self.arbiter, round=step, meta={"bits": bits})
-        got: list[Message] = []
-        self._wait(ctx, Kind.PUBLIC_KEY, step, got.append)
-        self._keyring = receive_public_key(got[0], self.settings)
+        io.send(Kind.KEYS, self.arbiter, round=step, meta={"bits": bits})
+        ((reply,),) = io.collect(step, Expect(Kind.PUBLIC_KEY, (self.arbiter,)))
+        self._keyring = receive_public_key(reply, self.settings)
 
     @property
     def parties(self) -> int:
@@ -102,23 +247,37 @@ class EncryptedSteps:
             raise RuntimeError("no public key yet")
         return self._keyring
 
-    # -- training ------------------------------------------------------------------------
+    def fit(
+        self, io: Exchange, part: MasterPart, alignment: Alignment, rounds: Rounds
+    ) -> tuple[dict[str, float], int]:
+        return train_epochs(
+            self, io, part, alignment, rounds, settings=self.settings, task=self.task
+        )
 
-    def train_step(
-        self,
-        ctx: PartyContext,
-        step: int,
-        rows: np.ndarray,
-        *,
-        own: Bottom | None,
-        own_x: np.ndarray | None,
-        top: Top,
-        y: np.ndarray,
-    ) -> None:
+    def min_batch(self, alignment: Alignment) -> int:
+        """A member learns its gradient ``X_p^T d`` in the clear; with no more rows than it
+        has columns it could solve that for the rows' residuals, and so their labels.
+        Batches are larger (a short last batch joins the one before it), or the run stops."""
+        if not alignment.features:
+            return 1
+        member, columns = max(sorted(alignment.features.items()), key=lambda item: item[1])
+        size = self.settings.batch_size or alignment.n_train
+        if min(size, alignment.n_train) <= columns:
+            raise RunFailed(
+                f"algorithm.batch_size: in arbitered mode a batch needs more rows than any "
+                f"member has columns ({member} has {columns}); a smaller batch would let it "
+                "solve its gradient for the batch's residuals, and so for the labels"
+            )
+        return columns + 1
+
+    def train_step(self, io: Exchange, part: MasterPart, rows: np.ndarray) -> None:
+        """One step; the master sees no loss (it never holds the training outputs)."""
+        top = part.top
         assert isinstance(top, LinearTop)
         keyring = self.keyring
-        z = self._outputs(ctx, step, rows, Kind.FORWARD, own, own_x) + top.bias
-        sd, scale = scaled_residual(z, y, task=self.task, n_outputs=self.n_outputs)
+        step = io.new_round()
+        z = self._outputs(io, step, part, rows, Kind.FORWARD) + top.bias
+        sd, scale = scaled_residual(z, part.y[rows], task=self.task, n_outputs=self.n_outputs)
         precision = keyring.encoding.precision
         # a public bound on |s d|, from the job alone, for every party's packing
         bound = residual_bound(self.task, self.n_outputs, self.parties, precision)
@@ -132,86 +291,59 @@ class EncryptedSteps:
         wire = keyring.to_wire(sd)
         meta = {"exponent": sd.exponent, "scale": scale, "bound_bits": bits}
         for member in self.members:
-            ctx.send(Kind.RESIDUAL, member, round=step, tensors={"enc": wire}, meta=meta)
+            io.send(Kind.RESIDUAL, member, round=step, tensors={"enc": wire}, meta=meta)
         block = np.ones((len(rows), 1))
+        own_x = part.own_x(rows)
         if own_x is not None:
             block = np.hstack([own_x, block])
         gradient = self._decrypt(
-            ctx,
+            io,
             step,
             keyring.gradient(block, sd),
             scale,
             bound=gradient_bound(bits, precision),
             wait_stepped=True,
         )
-        if own is not None:
-            assert isinstance(own, LinearBottom)
-            own.apply(gradient[:-1])
+        if part.own is not None:
+            assert isinstance(part.own, LinearBottom)
+            part.own.apply(gradient[:-1])
         top.apply(gradient[-1])
 
-    # -- prediction ----------------------------------------------------------------------
-
-    def predict(
-        self,
-        ctx: PartyContext,
-        step: int,
-        rows: np.ndarray,
-        *,
-        own: Bottom | None,
-        own_x: np.ndarray | None,
-        top: Top,
-    ) -> np.ndarray:
-        z = self._outputs(ctx, step, rows, Kind.PREDICT, own, own_x)
+    def predict(self, io: Exchange, part: MasterPart, rows: np.ndarray) -> np.ndarray:
+        step = io.new_round()
+        z = self._outputs(io, step, part, rows, Kind.PREDICT)
         bound = output_bound(self.parties, self.keyring.encoding.precision)
-        return top.predict([self._decrypt(ctx, step, z, 1, bound=bound, wait_stepped=False)])
-
-    # -- the parts -----------------------------------------------------------------------
+        scores = self._decrypt(io, step, z, 1, bound=bound, wait_stepped=False)
+        return part.top.predict([scores])
 
     def _outputs(
-        self,
-        ctx: PartyContext,
-        step: int,
-        rows: np.ndarray,
-        request: str,
-        own: Bottom | None,
-        own_x: np.ndarray | None,
+        self, io: Exchange, step: int, part: MasterPart, rows: np.ndarray, request: str
     ) -> EncryptedArray:
         """``[[sum_p X_p W_p]]`` for these rows: the members' encrypted outputs, asked for
         with ``request`` (``vfl.forward`` or ``vfl.predict``), plus the master's own."""
-        keyring, outs = self.keyring, {}
+        keyring = self.keyring
         reply = Kind.HE_FORWARD_REPLY if request == Kind.FORWARD else Kind.HE_PREDICT_REPLY
         for member in self.members:
-            ctx.send(request, member, round=step, tensors={"rows": rows})
+            io.send(request, member, round=step, tensors={"rows": rows})
 
-        def on_reply(msg: Message) -> str | None:
-            try:
-                outs[msg.sender] = keyring.from_wire(
-                    msg.tensors.get("enc"),
-                    exponent=msg.meta.get("exponent"),
-                    shape=(len(rows), self.n_outputs),
-                    bound=keyring.limit,  # each member checks its own against it
-                )
-            except RunFailed as exc:
-                return str(exc)
-            return None
+        def read(msg: Message) -> EncryptedArray:
+            return keyring.from_wire(
+                msg.tensors.get("enc"),
+                exponent=msg.meta.get("exponent"),
+                shape=(len(rows), self.n_outputs),
+                bound=keyring.limit,  # each member checks its own against it
+            )
 
-        gather(
-            ctx,
-            expected=self.members,
-            kind=reply,
-            round=step,
-            timeout=self.settings.round_timeout,
-            quorum=len(self.members),
-            on_reply=on_reply,
-        )
-        total = functools.reduce(operator.add, (outs[m] for m in self.members))
-        if own is None or own_x is None:
+        (outs,) = io.collect(step, Expect(reply, self.members, read))
+        total = functools.reduce(operator.add, outs)
+        own_x = part.own_x(rows)
+        if part.own is None or own_x is None:
             return total
-        return total + own.forward(own_x, train=False)
+        return total + part.own.forward(own_x, train=False)
 
     def _decrypt(
         self,
-        ctx: PartyContext,
+        io: Exchange,
         step: int,
         values: EncryptedArray,
         scale: int,
@@ -220,56 +352,18 @@ class EncryptedSteps:
         wait_stepped: bool,
     ) -> np.ndarray:
         """``values / scale`` through the arbiter, packed by the public ``bound`` and
-        masked; with ``wait_stepped``, also wait for every member's ``vfl.he.stepped``
-        (which may come before the arbiter's reply)."""
+        masked; with ``wait_stepped``, also every member's ``vfl.he.stepped`` (which may
+        come before the arbiter's reply)."""
         keyring = self.keyring
         wire, secret = keyring.masked(values, bound=bound)
-        ctx.send(Kind.DECRYPT, self.arbiter, round=step, tensors={"enc": wire})
-        stepped: set[str] = set()
-
-        def on_other(msg: Message) -> None:
-            if msg.kind == Kind.STEPPED and msg.round == step and msg.sender in self.members:
-                stepped.add(msg.sender)
-
-        got: list[Message] = []
-        self._wait(ctx, Kind.DECRYPT_REPLY, step, got.append, on_other=on_other)
-        reply = got[0]
+        io.send(Kind.DECRYPT, self.arbiter, round=step, tensors={"enc": wire})
+        expects = [Expect(Kind.DECRYPT_REPLY, (self.arbiter,))]
+        if wait_stepped:
+            expects.append(Expect(Kind.STEPPED, self.members))
+        (reply,), *_ = io.collect(step, *expects)
         if "error" in reply.meta:
             raise RunFailed(f"the arbiter refused to decrypt: {reply.meta['error']}")
-        out = keyring.unmask(secret, reply.tensors.get("residues"), scale)
-        if wait_stepped:
-            waiting = [m for m in self.members if m not in stepped]
-            gather(
-                ctx,
-                expected=waiting,
-                kind=Kind.STEPPED,
-                round=step,
-                timeout=self.settings.round_timeout,
-                quorum=len(waiting),
-                on_reply=lambda msg: None,
-            )
-        return out
+        return keyring.unmask(secret, reply.tensors.get("residues"), scale)
 
-    def _wait(
-        self,
-        ctx: PartyContext,
-        kind: str,
-        step: int,
-        keep: Callable[[Message], None],
-        on_other: Callable[[Message], None] | None = None,
-    ) -> None:
-        """The arbiter's one reply of ``kind`` for this step, handed to ``keep``."""
 
-        def on_reply(msg: Message) -> None:
-            keep(msg)
-
-        gather(
-            ctx,
-            expected=[self.arbiter],
-            kind=kind,
-            round=step,
-            timeout=self.settings.round_timeout,
-            quorum=1,
-            on_reply=on_reply,
-            on_other=on_other,
-        )
+MODES.register("arbitered", Mode(master=ArbiteredMaster, member=ArbiteredMember))

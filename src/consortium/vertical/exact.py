@@ -12,7 +12,10 @@ penalised (as in scikit-learn's ``Ridge``).
 
 Per step the parties exchange exactly what honest gradient training exchanges: the master
 sends the residual ``r`` (label-derived) and members return ``X_p p_p`` (a partial output)
-and squared norms.
+and squared norms. The exact mode's master (:class:`ExactMaster`) holds the residual and
+its own block (its columns and the intercept); each member (:class:`ExactMember`) holds its
+block and answers ``vfl.exact.residual`` (take the step, return ``|s_p|^2``) and
+``vfl.exact.direction`` (return ``X_p p_p`` and ``lam |D_p p_p|^2``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["CglsBlock", "cgls"]
+from consortium.errors import RunFailed
+from consortium.tracking import RoundRecord
+from consortium.vertical.align import Alignment
+from consortium.vertical.exchange import Exchange, Expect, Outbox, numbers, scalar
+from consortium.vertical.local import MasterPart
+from consortium.vertical.messages import Kind, MemberStage
+from consortium.vertical.modes import MODES, ClearMaster, ClearMember, Mode, Rounds
+from consortium.vertical.parts import LinearBottom, LinearTop, score
+from consortium.vertical.settings import VerticalSettings
+from consortium.wire import Message
+
+__all__ = ["CglsBlock", "ExactMaster", "ExactMember", "cgls"]
 
 
 class CglsBlock:
@@ -82,3 +96,116 @@ def cgls(
             return step
         beta, gamma = fresh / gamma, fresh
     return max_steps
+
+
+class ExactMember(ClearMember):
+    """A member in the exact mode: its block of the unknowns over its training rows."""
+
+    def __init__(self, *, settings: VerticalSettings, hub: str, arbiter: str | None) -> None:
+        super().__init__(settings=settings, hub=hub, arbiter=arbiter)
+        self._block: CglsBlock | None = None
+
+    @property
+    def block(self) -> CglsBlock:
+        """This member's block, made on the first request (its weights are the bottom's)."""
+        if self._block is None:
+            part = self.part
+            if not isinstance(part.bottom, LinearBottom):
+                raise RunFailed("the exact solver needs a linear model")
+            self._block = CglsBlock(
+                x=part.x[: part.n_train],
+                weight=part.bottom.weight[:, 0],
+                penalised=np.ones(part.x.shape[1]),
+                lam=self.settings.l2 * part.n_train,
+            )
+        return self._block
+
+    def handle(self, out: Outbox, msg: Message, stage: MemberStage) -> MemberStage:
+        if msg.kind == Kind.EXACT_RESIDUAL:
+            r = np.asarray(msg.tensors.get("r", np.zeros(0)), dtype=np.float64)
+            if r.shape != (self.part.n_train,):
+                raise RunFailed(f"{msg.kind} from {msg.sender}: r has shape {r.shape}")
+            gamma = self.block.residual(scalar(msg, "alpha"), r)
+            out.reply(msg, Kind.EXACT_RESIDUAL_REPLY, tensors={"gamma": np.array(gamma)})
+        else:
+            q, penalty = self.block.direction(scalar(msg, "beta"))
+            out.reply(
+                msg, Kind.EXACT_DIRECTION_REPLY, tensors={"q": q, "penalty": np.array(penalty)}
+            )
+        return stage
+
+
+class ExactMaster(ClearMaster):
+    """The master in the exact mode: runs :func:`cgls` over every party's block."""
+
+    def fit(
+        self, io: Exchange, part: MasterPart, alignment: Alignment, rounds: Rounds
+    ) -> tuple[dict[str, float], int]:
+        assert isinstance(part.top, LinearTop)
+        n = alignment.n_train
+        own_x = np.ones((n, 1))
+        weight = np.zeros(1)
+        if part.x is not None:
+            own_x = np.hstack([part.x[:n], own_x])
+            weight = np.zeros(part.x.shape[1] + 1)
+        penalised = np.ones(own_x.shape[1])
+        penalised[-1] = 0.0  # the intercept
+        block = CglsBlock(x=own_x, weight=weight, penalised=penalised, lam=self.settings.l2 * n)
+
+        def residual(alpha: float, r: np.ndarray) -> float:
+            step = io.new_round()
+            for member in self.members:
+                io.send(
+                    Kind.EXACT_RESIDUAL,
+                    member,
+                    round=step,
+                    tensors={"alpha": np.array(alpha), "r": r},
+                )
+            total = block.residual(alpha, r)
+            (replies,) = io.collect(
+                step, Expect(Kind.EXACT_RESIDUAL_REPLY, self.members, numbers(("gamma",)))
+            )
+            return total + sum(float(t["gamma"]) for t in replies)
+
+        def direction(beta: float) -> tuple[np.ndarray, float]:
+            step = io.new_round()
+            for member in self.members:
+                io.send(Kind.EXACT_DIRECTION, member, round=step, tensors={"beta": np.array(beta)})
+            q, penalty = block.direction(beta)
+            read = numbers(("penalty",), q=n)
+            for reply in io.collect(step, Expect(Kind.EXACT_DIRECTION_REPLY, self.members, read))[
+                0
+            ]:
+                q = q + reply["q"]
+                penalty += float(reply["penalty"])
+            return q, penalty
+
+        unknowns = own_x.shape[1] + sum(alignment.features.values())
+        steps = cgls(
+            part.y[:n].astype(np.float64),
+            residual=residual,
+            direction=direction,
+            tolerance=self.settings.exact_tolerance,
+            max_steps=10 * unknowns + 20,
+        )
+        if isinstance(part.own, LinearBottom):
+            part.own.weight[:, 0] = weight[:-1]
+        part.top.bias[0] = weight[-1]
+        metrics = {"steps": float(steps)}
+        test = np.arange(n, len(alignment.rows))
+        if len(test):
+            metrics.update(score(self.predict(io, part, test), part.y[test], self.task))
+        rounds.record(
+            RoundRecord(
+                round=1,
+                metrics=metrics,
+                party_metrics={},
+                participants=self.members,
+                failures={},
+                duration_s=0.0,
+            )
+        )
+        return metrics, 1
+
+
+MODES.register("exact", Mode(master=ExactMaster, member=ExactMember))

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ArbiterStage", "Kind", "MasterStage", "MemberStage"]
+__all__ = ["ACCEPTS", "FROM_ARBITER", "ArbiterStage", "Kind", "MemberStage"]
 
 
 class Kind(StrEnum):
@@ -79,7 +79,8 @@ class Kind(StrEnum):
 
 
 class MemberStage(StrEnum):
-    """Where a member is; each stage accepts only the kinds in :data:`ACCEPTS`."""
+    """Where a member is; each stage accepts only the kinds :data:`ACCEPTS` lists for the
+    job's mode."""
 
     OFFER = "waiting for the master's intersection offer"
     ALIGN = "waiting for the aligned records"
@@ -89,18 +90,6 @@ class MemberStage(StrEnum):
     DONE = "part saved"
 
 
-class MasterStage(StrEnum):
-    """What the master waits for in an arbitered run (named in its errors)."""
-
-    KEY = "the arbiter's public key"
-    ALIGN = "the aligned records"
-    PARTIALS = "the members' encrypted partial outputs"
-    OWN_GRADIENT = "the arbiter's masked decryption of the master's gradient"
-    STEPPED = "the members to step their weights"
-    SCORES = "the arbiter's masked decryption of the outputs"
-    FINISH = "the members to save their parts"
-
-
 class ArbiterStage(StrEnum):
     """Where the arbiter is."""
 
@@ -108,36 +97,34 @@ class ArbiterStage(StrEnum):
     SERVING = "keys sent: decrypting masked values"
 
 
-_ALIGNING = frozenset({Kind.PUBLIC_KEY})  # the arbiter's key may come before the alignment
+def _accepts(
+    ready: frozenset[str],
+    *,
+    aligning: frozenset[str] = frozenset(),
+    decrypting: frozenset[str] = frozenset(),
+) -> dict[MemberStage, frozenset[str]]:
+    """A mode's table: the alignment (``aligning``: kinds that may come at any time until
+    the member is ready), then its own kinds in ``ready``, besides predicting and saving."""
+    return {
+        MemberStage.OFFER: frozenset({Kind.PSI_OFFER}) | aligning,
+        MemberStage.ALIGN: frozenset({Kind.ALIGN}) | aligning,
+        MemberStage.KEY: aligning,
+        MemberStage.READY: ready | {Kind.PREDICT, Kind.FINISH},
+        MemberStage.DECRYPTING: decrypting,
+        MemberStage.DONE: frozenset(),
+    }
+
 
 ACCEPTS: dict[str, dict[MemberStage, frozenset[str]]] = {
-    "honest": {
-        MemberStage.OFFER: frozenset({Kind.PSI_OFFER}),
-        MemberStage.ALIGN: frozenset({Kind.ALIGN}),
-        MemberStage.KEY: frozenset(),
-        MemberStage.READY: frozenset(
-            {
-                Kind.FORWARD,
-                Kind.BACKWARD,
-                Kind.PREDICT,
-                Kind.EXACT_DIRECTION,
-                Kind.EXACT_RESIDUAL,
-                Kind.FINISH,
-            }
-        ),
-        MemberStage.DECRYPTING: frozenset(),
-        MemberStage.DONE: frozenset(),
-    },
-    "arbitered": {
-        MemberStage.OFFER: frozenset({Kind.PSI_OFFER}) | _ALIGNING,
-        MemberStage.ALIGN: frozenset({Kind.ALIGN}) | _ALIGNING,
-        MemberStage.KEY: _ALIGNING,
-        MemberStage.READY: frozenset({Kind.FORWARD, Kind.RESIDUAL, Kind.PREDICT, Kind.FINISH}),
-        MemberStage.DECRYPTING: frozenset({Kind.DECRYPT_REPLY}),
-        MemberStage.DONE: frozenset(),
-    },
+    "plain": _accepts(frozenset({Kind.FORWARD, Kind.BACKWARD})),
+    "exact": _accepts(frozenset({Kind.EXACT_DIRECTION, Kind.EXACT_RESIDUAL})),
+    "arbitered": _accepts(
+        frozenset({Kind.FORWARD, Kind.RESIDUAL}),
+        aligning=frozenset({Kind.PUBLIC_KEY}),  # the arbiter's key may come before alignment
+        decrypting=frozenset({Kind.DECRYPT_REPLY}),
+    ),
 }
-"""Mode -> member stage -> the kinds it accepts."""
+"""Mode -> member stage -> the kinds it accepts (see :mod:`consortium.vertical.modes`)."""
 
 FROM_ARBITER = frozenset({Kind.PUBLIC_KEY, Kind.DECRYPT_REPLY})
 """The kinds a member takes from the arbiter; it takes every other kind from the master."""
