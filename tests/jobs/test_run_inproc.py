@@ -163,3 +163,13 @@ def test_flagship_reaches_090(tmp_path, flagship):
     )
     assert result.ok and result.rounds_completed == 20
     assert result.metrics["accuracy"] >= 0.90
+
+
+def test_curves_are_drawn_unless_the_job_says_not(tmp_path, small_job):
+    pytest.importorskip("matplotlib")
+    drawn = run(small_job(), out=tmp_path / "drawn", quiet=True)
+    plain = run(small_job(tracking__curves=False), out=tmp_path / "plain", quiet=True)
+    assert drawn.ok and plain.ok
+    assert (tmp_path / "drawn" / "curves.png").is_file()
+    assert not (tmp_path / "plain" / "curves.png").exists()
+    assert (tmp_path / "plain" / "metrics.jsonl").read_text()  # the data is all there

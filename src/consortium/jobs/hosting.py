@@ -37,7 +37,11 @@ def open_tracker(job: LoadedJob, run_dir: Path, *, console: Any = None, quiet: b
             experiment=spec.mlflow.experiment or job.spec.name,
         )
     tracker = build_tracker(
-        run_dir=run_dir, console=spec.console and not quiet, mlflow=mlflow, console_obj=console
+        run_dir=run_dir,
+        console=spec.console and not quiet,
+        mlflow=mlflow,
+        console_obj=console,
+        curves=spec.curves,
     )
     tracker.start(
         RunInfo(

@@ -110,6 +110,9 @@ class MlflowSpec(Strict):
 class TrackingSpec(Strict):
     console: bool = True
     mlflow: MlflowSpec = MlflowSpec()
+    curves: bool = Field(
+        default=True, description="draw curves.png when the run ends (needs the plot extra)"
+    )
 
 
 class TlsSpec(Strict):

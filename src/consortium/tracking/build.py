@@ -36,14 +36,15 @@ def build_tracker(
     mlflow: MlflowSettings | None,
     console_obj: Console | None = None,
     quiet: bool = False,
+    curves: bool = True,
 ) -> Tracker:
     """A tracker writing into ``run_dir``, showing progress if ``console``, and logging to
-    MLflow if ``mlflow`` settings are given.
+    MLflow if ``mlflow`` settings are given; ``curves``: draw ``curves.png`` at the end.
 
     Raises :class:`~consortium.errors.ConfigError` when MLflow is asked for but not
     installed, before anything runs.
     """
-    required: list[Sink] = [SINKS.get("run_dir")(path=run_dir)]
+    required: list[Sink] = [SINKS.get("run_dir")(path=run_dir, curves=curves)]
     optional: list[Sink] = []
     if mlflow is not None:
         optional.append(SINKS.get("mlflow")(settings=mlflow))

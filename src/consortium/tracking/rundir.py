@@ -56,11 +56,15 @@ class RunDirectory:
     """Writes a run's results into ``path``. Meant as the tracker's required sink.
 
     ``path`` must be the run's ``RunInfo.run_dir``; a folder that already holds a run's
-    metrics or summary is refused rather than overwritten.
+    metrics or summary is refused rather than overwritten. ``curves``: whether to draw
+    ``curves.png`` at finish (``consortium report`` draws it later either way).
     """
 
-    def __init__(self, *, path: Path, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, path: Path, curves: bool = True, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = Path(path)
+        self._curves = curves
         self._wall_clock = wall_clock
         self._info: RunInfo | None = None
         self._metrics: IO[str] | None = None
@@ -102,6 +106,8 @@ class RunDirectory:
         finally:
             # The summary is written even if the model cannot be: it holds the metrics.
             self._write_summary(info, summary)
+        if not self._curves:
+            return
         # The plot is only a view of metrics.jsonl, which is safe on disk already, so a
         # plotting problem must not turn a completed run into a failed one.
         try:
