@@ -1,12 +1,15 @@
 """The aggregation arithmetic against plain-loop oracles.
 
 WeightedSum against a Python loop over the replies in float64; UpdateStack's median and
-trimmed mean against sorted lists of each coordinate's values.
+trimmed mean against sorted lists of each coordinate's values. The tensors here are too
+small for the compiled fold: WeightedSum folds them with numpy, numba or not
+(``test_compiled.py`` covers the compiled fold).
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import tracemalloc
 from collections.abc import Mapping
 
@@ -15,12 +18,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consortium.horizontal.aggregate import _HOLD, UpdateStack, WeightedSum
+import consortium.horizontal
+from consortium.horizontal.aggregate import UpdateStack, WeightedSum
 
 Model = dict[str, np.ndarray]
 
 SHAPES = [(), (0,), (1,), (3,), (2, 3), (4, 0, 2), (5, 1)]
 DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32]
+# More replies than WeightedSum holds before it folds (64 for a small model): several folds.
+MANY = 150
 
 
 @st.composite
@@ -90,7 +96,7 @@ def assert_mean_close(got: Model, exact: Model, size: Model, n: int) -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     layout=layouts(),
-    n=st.integers(1, 2 * _HOLD + 3),
+    n=st.integers(1, MANY),
     seed=st.integers(0, 2**32 - 1),
     data=st.data(),
 )
@@ -114,7 +120,7 @@ def test_weighted_mean_equals_the_float64_loop(layout, n, seed, data):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    n=st.integers(2, 3 * _HOLD),
+    n=st.integers(2, MANY),
     seed=st.integers(0, 2**32 - 1),
     dtype=st.sampled_from([np.float32, np.float64]),
     data=st.data(),
@@ -147,7 +153,7 @@ def test_weighted_sum_across_block_boundaries_and_many_tensors():
     rng = np.random.default_rng(7)
     sizes = [8191, 1, 0, 8193, 20_000, 3, 0, 16_384]
     layout = {f"t{i}": ((s,), np.float32 if i % 2 else np.float64) for i, s in enumerate(sizes)}
-    n = 2 * _HOLD + 5
+    n = MANY
     updates = [make(rng, layout) for _ in range(n)]
     weights = [float(w) for w in rng.integers(1, 100, n)]
     acc = WeightedSum(like=updates[0])
@@ -210,8 +216,8 @@ def test_no_weight_is_an_error():
 
 
 def test_weighted_sum_peak_memory_is_a_few_models_whatever_the_replies():
-    """The accumulator is float64 (2 float32 models), the mean one model, the fold stack
-    2 MiB; holding references to replies allocates nothing."""
+    """The accumulator is float64 (2 float32 models), the mean one model, the numpy fold's
+    stack 2 MiB; holding references to replies allocates nothing."""
     p = 1_000_000
     rng = np.random.default_rng(0)
     base = rng.standard_normal(p + 64, dtype=np.float32)
@@ -221,23 +227,46 @@ def test_weighted_sum_peak_memory_is_a_few_models_whatever_the_replies():
         u.flags.writeable = False
         updates.append({"w": u})
     model_bytes = 4 * p
-    warm = WeightedSum(like={"w": np.zeros(p, np.float32)})  # imports and compiles, once
-    for u in updates[: _HOLD + 1]:  # a fold, then the last fold with the mean
-        warm.add(u, 1.0)
-    warm.mean()
     tracemalloc.start()
     try:
-        acc = WeightedSum(like={"w": np.zeros(p, np.float32)})
+        acc = WeightedSum(like={"w": np.zeros(p, np.float32)}, compiled=False)
         for k, u in enumerate(updates):
             acc.add(u, float(k + 1))
         mean = acc.mean()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 4 * model_bytes + (4 << 20)
+    assert peak < 3 * model_bytes + (3 << 20)
     weights = np.arange(1, 51, dtype=np.float64)
     exact = sum(w * u["w"].astype(np.float64) for u, w in zip(updates, weights, strict=True))
     np.testing.assert_allclose(mean["w"], exact / weights.sum(), rtol=1e-6, atol=1e-6)
+
+
+def test_without_numba_a_large_model_folds_with_numpy(monkeypatch):
+    """As where the ``fast`` extra is not installed: numba cannot be imported, and
+    ``compiled=True`` gives what ``compiled=False`` gives, bit for bit."""
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    monkeypatch.delitem(sys.modules, "consortium.horizontal.compiled", raising=False)
+    monkeypatch.delattr(consortium.horizontal, "compiled", raising=False)
+    rng = np.random.default_rng(4)
+    like = {"w": np.zeros(1 << 18, np.float32), "b": np.zeros(3)}
+    updates = [make(rng, {k: (v.shape, v.dtype.type) for k, v in like.items()}) for _ in range(5)]
+    weights = [float(k + 1) for k in range(5)]
+    means = []
+    for compiled in (True, False):
+        acc = WeightedSum(like=like, compiled=compiled)
+        for u, w in zip(updates, weights, strict=True):
+            acc.add(u, w)
+        means.append(acc.mean())
+    assert "consortium.horizontal.compiled" not in sys.modules
+    for name in like:
+        np.testing.assert_array_equal(means[0][name], means[1][name])
+    exact = {
+        k: sum(w * u[k].astype(np.float64) for u, w in zip(updates, weights, strict=True))
+        / sum(weights)
+        for k in like
+    }
+    assert_mean_close(means[0], exact, scale(updates, weights), len(updates))
 
 
 # ---------------------------------------------------------------------------- UpdateStack

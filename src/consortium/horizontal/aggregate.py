@@ -11,13 +11,9 @@ elements and work on that, in blocks of columns sized for the cache.
 from __future__ import annotations
 
 import math
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
-
-from consortium.horizontal import compiled
-from consortium.horizontal._spares import SPARES
 
 __all__ = ["UpdateStack", "WeightedSum", "check_update"]
 
@@ -236,25 +232,21 @@ def _trimmed_mean(rows: np.ndarray, trim: int) -> np.ndarray:
 class WeightedSum:
     """sum_k w_k * x_k over named arrays, and the weighted mean, in O(model) memory.
 
-    Speed: the cost is reading each reply once. Replies are not folded one at a time
-    (that would read and write the whole accumulator per reply); :meth:`add` keeps a
-    reference to up to ``_HOLD`` replies (fewer for a large model: at most ``_HOLD_BYTES``
-    of them; no copy, the arrays already exist) and folds them together, so the
-    accumulator is read and written once per fold. Tensors of ``_COMPILED_MIN`` elements or
-    more (float32 or float64) fold through the compiled kernel of
-    :mod:`~consortium.horizontal.compiled` when numba is installed, reading the held
-    replies side by side in cache-sized blocks; the others, and every tensor without numba,
-    fold one block of columns at a time: the block of every held reply is gathered into a
-    small stack that stays in cache and reduced with one matrix-vector product. Peak extra
-    memory is the accumulator (8 bytes per element), a 2 MiB stack and the held references;
-    the accumulator of a finished sum is kept for the next one of the same size (the next
-    round's), so a round does not pay for mapping fresh memory (``_spares``).
-    ``bench/aggregate.py`` measures the whole path against one matrix-vector product over
-    the same bytes in one (N, P) array.
+    Speed: the cost is reading each reply once. Folding replies in one at a time would
+    also read and write the float64 accumulator (twice a float32 reply's bytes) per reply,
+    so :meth:`add` keeps a reference to each reply (no copy) and folds the held replies
+    together once 64 of them, or 2 GiB of them, are held: the accumulator is read and
+    written once per fold. With ``compiled`` true (the default) and numba installed (the
+    ``fast`` extra), float32 and float64 tensors of 2**18 elements or more fold through
+    the compiled loop of :mod:`~consortium.horizontal.compiled`; the other tensors, and all
+    of them with ``compiled=False`` or without numba, fold with numpy, a block of columns
+    at a time. ``bench/aggregate.py`` measures both against one matrix-vector product over
+    the same bytes.
 
-    Because replies are held, the arrays given to :meth:`add` must not be changed
-    until :meth:`mean` (a model's ``get_weights`` and the wire decoder both return arrays
-    that nothing changes later).
+    Because replies are held, the arrays given to :meth:`add` must not be changed until
+    :meth:`mean` (a model's ``get_weights`` and the wire decoder both return arrays that
+    nothing changes later). Memory: the accumulator (8 bytes per element) and the replies
+    held, which stay alive until they are folded.
 
     Precision: every tensor accumulates in float64, whatever its dtype (float32 partial
     sums would make the result depend on the reply order at float32 resolution). For N
@@ -265,43 +257,28 @@ class WeightedSum:
     toward zero.
     """
 
-    def __init__(self, *, like: Mapping[str, np.ndarray]) -> None:
+    def __init__(self, *, like: Mapping[str, np.ndarray], compiled: bool = True) -> None:
         self._layout = _Layout(like)
-        # a finished sum's accumulator when one of this size is spare (its pages already
-        # mapped), else a new one; either way the first fold writes it, never reads it
-        self._acc = SPARES.take(self._layout.size)
-        weakref.finalize(self, SPARES.give, self._acc).atexit = False
-        # per-tensor views of the accumulator (stale until the first fold writes it)
+        acc = np.zeros(self._layout.size)
+        # each tensor's float64 sum: a 1-d view of the one accumulator
         self._sum = {
-            name: self._acc[start:stop].reshape(shape)
-            for name, shape, (start, stop) in zip(
-                self._layout.names, self._layout.shapes, self._layout.bounds, strict=True
-            )
+            name: acc[start:stop]
+            for name, (start, stop) in zip(self._layout.names, self._layout.bounds, strict=True)
         }
+        sizes = [stop - start for start, stop in self._layout.bounds]
+        big = {
+            i
+            for i, (n, dtype) in enumerate(zip(sizes, self._layout.dtypes, strict=True))
+            if n >= _COMPILED_MIN and dtype in (np.float32, np.float64)
+        }
+        # numba is imported only for a model with tensors large enough to use it
+        self._compiled_fold = _compiled_fold() if compiled and big else None
+        self._big = big if self._compiled_fold is not None else set()
+        nbytes = sum(n * d.itemsize for n, d in zip(sizes, self._layout.dtypes, strict=True))
+        self._hold = max(1, min(_HOLD, _HOLD_BYTES // max(1, nbytes)))
         self._held: list[list[np.ndarray]] = []
         self._held_weights: list[float] = []
-        self._fresh = True  # nothing folded yet: what the accumulator holds is stale
-        sizes = [stop - start for start, stop in self._layout.bounds]
-        nbytes = sum(n * d.itemsize for n, d in zip(sizes, self._layout.dtypes, strict=True))
-        hold = max(1, min(_HOLD, _HOLD_BYTES // max(1, nbytes)))
-        # a multiple of four: the kernel reads replies eight or four at a time, and one
-        # at a time for what is left (~5% slower a fold with 53 held against 52)
-        self._hold = hold - hold % 4 if hold >= 4 else hold
-        big = [
-            i
-            for i, (n, d) in enumerate(zip(sizes, self._layout.dtypes, strict=True))
-            if n >= _COMPILED_MIN and d in (np.float32, np.float64)
-        ]
-        self._compiled = big if big and compiled.available() else []
-        skip = set(self._compiled)
-        self._spans = [
-            (i, lo, hi)
-            for i, (lo, hi) in enumerate(self._layout.bounds)
-            if hi > lo and i not in skip
-        ]
-        self._failed = False  # a fold raised part-way: the sum is no longer right
-        self._plan: list[tuple[int, list[_Segment], list[_Run]]] | None = None
-        self._stack: np.ndarray | None = None
+        self._broken = False  # a fold raised part-way: some tensors lack the replies it held
         self.total_weight = 0.0
         self.count = 0
 
@@ -329,30 +306,14 @@ class WeightedSum:
         """The weighted mean as fresh arrays, each in its tensor's dtype and shape."""
         if self.total_weight <= 0:
             raise ValueError("no weight was accumulated")
-        # compiled tensors: the last fold and the division in one pass over the columns
-        means = {
-            i: np.empty(
-                self._layout.bounds[i][1] - self._layout.bounds[i][0], self._layout.dtypes[i]
-            )
-            for i in self._compiled
-        }
-        self._fold(means=means)
+        self._fold()
         out = {}
-        for i, (name, shape, dtype, (start, stop)) in enumerate(
-            zip(
-                self._layout.names,
-                self._layout.shapes,
-                self._layout.dtypes,
-                self._layout.bounds,
-                strict=True,
-            )
+        for name, shape, dtype in zip(
+            self._layout.names, self._layout.shapes, self._layout.dtypes, strict=True
         ):
-            if i in means:
-                out[name] = means[i].reshape(shape)
-                continue
-            part = self._acc[start:stop]
+            part = self._sum[name]
             if dtype.kind == "f":
-                arr = np.empty(stop - start, dtype)
+                arr = np.empty(part.size, dtype)
                 np.divide(part, self.total_weight, out=arr, casting="same_kind")
             else:  # truncated toward zero, as a cast does (FedOpt's tests rely on it)
                 arr = (part / self.total_weight).astype(dtype)
@@ -360,104 +321,60 @@ class WeightedSum:
         return out
 
     def _check_intact(self) -> None:
-        if self._failed:
+        if self._broken:
             raise RuntimeError("an earlier fold of this weighted sum failed; it has no mean")
 
-    def _fold(self, *, means: dict[int, np.ndarray] | None = None) -> None:
-        """acc += sum_j w_j x_j over the held replies; then drop them. ``means``: arrays
-        for the compiled tensors, which also receive acc / total_weight. A fold that raises
-        part-way (e.g. out of memory) leaves some tensors with the held replies and some
-        without: every later call then raises rather than give a wrong mean."""
+    def _fold(self) -> None:
+        """acc += sum_j w_j x_j over the held replies, tensor by tensor; then drop them."""
         self._check_intact()
-        try:
-            self._fold_held(means)
-        except BaseException:
-            self._failed = True
-            raise
-
-    def _fold_held(self, means: dict[int, np.ndarray] | None) -> None:
-        held, weights = self._held, np.array(self._held_weights, np.float64)
+        held, weights = self._held, np.array(self._held_weights)
         self._held, self._held_weights = [], []
-        fresh, self._fresh = self._fresh, self._fresh and not held  # fresh: write, not add
-        if held or means:
-            for i in self._compiled:
-                start, stop = self._layout.bounds[i]
-                compiled.fold(
-                    self._acc[start:stop],
-                    [flats[i] for flats in held],
-                    weights,
-                    fresh=fresh,
-                    mean=None if means is None else means[i],
-                    total=self.total_weight,
-                )
-        if not held or self._layout.size == 0:
+        if not held:
             return
-        if self._plan is None:
-            self._plan = _blocks(self._spans, _COLUMNS_PER_FOLD)
-            width = max((columns for columns, _, _ in self._plan), default=0)
-            self._stack = np.empty((self._hold, width))
-        assert self._stack is not None
-        k = len(held)
-        column = np.empty(self._stack.shape[1])
-        for columns, segments, runs in self._plan:
-            stack = self._stack[:k, :columns]
-            for row, flats in zip(stack, held, strict=True):
-                for i, src, src_stop, dst, dst_stop in segments:
-                    row[dst:dst_stop] = flats[i][src:src_stop]
-            partial = column[:columns]
-            np.matmul(weights, stack, out=partial)
-            for start, stop, dst in runs:
-                acc = self._acc[start:stop]
-                if fresh:
-                    acc[...] = partial[dst : dst + stop - start]
-                else:
-                    acc += partial[dst : dst + stop - start]
+        self._broken = True  # until every tensor has the held replies
+        for i, (name, dtype) in enumerate(
+            zip(self._layout.names, self._layout.dtypes, strict=True)
+        ):
+            rows = [flats[i] for flats in held]
+            acc = self._sum[name]
+            if self._compiled_fold and i in self._big and all(r.dtype == dtype for r in rows):
+                self._compiled_fold(acc, rows, weights)
+            elif acc.size:
+                _numpy_fold(acc, rows, weights)
+        self._broken = False
 
 
-# Replies held by WeightedSum before they are folded: the accumulator is read and written
-# once per _HOLD replies, so its traffic is 2 x 8 / (_HOLD x 4) = 6.25% of the float32
-# replies' at 64, against 400% when replies are folded one by one. At most _HOLD_BYTES of
-# replies (one at least) wait: holding keeps them alive, a bound that trades memory for
-# speed (BENCHMARKS.md, "Aggregation": 1 GiB, four folds of 100 x 10M, against 2 GiB, two).
+def _numpy_fold(acc: np.ndarray, rows: list[np.ndarray], weights: np.ndarray) -> None:
+    """acc += sum_k weights[k] * rows[k] in float64: a block of columns at a time, every
+    row's part of the block is copied into a float64 stack that stays in cache and reduced
+    with one matrix-vector product."""
+    width = max(1, _STACK_BYTES // (8 * len(rows)))
+    stack = np.empty((len(rows), min(width, acc.size)))
+    for start in range(0, acc.size, width):
+        stop = min(start + width, acc.size)
+        block = stack[:, : stop - start]
+        for dst, row in zip(block, rows, strict=True):
+            dst[...] = row[start:stop]
+        acc[start:stop] += weights @ block
+
+
+def _compiled_fold() -> Callable[[np.ndarray, list[np.ndarray], np.ndarray], None] | None:
+    """:func:`consortium.horizontal.compiled.fold`, or None without numba."""
+    try:
+        from consortium.horizontal import compiled
+    except ImportError:  # numba is not installed (the fast extra)
+        return None
+    return compiled.fold
+
+
+# Replies held by WeightedSum before they are folded: the accumulator (8 bytes an element)
+# is read and written once per fold, against 4 bytes an element read per float32 reply. At
+# most _HOLD_BYTES of replies (one at least) wait, since holding keeps them alive.
 _HOLD = 64
 _HOLD_BYTES = 2 << 30
-# Columns per fold block: the (_HOLD, columns) float64 stack is 2 MiB, within the last-level
-# cache (measured with 16 rows at N=100, P=10M: 1 MiB and 4 MiB stacks were 15-35% slower).
-_COLUMNS_PER_FOLD = (2 << 20) // (8 * _HOLD)
-# Tensors of at least this many float32 or float64 elements fold through the compiled
-# kernel when numba is installed (``compiled``); building its list of rows costs ~8 us a
-# reply, against ~100 us to read a reply's 1 MiB of such a tensor.
+# Tensors of at least this many float32 or float64 elements fold with the compiled loop when
+# numba is installed: it costs a few microseconds a reply to hand it the rows, against ~100
+# microseconds to read a reply's 1 MiB of such a tensor.
 _COMPILED_MIN = 1 << 18
-
-
-_Segment = tuple[int, int, int, int, int]  # tensor, start and stop in it, in the block
-_Run = tuple[int, int, int]  # start and stop in the accumulator, start in the block
-
-
-def _blocks(
-    spans: list[tuple[int, int, int]], width: int
-) -> list[tuple[int, list[_Segment], list[_Run]]]:
-    """Cut the tensors ``spans`` names (tensor, start, stop in the accumulator), laid end to
-    end, into blocks of ``width`` columns: (columns, segments, runs); the runs are the
-    segments merged where they sit side by side in the accumulator too."""
-    plan: list[tuple[int, list[_Segment], list[_Run]]] = []
-    segments: list[_Segment] = []
-    runs: list[_Run] = []
-    used = 0  # columns of the current block taken
-    for i, lo, hi in spans:
-        src = 0
-        while src < hi - lo:
-            take = min(hi - lo - src, width - used)
-            segments.append((i, src, src + take, used, used + take))
-            if runs and runs[-1][1] == lo + src:
-                runs[-1] = (runs[-1][0], lo + src + take, runs[-1][2])
-            else:
-                runs.append((lo + src, lo + src + take, used))
-            src += take
-            used += take
-            if used == width:
-                plan.append((used, segments, runs))
-                segments, runs, used = [], [], 0
-    if segments:
-        plan.append((used, segments, runs))
-    return plan
+# Bytes of the float64 stack of _numpy_fold, sized to stay in the core's cache.
+_STACK_BYTES = 2 << 20
