@@ -28,6 +28,7 @@ rounds (SCAFFOLD's ``c_i``, FedDyn's ``h_i``) lives in the party's :attr:`FitCon
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -124,14 +125,14 @@ def sgd_client(
 CLIENTS.register("sgd", sgd_client)
 
 
-class ClientCorrection(Protocol):
+class ClientCorrection(ABC):
     """The client side of a strategy, applied by :func:`sgd_client`."""
 
+    @abstractmethod
     def correction(
         self, state: dict[str, Any], model: Weights, config: FitConfig
     ) -> Correction | None:
         """The gradient correction for this round's local training."""
-        ...
 
     def after(
         self,
@@ -142,7 +143,7 @@ class ClientCorrection(Protocol):
         stats: Mapping[str, float],
     ) -> dict[str, np.ndarray]:
         """Update this party's state after training; auxiliary tensors to send back."""
-        ...
+        return {}
 
 
 CORRECTIONS: Registry[ClientCorrection] = Registry("client correction")
@@ -159,25 +160,15 @@ def _number(config: FitConfig, key: str) -> float:
     return float(value)
 
 
-class FedProxClient:
+class FedProxClient(ClientCorrection):
     def correction(
         self, state: dict[str, Any], model: Weights, config: FitConfig
     ) -> Correction | None:
         anchor = {k: model[k] for k in _float_names(model)}
         return Correction(mu=_number(config, "mu"), anchor=anchor)
 
-    def after(
-        self,
-        state: dict[str, Any],
-        model: Weights,
-        trained: Weights,
-        config: FitConfig,
-        stats: Mapping[str, float],
-    ) -> dict[str, np.ndarray]:
-        return {}
 
-
-class ScaffoldClient:
+class ScaffoldClient(ClientCorrection):
     def correction(
         self, state: dict[str, Any], model: Weights, config: FitConfig
     ) -> Correction | None:
@@ -213,7 +204,7 @@ class ScaffoldClient:
         return out
 
 
-class FedDynClient:
+class FedDynClient(ClientCorrection):
     def correction(
         self, state: dict[str, Any], model: Weights, config: FitConfig
     ) -> Correction | None:

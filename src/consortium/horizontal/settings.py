@@ -10,6 +10,7 @@ from consortium.errors import ConfigError, PluginError
 from consortium.horizontal.clients import CLIENTS
 from consortium.horizontal.selection import SELECTORS
 from consortium.horizontal.strategy import STRATEGIES, Strategy, build_strategy, settings_model
+from consortium.registry import Registry
 from consortium.runtime import ProtocolSettings, quorum_size
 from consortium.spec import PluginRef, Strict
 from consortium.topology import Topology
@@ -96,29 +97,16 @@ class HorizontalSettings(ProtocolSettings):
         default=None, description="size local epochs to a time budget (first round: local.epochs)"
     )
 
-    @field_validator("strategy")
+    @field_validator("strategy", "client", "selection")
     @classmethod
-    def _known_strategy(cls, ref: StrategyRef) -> StrategyRef:
+    def _registered(cls, ref: PluginRef, info: ValidationInfo) -> PluginRef:
+        registry: dict[str, Registry[Any]] = {
+            "strategy": STRATEGIES,
+            "client": CLIENTS,
+            "selection": SELECTORS,
+        }
         try:
-            STRATEGIES.get(ref.name)
-        except PluginError as exc:
-            raise ValueError(str(exc)) from None
-        return ref
-
-    @field_validator("client")
-    @classmethod
-    def _known_client(cls, ref: PluginRef) -> PluginRef:
-        try:
-            CLIENTS.get(ref.name)
-        except PluginError as exc:
-            raise ValueError(str(exc)) from None
-        return ref
-
-    @field_validator("selection")
-    @classmethod
-    def _known_selector(cls, ref: PluginRef) -> PluginRef:
-        try:
-            SELECTORS.get(ref.name)
+            registry[str(info.field_name)].get(ref.name)
         except PluginError as exc:
             raise ValueError(str(exc)) from None
         return ref
