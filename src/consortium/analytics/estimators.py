@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, NonNegativeInt, PositiveInt, model_valida
 
 from consortium.analytics.operations import (
     OPERATIONS,
+    Arrays,
     Finished,
     LocalData,
     Operation,
@@ -167,28 +168,20 @@ class Staged(Operation):
     def extra(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
         return {}
 
-    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+    def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         stage = int(request["stage"][0])
         return Partial(sums=self.sums(args, stage, request, data.select(args.query)))
 
-    def sums(
-        self, args: Any, stage: int, request: Mapping[str, np.ndarray], table: Table
-    ) -> dict[str, Statistic]:
+    def sums(self, args: Any, stage: int, request: Arrays, table: Table) -> dict[str, Statistic]:
         raise NotImplementedError
 
-    def combine(
-        self,
-        args: Any,
-        carry: Any,
-        total: Mapping[str, np.ndarray],
-        plain: Mapping[str, Mapping[str, np.ndarray]],
-    ) -> Any:
+    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
         carry["totals"].append(dict(total))
         self.advance(args, carry, total)
         carry["stage"] += 1
         return carry
 
-    def advance(self, args: Any, carry: Any, total: Mapping[str, np.ndarray]) -> None:
+    def advance(self, args: Any, carry: Any, total: Arrays) -> None:
         """Work out the next stage's request from this stage's totals."""
 
 
@@ -269,7 +262,7 @@ class Variance(Sum):
             size = max((high - centre) ** 2, (centre - low) ** 2)
         return {"squares": Statistic(np.array([np.sum((v - mean) ** 2)]), size, size)}
 
-    def advance(self, args: Any, carry: Any, total: Mapping[str, np.ndarray]) -> None:
+    def advance(self, args: Any, carry: Any, total: Arrays) -> None:
         if carry["stage"] == 0:
             n = float(total["count"][0])
             carry["mean"] = float(total["sum"][0]) / n if n > 0 else 0.0
@@ -345,7 +338,7 @@ class Quantiles(Staged):
         counts = local_counts(float_keys(v), lows, stage - 1)
         return {"counts": Statistic(counts, float(len(lows)), math.sqrt(len(lows)))}
 
-    def advance(self, args: Any, carry: Any, total: Mapping[str, np.ndarray]) -> None:
+    def advance(self, args: Any, carry: Any, total: Arrays) -> None:
         if carry["stage"] == 0:
             n = max(0, round(float(total["count"][0])))
             carry["n"] = n

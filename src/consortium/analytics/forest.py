@@ -27,6 +27,7 @@ from pydantic import Field, PositiveInt
 from consortium.analytics.models import Design, check_features, design, stable_split
 from consortium.analytics.operations import (
     OPERATIONS,
+    Arrays,
     Finished,
     LocalData,
     Operation,
@@ -81,7 +82,7 @@ def grow_trees(
     return out
 
 
-def unpack_trees(arrays: Mapping[str, np.ndarray], prefix: str) -> list[dict[str, np.ndarray]]:
+def unpack_trees(arrays: Arrays, prefix: str) -> list[dict[str, np.ndarray]]:
     """The trees that :func:`grow_trees` packed into ``arrays`` (under ``prefix``)."""
     names = sorted(
         {k[len(prefix) :].split(".")[0] for k in arrays if k.startswith(prefix)},
@@ -141,7 +142,7 @@ class Forest(Operation):
             out.update(carry["merged"])
         return out
 
-    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+    def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         x, y = design(args, data)
         y = y.astype(np.int64)
         phase, fold = (int(v) for v in request["phase"])
@@ -165,13 +166,7 @@ class Forest(Operation):
         }
         return Partial(sums=sums)
 
-    def combine(
-        self,
-        args: Any,
-        carry: Any,
-        total: Mapping[str, np.ndarray],
-        plain: Mapping[str, Mapping[str, np.ndarray]],
-    ) -> Any:
+    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
         phase, fold = carry["plan"][carry["at"]]
         if phase == "grow":
             merged: dict[str, np.ndarray] = {}
@@ -219,7 +214,7 @@ class LocalCV(Forest):
     def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
         return {}
 
-    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+    def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         x, y = design(args, data)
         y = y.astype(np.int64)
         n_classes = len(data.tables[args.query.table].spec.columns[args.label].categories or [])
@@ -242,7 +237,7 @@ class LocalCV(Forest):
         }
         return Partial(sums=sums)
 
-    def combine(self, args: Any, carry: Any, total: Mapping[str, np.ndarray], plain: Any) -> Any:
+    def combine(self, args: Any, carry: Any, total: Arrays, plain: Any) -> Any:
         n = float(total["n"][0])
         return {
             "done": True,

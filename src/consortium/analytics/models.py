@@ -28,6 +28,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from consortium.analytics.operations import (
     OPERATIONS,
+    Arrays,
     Finished,
     LocalData,
     Operation,
@@ -179,7 +180,7 @@ class Train(Operation):
             out.update({f"new.{k}": v for k, v in carry["weights"].items()})
         return out
 
-    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+    def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         x, y = design(args, data)
         order = stable_split(data, len(y), "holdout")
         test = order[: round(args.holdout * len(y))]
@@ -209,13 +210,7 @@ class Train(Operation):
         sums["loss"] = Statistic(np.array([n * stats.get("loss", 0.0)]), 0, 0)
         return Partial(sums=sums)
 
-    def combine(
-        self,
-        args: Any,
-        carry: Any,
-        total: Mapping[str, np.ndarray],
-        plain: Mapping[str, Mapping[str, np.ndarray]],
-    ) -> Any:
+    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
         if carry["stage"] == 0:
             n = float(total["n"][0])
             state: State = carry["state"]

@@ -36,6 +36,7 @@ from consortium.spec import Strict
 
 __all__ = [
     "OPERATIONS",
+    "Arrays",
     "DpArgs",
     "Finished",
     "LocalData",
@@ -47,6 +48,8 @@ __all__ = [
     "Statistic",
     "validate_args",
 ]
+
+Arrays = Mapping[str, np.ndarray]  # named arrays: requests, totals, plain answers, state
 
 
 class DpArgs(Strict):
@@ -94,7 +97,7 @@ class Partial:
     per-party output by design, plain arrays."""
 
     sums: Mapping[str, Statistic] = field(default_factory=dict)
-    plain: Mapping[str, np.ndarray] = field(default_factory=dict)
+    plain: Arrays = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +105,10 @@ class State:
     """What the workflow carries from job to job and gives every worker: named arrays
     (model weights, fitted transformers) and small JSON-able settings."""
 
-    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+    arrays: Arrays = field(default_factory=dict)
     meta: Mapping[str, Any] = field(default_factory=dict)
 
-    def updated(
-        self, arrays: Mapping[str, np.ndarray] | None = None, meta: Mapping[str, Any] | None = None
-    ) -> State:
+    def updated(self, arrays: Arrays | None = None, meta: Mapping[str, Any] | None = None) -> State:
         return State(arrays={**self.arrays, **(arrays or {})}, meta={**self.meta, **(meta or {})})
 
 
@@ -177,16 +178,10 @@ class Operation:
     def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
         return {}
 
-    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+    def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         return Partial()
 
-    def combine(
-        self,
-        args: Any,
-        carry: Any,
-        total: Mapping[str, np.ndarray],
-        plain: Mapping[str, Mapping[str, np.ndarray]],
-    ) -> Any:
+    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
         return {"done": True, "total": dict(total), "plain": dict(plain)}
 
     def finish(self, args: Any, carry: Any, state: State) -> Finished:

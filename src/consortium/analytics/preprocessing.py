@@ -36,6 +36,7 @@ from pydantic import Field, PositiveInt
 
 from consortium.analytics.operations import (
     OPERATIONS,
+    Arrays,
     Finished,
     LocalData,
     Operation,
@@ -127,7 +128,7 @@ def pipeline_schema(steps: list[Any], spec: TableSpec) -> TableSpec:
     return spec
 
 
-def apply_pipeline(table: Table, steps: list[Any], params: Mapping[str, np.ndarray]) -> Table:
+def apply_pipeline(table: Table, steps: list[Any], params: Arrays) -> Table:
     """``table`` through the fitted transformers (``params``: ``p<i>.<name>`` arrays)."""
     for i, t in enumerate(steps):
         table = _apply(
@@ -136,7 +137,7 @@ def apply_pipeline(table: Table, steps: list[Any], params: Mapping[str, np.ndarr
     return table
 
 
-def _apply(table: Table, t: Any, p: Mapping[str, np.ndarray]) -> Table:
+def _apply(table: Table, t: Any, p: Arrays) -> Table:
     columns = dict(table.columns)
     for j, c in enumerate(t.columns):
         x = table.columns[c]
@@ -231,7 +232,7 @@ class Preprocess(Operation):
             out["columns"] = np.array(carry["targets"], dtype=np.int64)
         return out
 
-    def local(self, args: Any, request: Mapping[str, np.ndarray], data: LocalData) -> Partial:
+    def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         t_index, phase_index = (int(v) for v in request["at"])
         params = {k[4:]: v for k, v in request.items() if k.startswith("fit.")}
         table = apply_pipeline(data.select(args.query), args.steps[:t_index], params)
@@ -258,13 +259,7 @@ class Preprocess(Operation):
         ]
         return Partial(sums={"counts": Statistic(np.concatenate(counts), 0, 0)})
 
-    def combine(
-        self,
-        args: Any,
-        carry: Any,
-        total: Mapping[str, np.ndarray],
-        plain: Mapping[str, Mapping[str, np.ndarray]],
-    ) -> Any:
+    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
         t = args.steps[carry["t"]]
         phase = _phases(t)[carry["phase"]]
         if phase == "moments":

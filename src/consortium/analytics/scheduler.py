@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from consortium.analytics.dag import Dag, Job
-from consortium.analytics.operations import OPERATIONS, State, dumps
+from consortium.analytics.operations import OPERATIONS, Arrays, State, dumps
 from consortium.analytics.settings import AnalyticsSettings
 from consortium.analytics.worker import RESULT, TASK
 from consortium.errors import PartyCrashed, QuorumLost, RunFailed
@@ -158,7 +158,7 @@ class Scheduler:
             carry = op.combine(args, carry, answers.totals(), answers.plain)
         return op.finish(args, carry, self.state)
 
-    def _ask(self, job: Job, op: Any, args: Any, request: Mapping[str, np.ndarray]) -> _Answers:
+    def _ask(self, job: Job, op: Any, args: Any, request: Arrays) -> _Answers:
         nonce = next(self._nonce)
         tensors = {f"req.{k}": np.asarray(v) for k, v in request.items()}
         tensors.update({f"state.{k}": np.asarray(v) for k, v in self.state.arrays.items()})
