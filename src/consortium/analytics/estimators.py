@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, NonNegativeInt, PositiveInt, model_validator
@@ -49,6 +49,7 @@ from consortium.analytics.tables import Table, TableSpec
 __all__ = [
     "ColumnArgs",
     "CountArgs",
+    "Extreme",
     "GroupByArgs",
     "HistogramArgs",
     "QuantileArgs",
@@ -86,13 +87,9 @@ class HistogramArgs(ColumnArgs):
 
 
 class QuantileArgs(ColumnArgs):
-    q: list[float] = Field(default_factory=lambda: [0.5], min_length=1)
-
-    @model_validator(mode="after")
-    def _q(self) -> QuantileArgs:
-        if any(not 0 <= q <= 1 for q in self.q):
-            raise ValueError("quantiles q lie in [0, 1]")
-        return self
+    q: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.5], min_length=1
+    )
 
 
 class GroupByArgs(QueryArgs):
@@ -108,65 +105,67 @@ def _bound(spec: TableSpec, column: str) -> tuple[float, float]:
 
 def _values(args: Any, table: Table, column: str) -> np.ndarray:
     """The column's present values; clipped to its public bounds under DP."""
-    values = table.numeric(column)
-    values = values[~np.isnan(values)]
+    values = table.columns[column][table.present(column)]
     if args.dp is not None:
-        low, high = _bound(table.spec, column)
-        values = np.clip(values, low, high)
+        values = np.clip(values, *_bound(table.spec, column))
     return values
 
 
-def _magnitude(spec: TableSpec, column: str) -> float:
+def _magnitude(args: Any, spec: TableSpec, column: str) -> float:
+    """The most one clipped value can add to a sum (0 without DP: no noise to scale)."""
+    if args.dp is None:
+        return 0.0
     low, high = _bound(spec, column)
     return max(abs(low), abs(high))
 
 
-def _count(n: float) -> Statistic:
-    return Statistic(np.array([float(n)]), 1.0, 1.0)
+def _counts(counts: Any) -> Statistic:
+    """Counts (one or a vector): a row changes one of them by one."""
+    return Statistic(np.atleast_1d(np.asarray(counts, dtype=np.float64)), 1.0, 1.0)
 
 
-def _suppressed(count: float, threshold: int) -> bool:
-    return not count >= max(1, threshold)
+def _too_few(count: float, carry: Any) -> bool:
+    return not count >= max(1, carry["threshold"])
+
+
+def _withheld(state: State, *names: str) -> Finished:
+    """The result for too few rows: no values, only that it was suppressed."""
+    return Finished(result={**dict.fromkeys(names), "suppressed": True}, metrics={}, state=state)
+
+
+def _released(state: State, **values: float) -> Finished:
+    return Finished(result=values, metrics=dict(values), state=state)
 
 
 class Staged(Operation):
-    """An estimator of a fixed number of stages; the carry keeps each stage's totals."""
+    """An estimator of ``stages`` requests; the carry keeps each stage's totals."""
 
-    columns_numeric: tuple[str, ...] = ("column",)
-
-    def stages(self, args: Any) -> int:
-        return 1
+    stages: ClassVar[int] = 1
 
     def releases(self, args: Any) -> int:
-        return self.stages(args)
+        return self.stages
 
     def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
         super().check(args, tables)
-        spec = tables[args.query.table]
-        for field_name in self.columns_numeric:
-            column = getattr(args, field_name, None)
-            if column is None:
-                continue
-            check_column(spec, args.query.table, column, numeric=True)
-            if args.dp is not None and spec.columns[column].bounds is None:
-                raise ValueError(
-                    f"column {column!r} needs published bounds for a differentially private "
-                    f"{type(self).__name__.lower()} (tables.{args.query.table}.columns."
-                    f"{column}.bounds)"
-                )
+        table, column = args.query.table, args.column
+        if column is None:
+            return
+        check_column(tables[table], table, column, numeric=True)
+        if args.dp is not None and tables[table].columns[column].bounds is None:
+            raise ValueError(
+                f"column {column!r} needs published bounds for differential privacy "
+                f"(tables.{table}.columns.{column}.bounds)"
+            )
 
     def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
         spec = tables[args.query.table]
         return {"stage": 0, "totals": [], "spec": spec, "threshold": spec.privacy.min_group_size}
 
     def done(self, args: Any, carry: Any) -> bool:
-        return bool(carry["stage"] >= self.stages(args))
+        return bool(carry["stage"] >= self.stages)
 
     def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        return {"stage": np.array([carry["stage"]], dtype=np.int64), **self.extra(args, carry)}
-
-    def extra(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        return {}
+        return {"stage": np.array([carry["stage"]], dtype=np.int64)}
 
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         stage = int(request["stage"][0])
@@ -188,21 +187,18 @@ class Staged(Operation):
 class Count(Staged):
     Args = CountArgs
 
-    def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
-        if args.column is None:
-            return {"count": _count(table.n_rows)}
-        return {"count": _count(table.present(args.column).sum())}
-
     def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
         Operation.check(self, args, tables)
         if args.column is not None:
             check_column(tables[args.query.table], args.query.table, args.column)
 
+    def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
+        n = table.n_rows if args.column is None else table.present(args.column).sum()
+        return {"count": _counts(n)}
+
     def finish(self, args: Any, carry: Any, state: State) -> Finished:
         n = float(carry["totals"][0]["count"][0])
-        if _suppressed(n, carry["threshold"]):
-            return Finished(result={"count": None, "suppressed": True}, metrics={}, state=state)
-        return Finished(result={"count": n}, metrics={"count": n}, state=state)
+        return _withheld(state, "count") if _too_few(n, carry) else _released(state, count=n)
 
 
 class Sum(Staged):
@@ -213,42 +209,38 @@ class Sum(Staged):
 
     def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
         v = _values(args, table, args.column)
-        size = _magnitude(table.spec, args.column) if args.dp is not None else 0.0
-        return {"count": _count(v.size), "sum": Statistic(np.array([v.sum()]), size, size)}
+        size = _magnitude(args, table.spec, args.column)
+        return {
+            "count": _counts(v.size),
+            "sum": Statistic(np.array([v.sum()]), size, size),
+        }
 
     def finish(self, args: Any, carry: Any, state: State) -> Finished:
         t = carry["totals"][0]
         n, s = float(t["count"][0]), float(t["sum"][0])
-        if _suppressed(n, carry["threshold"]):
-            return Finished(result={"sum": None, "suppressed": True}, metrics={}, state=state)
-        return Finished(result={"sum": s, "count": n}, metrics={"sum": s, "count": n}, state=state)
+        return _withheld(state, "sum") if _too_few(n, carry) else _released(state, sum=s, count=n)
 
 
 class Mean(Sum):
     def finish(self, args: Any, carry: Any, state: State) -> Finished:
         t = carry["totals"][0]
         n, s = float(t["count"][0]), float(t["sum"][0])
-        if _suppressed(n, carry["threshold"]):
-            return Finished(result={"mean": None, "suppressed": True}, metrics={}, state=state)
-        mean = s / n
-        return Finished(
-            result={"mean": mean, "count": n}, metrics={"mean": mean, "count": n}, state=state
-        )
+        if _too_few(n, carry):
+            return _withheld(state, "mean")
+        return _released(state, mean=s / n, count=n)
 
 
 class Variance(Sum):
     """Two passes: (count, sum), then the sum of squared deviations from the global mean."""
 
     Args = VarianceArgs
-
-    def stages(self, args: Any) -> int:
-        return 2
+    stages = 2
 
     def releases(self, args: Any) -> int:
         return 3
 
-    def extra(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        return {"mean": np.array([carry.get("mean", 0.0)])}
+    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
+        return {**super().request(args, carry), "mean": np.array([carry.get("mean", 0.0)])}
 
     def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
         if stage == 0:
@@ -269,9 +261,8 @@ class Variance(Sum):
 
     def finish(self, args: Any, carry: Any, state: State) -> Finished:
         n = float(carry["totals"][0]["count"][0])
-        if _suppressed(n, carry["threshold"]) or n - args.ddof <= 0:
-            result: dict[str, Any] = {"variance": None, "std": None, "suppressed": True}
-            return Finished(result=result, metrics={}, state=state)
+        if _too_few(n, carry) or n - args.ddof <= 0:
+            return _withheld(state, "variance", "std")
         var = float(carry["totals"][1]["squares"][0]) / (n - args.ddof)
         std = math.sqrt(var) if var >= 0 else float("nan")
         result = {"variance": var, "std": std, "mean": carry["mean"], "count": n}
@@ -293,15 +284,12 @@ class Histogram(Staged):
     def edges(args: Any, spec: TableSpec) -> np.ndarray:
         if args.edges is not None:
             return np.asarray(args.edges, dtype=np.float64)
-        bounds = args.range or spec.columns[args.column].bounds
-        assert bounds is not None  # checked before anything runs
-        low, high = bounds
+        low, high = args.range or _bound(spec, args.column)
         return np.linspace(low, high, args.bins + 1)
 
     def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
-        values = table.numeric(args.column)
-        counts, _ = np.histogram(values[~np.isnan(values)], bins=self.edges(args, table.spec))
-        return {"counts": Statistic(counts.astype(np.float64), 1.0, 1.0)}
+        values = table.columns[args.column][table.present(args.column)]
+        return {"counts": _counts(np.histogram(values, bins=self.edges(args, table.spec))[0])}
 
     def finish(self, args: Any, carry: Any, state: State) -> Finished:
         counts = carry["totals"][0]["counts"]
@@ -319,21 +307,21 @@ class Quantiles(Staged):
     """A count, then 8 zooming stages over the values' bit order."""
 
     Args: ClassVar[type[BaseModel]] = QuantileArgs
+    stages = 1 + STAGES
 
     def targets(self, args: Any, n: int) -> tuple[int, ...]:
         return quantile_ranks(n, list(args.q))
 
-    def stages(self, args: Any) -> int:
-        return 1 + STAGES
-
-    def extra(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        search: Search | None = carry.get("search")
-        return {"lows": search.request()["lows"]} if search is not None else {}
+    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
+        out = super().request(args, carry)
+        if "search" in carry:
+            out["lows"] = np.array(carry["search"].lows, dtype=np.uint64)
+        return out
 
     def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
         v = _values(args, table, args.column)
         if stage == 0:
-            return {"count": _count(v.size)}
+            return {"count": _counts(v.size)}
         lows = request["lows"]
         counts = local_counts(float_keys(v), lows, stage - 1)
         return {"counts": Statistic(counts, float(len(lows)), math.sqrt(len(lows)))}
@@ -348,35 +336,29 @@ class Quantiles(Staged):
 
     def finish(self, args: Any, carry: Any, state: State) -> Finished:
         n = carry["n"]
-        if _suppressed(n, carry["threshold"]):
-            return Finished(result={"suppressed": True}, metrics={}, state=state)
+        if _too_few(n, carry):
+            return _withheld(state)
         values = numpy_quantile(n, list(args.q), carry["search"].values())
         result = {"q": list(args.q), "values": values, "count": n}
         metrics = {f"q{q:g}": v for q, v in zip(args.q, values, strict=True)}
         return Finished(result=result, metrics=metrics, state=state)
 
 
-class _Extreme(Quantiles):
+class Extreme(Quantiles):
+    """The minimum or the maximum: one order statistic, found as the quantiles are."""
+
     Args = ColumnArgs
-    which = "min"
+
+    def __init__(self, which: Literal["min", "max"]) -> None:
+        self.which = which
 
     def targets(self, args: Any, n: int) -> tuple[int, ...]:
         return (0,) if self.which == "min" else (n - 1,)
 
     def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        n = carry["n"]
-        if _suppressed(n, carry["threshold"]):
-            return Finished(result={self.which: None, "suppressed": True}, metrics={}, state=state)
-        value = carry["search"].values()[0]
-        return Finished(result={self.which: value}, metrics={self.which: value}, state=state)
-
-
-class Minimum(_Extreme):
-    which = "min"
-
-
-class Maximum(_Extreme):
-    which = "max"
+        if _too_few(carry["n"], carry):
+            return _withheld(state, self.which)
+        return _released(state, **{self.which: carry["search"].values()[0]})
 
 
 class GroupBy(Staged):
@@ -393,33 +375,28 @@ class GroupBy(Staged):
         check_column(tables[args.query.table], args.query.table, args.by, numeric=False)
 
     def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
-        groups = table.columns[args.by]
+        table = table.rows(table.present(args.by))
         k = len(table.spec.columns[args.by].categories or [])
+        groups = table.columns[args.by]
         if args.column is None:
-            counts = np.bincount(groups[groups >= 0], minlength=k).astype(np.float64)
-            return {"counts": Statistic(counts, 1.0, 1.0)}
-        values = table.numeric(args.column)
-        keep = (groups >= 0) & ~np.isnan(values)
-        v = values[keep]
-        if args.dp is not None:
-            v = np.clip(v, *_bound(table.spec, args.column))
-        size = _magnitude(table.spec, args.column) if args.dp is not None else 0.0
-        g = groups[keep]
+            return {"counts": _counts(np.bincount(groups, minlength=k))}
+        groups = groups[table.present(args.column)]
+        size = _magnitude(args, table.spec, args.column)
+        sums = np.bincount(groups, weights=_values(args, table, args.column), minlength=k)
         return {
-            "counts": Statistic(np.bincount(g, minlength=k).astype(np.float64), 1.0, 1.0),
-            "sums": Statistic(np.bincount(g, weights=v, minlength=k), size, size),
+            "counts": _counts(np.bincount(groups, minlength=k)),
+            "sums": Statistic(sums, size, size),
         }
 
     def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        spec: TableSpec = carry["spec"]
-        names = spec.columns[args.by].categories or []
+        names = carry["spec"].columns[args.by].categories or []
         total = carry["totals"][0]
         groups: dict[str, Any] = {}
         suppressed: list[str] = []
         metrics: dict[str, float] = {}
         for i, name in enumerate(names):
             count = float(total["counts"][i])
-            if _suppressed(count, carry["threshold"]):
+            if _too_few(count, carry):
                 if count > 0 or args.dp is not None or carry["threshold"] > 1:
                     suppressed.append(name)
                 continue
@@ -438,6 +415,6 @@ OPERATIONS.register("mean", Mean())
 OPERATIONS.register("variance", Variance())
 OPERATIONS.register("histogram", Histogram())
 OPERATIONS.register("quantiles", Quantiles())
-OPERATIONS.register("min", Minimum())
-OPERATIONS.register("max", Maximum())
+OPERATIONS.register("min", Extreme("min"))
+OPERATIONS.register("max", Extreme("max"))
 OPERATIONS.register("groupby", GroupBy())

@@ -64,16 +64,6 @@ class Search:
     def begin(cls, ranks: tuple[int, ...]) -> Search:
         return cls(ranks=ranks, lows=(0,) * len(ranks), belows=(0.0,) * len(ranks))
 
-    @property
-    def done(self) -> bool:
-        return self.stage >= STAGES
-
-    def request(self) -> dict[str, np.ndarray]:
-        return {
-            "lows": np.array(self.lows, dtype=np.uint64),
-            "stage": np.array([self.stage], dtype=np.int64),
-        }
-
     def narrow(self, counts: np.ndarray) -> Search:
         """The next intervals, from the pooled ``counts`` (targets x BINS, maybe noisy)."""
         shift = 64 - _BITS * (self.stage + 1)
