@@ -33,7 +33,7 @@ from consortium.analytics.operations import (
     Operation,
     Partial,
     State,
-    Statistic,
+    scalar_sums,
 )
 from consortium.analytics.tables import TableSpec
 from consortium.runtime import derive_seed
@@ -115,7 +115,22 @@ def predict_forest(trees: list[dict[str, np.ndarray]], x: np.ndarray) -> np.ndar
     return total / len(trees)
 
 
-class Forest(Operation):
+def _labelled(args: Any, data: LocalData) -> tuple[np.ndarray, np.ndarray, int]:
+    """This worker's (X, y) and how many classes the label has."""
+    x, y = design(args, data)
+    n_classes = len(data.tables[args.query.table].spec.columns[args.label].categories or [])
+    return x, y.astype(np.int64), n_classes
+
+
+def _folds(data: LocalData, n: int, k: int) -> np.ndarray:
+    """Each row's fold of ``k`` (the same in every job), or -1 for all rows when k is 0."""
+    folds = np.full(n, -1, dtype=np.int64)
+    if k:
+        folds[stable_split(data, n, "folds")] = np.arange(n) % k
+    return folds
+
+
+class _Trees(Operation):
     Args = ForestArgs
 
     def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
@@ -127,10 +142,11 @@ class Forest(Operation):
         if args.folds == 1:
             raise ValueError("forest: folds is 0 (no cross-validation) or at least 2")
 
+
+class Forest(_Trees):
     def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
-        classes = tables[args.query.table].columns[args.label].categories or []
         plan = [step for f in range(args.folds) for step in (("grow", f), ("score", f))]
-        return {"plan": [*plan, ("grow", -1)], "at": 0, "classes": len(classes), "scores": []}
+        return {"plan": [*plan, ("grow", -1)], "at": 0, "scores": []}
 
     def done(self, args: Any, carry: Any) -> bool:
         return bool(carry["at"] >= len(carry["plan"]))
@@ -143,13 +159,9 @@ class Forest(Operation):
         return out
 
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
-        x, y = design(args, data)
-        y = y.astype(np.int64)
+        x, y, n_classes = _labelled(args, data)
         phase, fold = (int(v) for v in request["phase"])
-        folds = np.zeros(len(y), dtype=np.int64) - 1
-        if args.folds:
-            folds[stable_split(data, len(y), "folds")] = np.arange(len(y)) % args.folds
-        n_classes = len(data.tables[args.query.table].spec.columns[args.label].categories or [])
+        folds = _folds(data, len(y), args.folds)
         if phase == 0:
             rows = folds != fold
             seed = derive_seed(
@@ -160,11 +172,7 @@ class Forest(Operation):
         proba = predict_forest(unpack_trees(request, "m."), x[rows])
         correct = float(np.sum(np.argmax(proba, axis=1) == y[rows]))
         loss = float(-np.sum(np.log(np.clip(proba[np.arange(rows.sum()), y[rows]], 1e-15, None))))
-        sums = {
-            k: Statistic(np.array([v]), 0, 0)
-            for k, v in (("n", float(rows.sum())), ("correct", correct), ("loss", loss))
-        }
-        return Partial(sums=sums)
+        return Partial(sums=scalar_sums(n=float(rows.sum()), correct=correct, loss=loss))
 
     def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
         phase, fold = carry["plan"][carry["at"]]
@@ -202,25 +210,14 @@ class Forest(Operation):
         return Finished(result=result, metrics=metrics, state=state.updated(arrays, meta))
 
 
-class LocalCV(Forest):
-    """Each worker cross-validates a forest on its own rows; the pooled score comes back."""
-
-    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
-        return {"done": False}
-
-    def done(self, args: Any, carry: Any) -> bool:
-        return bool(carry["done"])
-
-    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        return {}
+class LocalCV(_Trees):
+    """Each worker cross-validates a forest on its own rows; the pooled score comes back
+    (one request: the base operation's)."""
 
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
-        x, y = design(args, data)
-        y = y.astype(np.int64)
-        n_classes = len(data.tables[args.query.table].spec.columns[args.label].categories or [])
+        x, y, n_classes = _labelled(args, data)
         k = max(args.folds, 2)
-        folds = np.zeros(len(y), dtype=np.int64)
-        folds[stable_split(data, len(y), "folds")] = np.arange(len(y)) % k
+        folds = _folds(data, len(y), k)
         correct = 0.0
         for f in range(k):
             train, test = folds != f, folds == f
@@ -231,23 +228,13 @@ class LocalCV(Forest):
                 correct += float(
                     np.sum(np.argmax(predict_forest(trees, x[test]), axis=1) == y[test])
                 )
-        sums = {
-            "n": Statistic(np.array([float(len(y))]), 0, 0),
-            "correct": Statistic(np.array([correct]), 0, 0),
-        }
-        return Partial(sums=sums)
-
-    def combine(self, args: Any, carry: Any, total: Arrays, plain: Any) -> Any:
-        n = float(total["n"][0])
-        return {
-            "done": True,
-            "n": n,
-            "accuracy": float(total["correct"][0]) / n if n else float("nan"),
-        }
+        return Partial(sums=scalar_sums(n=float(len(y)), correct=correct))
 
     def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        result = {"examples": carry["n"], "accuracy": carry["accuracy"]}
-        return Finished(result=result, metrics={"accuracy": carry["accuracy"]}, state=state)
+        n = float(carry["total"]["n"][0])
+        accuracy = float(carry["total"]["correct"][0]) / n if n else float("nan")
+        result = {"examples": n, "accuracy": accuracy}
+        return Finished(result=result, metrics={"accuracy": accuracy}, state=state)
 
 
 OPERATIONS.register("forest", Forest())

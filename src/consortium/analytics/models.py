@@ -36,6 +36,7 @@ from consortium.analytics.operations import (
     QueryArgs,
     State,
     Statistic,
+    scalar_sums,
 )
 from consortium.analytics.preprocessing import apply_pipeline, pipeline_from_state
 from consortium.analytics.tables import TableSpec
@@ -108,15 +109,19 @@ def stable_split(data: LocalData, n: int, salt: str) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
-def _model(state: State) -> Any:
-    meta = state.meta["model"]
-    model = build_model(
+def _build(meta: Mapping[str, Any]) -> Any:
+    """The model ``meta`` (the state's ``model`` entry) describes, with initial weights."""
+    return build_model(
         meta["name"],
         n_features=meta["n_features"],
         n_classes=meta["n_classes"],
         seed=0,
         l2=meta["l2"],
     )
+
+
+def _model(state: State) -> Any:
+    model = _build(state.meta["model"])
     model.set_weights({k[6:]: v for k, v in state.arrays.items() if k.startswith("model.")})
     return model
 
@@ -144,14 +149,7 @@ class ModelInit(Operation):
             "n_classes": len(classes) if classes else None,
             "l2": args.l2,
         }
-        model = build_model(
-            args.model,
-            n_features=meta["n_features"],
-            n_classes=meta["n_classes"],
-            seed=0,
-            l2=args.l2,
-        )
-        arrays = {f"model.{k}": v for k, v in model.get_weights().items()}
+        arrays = {f"model.{k}": v for k, v in _build(meta).get_weights().items()}
         new = state.updated(arrays=arrays, meta={"model": meta})
         return Finished(result={"model": meta}, metrics={}, state=new)
 
@@ -191,8 +189,9 @@ class Train(Operation):
             model.set_weights({k[4:]: v for k, v in request.items() if k.startswith("new.")})
             scores = model.evaluate(x[test], y[test]) if test.size else {}
             n = float(test.size)
-            sums = {f"test_{k}": Statistic(np.array([n * v]), 0, 0) for k, v in scores.items()}
-            return Partial(sums={**sums, "test_n": Statistic(np.array([n]), 0, 0)})
+            return Partial(
+                sums=scalar_sums(**{f"test_{k}": n * v for k, v in scores.items()}, test_n=n)
+            )
         stats = model.fit(
             x[train],
             y[train],
@@ -206,9 +205,7 @@ class Train(Operation):
             f"w.{k}": Statistic(n * np.asarray(v, dtype=np.float64).ravel(), 0, 0)
             for k, v in model.get_weights().items()
         }
-        sums["n"] = Statistic(np.array([n]), 0, 0)
-        sums["loss"] = Statistic(np.array([n * stats.get("loss", 0.0)]), 0, 0)
-        return Partial(sums=sums)
+        return Partial(sums={**sums, **scalar_sums(n=n, loss=n * stats.get("loss", 0.0))})
 
     def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
         if carry["stage"] == 0:

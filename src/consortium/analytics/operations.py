@@ -46,6 +46,7 @@ __all__ = [
     "QueryArgs",
     "State",
     "Statistic",
+    "scalar_sums",
     "validate_args",
 ]
 
@@ -89,6 +90,11 @@ class Statistic:
     values: np.ndarray
     l1: float
     l2: float
+
+
+def scalar_sums(**values: float) -> dict[str, Statistic]:
+    """Scalars to add up, declared with no sensitivity: for operations that add no noise."""
+    return {name: Statistic(np.array([v]), 0, 0) for name, v in values.items()}
 
 
 @dataclass(frozen=True, slots=True)
