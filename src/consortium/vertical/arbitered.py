@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Sequence
 from typing import TypeGuard
 
 import numpy as np
 
 from consortium.errors import RunFailed
-from consortium.ml.datasets import Task
 from consortium.privacy.paillier import (
     EncryptedArray,
     InvalidPublicKey,
@@ -48,10 +46,9 @@ from consortium.vertical.encrypted import (
     scaled_residual,
 )
 from consortium.vertical.exchange import Exchange, Expect, Outbox, positions
-from consortium.vertical.gradient import train_epochs
-from consortium.vertical.local import MasterPart, MemberPart
+from consortium.vertical.local import MasterPart
 from consortium.vertical.messages import Kind, MemberStage
-from consortium.vertical.modes import MODES, Mode, Rounds
+from consortium.vertical.modes import MODES, MasterMode, MemberMode, Mode
 from consortium.vertical.parts import LinearBottom, LinearTop
 from consortium.vertical.settings import VerticalSettings
 from consortium.wire import Message
@@ -80,41 +77,39 @@ def _positive_int(value: object) -> TypeGuard[int]:
 # -- the member --------------------------------------------------------------------------
 
 
-class ArbiteredMember:
+class ArbiteredMember(MemberMode):
     """A member in arbitered mode: it holds the public key, sends its outputs encrypted and
     steps with its gradient, computed under encryption and masked for the arbiter."""
 
-    def __init__(self, *, settings: VerticalSettings, hub: str, arbiter: str | None) -> None:
-        if arbiter is None:
-            raise RunFailed("the arbitered mode needs an arbiter")
-        self.settings = settings
-        self.hub, self.arbiter = hub, arbiter
-        self.keyring: Keyring | None = None
-        self._part: MemberPart | None = None
-        self._step: tuple[int, np.ndarray] | None = None  # (round, rows) of the last forward
-        self._secret: tuple[Mask, int, int] | None = None  # (mask, scale, round) of a step
+    arbiter: str  # the job's check requires an arbiter in arbitered mode
+    keyring: Keyring | None = None
+    _step: tuple[int, np.ndarray] | None = None  # (round, rows) of the last forward
+    _secret: tuple[Mask, int, int] | None = None  # (mask, scale, round) of a step
 
     @property
     def ready(self) -> bool:
         return self.keyring is not None
 
     @property
-    def part(self) -> MemberPart:
-        if self._part is None:
-            raise RuntimeError("the member is not aligned yet")
-        return self._part
-
-    def aligned(self, part: MemberPart) -> None:
-        self._part = part
+    def ring(self) -> Keyring:
+        assert self.keyring is not None  # the mode's requests come once the member is ready
+        return self.keyring
 
     def handle(self, out: Outbox, msg: Message, stage: MemberStage) -> MemberStage:
-        handlers: dict[str, Callable[[Outbox, Message], MemberStage | None]] = {
-            Kind.PUBLIC_KEY: self._public_key,
-            Kind.FORWARD: self._forward,
-            Kind.RESIDUAL: self._residual,
-            Kind.DECRYPT_REPLY: self._decrypted,
-        }
-        return handlers[msg.kind](out, msg) or stage
+        if msg.kind == Kind.PUBLIC_KEY:
+            if self.keyring is not None:
+                raise RunFailed(f"{out.name} got a second public key from {msg.sender}")
+            self.keyring = receive_public_key(msg, self.settings)
+        elif msg.kind == Kind.FORWARD:
+            rows = positions(msg, "rows", self.part.n_train)
+            values = self.part.bottom.forward(self.part.x[rows], train=True)
+            self._step = (msg.round, rows)
+            self._reply_encrypted(out, msg, Kind.HE_FORWARD_REPLY, values)
+        elif msg.kind == Kind.RESIDUAL:
+            return self._residual(out, msg)
+        else:
+            return self._decrypted(out, msg)
+        return stage
 
     def reply_outputs(self, out: Outbox, request: Message, values: np.ndarray) -> None:
         self._reply_encrypted(out, request, Kind.HE_PREDICT_REPLY, values)
@@ -127,32 +122,14 @@ class ArbiteredMember:
         if self.keyring is not None:
             self.keyring.close()
 
-    def _aligned(self) -> tuple[MemberPart, Keyring]:
-        if self.keyring is None:
-            raise RuntimeError("the member has no key yet")
-        return self.part, self.keyring
-
-    def _public_key(self, out: Outbox, msg: Message) -> None:
-        if self.keyring is not None:
-            raise RunFailed(f"{out.name} got a second public key from {msg.sender}")
-        self.keyring = receive_public_key(msg, self.settings)
-
-    def _forward(self, out: Outbox, msg: Message) -> None:
-        part, _ = self._aligned()
-        rows = positions(msg, "rows", part.n_train)
-        values = part.bottom.forward(part.x[rows], train=True)
-        self._step = (msg.round, rows)
-        self._reply_encrypted(out, msg, Kind.HE_FORWARD_REPLY, values)
-
     def _reply_encrypted(self, out: Outbox, msg: Message, kind: str, values: np.ndarray) -> None:
-        assert self.keyring is not None
-        encrypted = self.keyring.encrypt(values)
-        tensors = {"enc": self.keyring.to_wire(encrypted)}
+        encrypted = self.ring.encrypt(values)
+        tensors = {"enc": self.ring.to_wire(encrypted)}
         out.reply(msg, kind, tensors=tensors, meta={"exponent": encrypted.exponent})
 
     def _residual(self, out: Outbox, msg: Message) -> MemberStage:
         """``X_p^T [[s d]]``, masked, to the arbiter; then wait for its decryption."""
-        part, ring = self._aligned()
+        part, ring = self.part, self.ring
         if self._step is None or msg.round != self._step[0]:
             raise RunFailed(f"{msg.kind} from {msg.sender} for a step this member did not run")
         scale = msg.meta.get("scale")
@@ -184,15 +161,14 @@ class ArbiteredMember:
 
     def _decrypted(self, out: Outbox, msg: Message) -> MemberStage:
         """Unmask the gradient, step, and tell the master."""
-        part, ring = self._aligned()
+        part, ring = self.part, self.ring
         assert self._secret is not None
         secret, scale, step = self._secret
         if msg.round != step:
             raise RunFailed(f"{msg.kind} from {msg.sender} for step {msg.round}, not {step}")
         if "error" in msg.meta:
             raise RunFailed(f"the arbiter refused to decrypt: {msg.meta['error']}")
-        if not isinstance(part.bottom, LinearBottom):
-            raise RunFailed("the arbitered mode trains linear models only")
+        assert isinstance(part.bottom, LinearBottom)  # the arbitered mode trains linear models
         part.bottom.apply(ring.unmask(secret, msg.tensors.get("residues"), scale))
         self._secret = self._step = None
         out.send(Kind.STEPPED, self.hub, round=step)
@@ -202,38 +178,16 @@ class ArbiteredMember:
 # -- the master --------------------------------------------------------------------------
 
 
-class ArbiteredMaster:
+class ArbiteredMaster(MasterMode):
     """The master in arbitered mode; it holds the public key only."""
 
-    def __init__(
-        self,
-        *,
-        settings: VerticalSettings,
-        members: Sequence[str],
-        arbiter: str | None,
-        task: Task,
-        width: int,
-    ) -> None:
-        if arbiter is None:
-            raise RunFailed("the arbitered mode needs an arbiter")
-        self.settings = settings
-        self.members = tuple(members)
-        self.arbiter = arbiter
-        self.task: Task = task
-        self.n_outputs = width
-        self._keyring: Keyring | None = None
+    arbiter: str  # the job's check requires an arbiter in arbitered mode
+    keyring: Keyring | None = None
 
-    def close(self) -> None:
-        if self._keyring is not None:
-            self._keyring.close()
-
-    def prepare(self, io: Exchange) -> None:
-        """Ask the arbiter for keys; it sends the public key to the members too."""
-        step = io.new_round()
-        bits = self.settings.paillier.key_bits
-        io.send(Kind.KEYS, self.arbiter, round=step, meta={"bits": bits})
-        ((reply,),) = io.collect(step, Expect(Kind.PUBLIC_KEY, (self.arbiter,)))
-        self._keyring = receive_public_key(reply, self.settings)
+    @property
+    def ring(self) -> Keyring:
+        assert self.keyring is not None  # prepare() runs first
+        return self.keyring
 
     @property
     def parties(self) -> int:
@@ -241,18 +195,17 @@ class ArbiteredMaster:
         least its intercept)."""
         return len(self.members) + 1
 
-    @property
-    def keyring(self) -> Keyring:
-        if self._keyring is None:
-            raise RuntimeError("no public key yet")
-        return self._keyring
+    def close(self) -> None:
+        if self.keyring is not None:
+            self.keyring.close()
 
-    def fit(
-        self, io: Exchange, part: MasterPart, alignment: Alignment, rounds: Rounds
-    ) -> tuple[dict[str, float], int]:
-        return train_epochs(
-            self, io, part, alignment, rounds, settings=self.settings, task=self.task
-        )
+    def prepare(self, io: Exchange) -> None:
+        """Ask the arbiter for keys; it sends the public key to the members too."""
+        step = io.new_round()
+        bits = self.settings.paillier.key_bits
+        io.send(Kind.KEYS, self.arbiter, round=step, meta={"bits": bits})
+        ((reply,),) = io.collect(step, Expect(Kind.PUBLIC_KEY, (self.arbiter,)))
+        self.keyring = receive_public_key(reply, self.settings)
 
     def min_batch(self, alignment: Alignment) -> int:
         """A member learns its gradient ``X_p^T d`` in the clear; with no more rows than it
@@ -274,13 +227,13 @@ class ArbiteredMaster:
         """One step; the master sees no loss (it never holds the training outputs)."""
         top = part.top
         assert isinstance(top, LinearTop)
-        keyring = self.keyring
+        keyring = self.ring
         step = io.new_round()
         z = self._outputs(io, step, part, rows, Kind.FORWARD) + top.bias
-        sd, scale = scaled_residual(z, part.y[rows], task=self.task, n_outputs=self.n_outputs)
+        sd, scale = scaled_residual(z, part.y[rows], task=self.task, n_outputs=self.width)
         precision = keyring.encoding.precision
         # a public bound on |s d|, from the job alone, for every party's packing
-        bound = residual_bound(self.task, self.n_outputs, self.parties, precision)
+        bound = residual_bound(self.task, self.width, self.parties, precision)
         bits = bound.bit_length()
         if sd.bound is None or sd.bound > bound:
             raise RunFailed(
@@ -293,9 +246,8 @@ class ArbiteredMaster:
         for member in self.members:
             io.send(Kind.RESIDUAL, member, round=step, tensors={"enc": wire}, meta=meta)
         block = np.ones((len(rows), 1))
-        own_x = part.own_x(rows)
-        if own_x is not None:
-            block = np.hstack([own_x, block])
+        if part.own is not None:
+            block = np.hstack([part.own.x[rows], block])
         gradient = self._decrypt(
             io,
             step,
@@ -305,14 +257,14 @@ class ArbiteredMaster:
             wait_stepped=True,
         )
         if part.own is not None:
-            assert isinstance(part.own, LinearBottom)
-            part.own.apply(gradient[:-1])
+            assert isinstance(part.own.bottom, LinearBottom)
+            part.own.bottom.apply(gradient[:-1])
         top.apply(gradient[-1])
 
     def predict(self, io: Exchange, part: MasterPart, rows: np.ndarray) -> np.ndarray:
         step = io.new_round()
         z = self._outputs(io, step, part, rows, Kind.PREDICT)
-        bound = output_bound(self.parties, self.keyring.encoding.precision)
+        bound = output_bound(self.parties, self.ring.encoding.precision)
         scores = self._decrypt(io, step, z, 1, bound=bound, wait_stepped=False)
         return part.top.predict([scores])
 
@@ -321,7 +273,7 @@ class ArbiteredMaster:
     ) -> EncryptedArray:
         """``[[sum_p X_p W_p]]`` for these rows: the members' encrypted outputs, asked for
         with ``request`` (``vfl.forward`` or ``vfl.predict``), plus the master's own."""
-        keyring = self.keyring
+        keyring = self.ring
         reply = Kind.HE_FORWARD_REPLY if request == Kind.FORWARD else Kind.HE_PREDICT_REPLY
         for member in self.members:
             io.send(request, member, round=step, tensors={"rows": rows})
@@ -330,16 +282,12 @@ class ArbiteredMaster:
             return keyring.from_wire(
                 msg.tensors.get("enc"),
                 exponent=msg.meta.get("exponent"),
-                shape=(len(rows), self.n_outputs),
+                shape=(len(rows), self.width),
                 bound=keyring.limit,  # each member checks its own against it
             )
 
         (outs,) = io.collect(step, Expect(reply, self.members, read))
-        total = functools.reduce(operator.add, outs)
-        own_x = part.own_x(rows)
-        if part.own is None or own_x is None:
-            return total
-        return total + part.own.forward(own_x, train=False)
+        return functools.reduce(operator.add, [*outs, *part.outputs(rows, train=False)])
 
     def _decrypt(
         self,
@@ -354,7 +302,7 @@ class ArbiteredMaster:
         """``values / scale`` through the arbiter, packed by the public ``bound`` and
         masked; with ``wait_stepped``, also every member's ``vfl.he.stepped`` (which may
         come before the arbiter's reply)."""
-        keyring = self.keyring
+        keyring = self.ring
         wire, secret = keyring.masked(values, bound=bound)
         io.send(Kind.DECRYPT, self.arbiter, round=step, tensors={"enc": wire})
         expects = [Expect(Kind.DECRYPT_REPLY, (self.arbiter,))]

@@ -25,14 +25,12 @@ from collections.abc import Callable
 import numpy as np
 
 from consortium.errors import RunFailed
-from consortium.tracking import RoundRecord
 from consortium.vertical.align import Alignment
 from consortium.vertical.exchange import Exchange, Expect, Outbox, numbers, scalar
-from consortium.vertical.local import MasterPart
+from consortium.vertical.local import MasterPart, MemberPart
 from consortium.vertical.messages import Kind, MemberStage
-from consortium.vertical.modes import MODES, ClearMaster, ClearMember, Mode, Rounds
-from consortium.vertical.parts import LinearBottom, LinearTop, score
-from consortium.vertical.settings import VerticalSettings
+from consortium.vertical.modes import MODES, MasterMode, MemberMode, Mode, Rounds
+from consortium.vertical.parts import LinearBottom, LinearTop
 from consortium.wire import Message
 
 __all__ = ["CglsBlock", "ExactMaster", "ExactMember", "cgls"]
@@ -64,15 +62,11 @@ class CglsBlock:
         return self.x @ self.p, self.lam * float(dp @ dp)
 
 
-Residuals = Callable[[float, np.ndarray], float]
-Directions = Callable[[float], tuple[np.ndarray, float]]
-
-
 def cgls(
     y: np.ndarray,
     *,
-    residual: Residuals,
-    direction: Directions,
+    residual: Callable[[float, np.ndarray], float],
+    direction: Callable[[float], tuple[np.ndarray, float]],
     tolerance: float,
     max_steps: int,
 ) -> int:
@@ -98,27 +92,18 @@ def cgls(
     return max_steps
 
 
-class ExactMember(ClearMember):
+class ExactMember(MemberMode):
     """A member in the exact mode: its block of the unknowns over its training rows."""
 
-    def __init__(self, *, settings: VerticalSettings, hub: str, arbiter: str | None) -> None:
-        super().__init__(settings=settings, hub=hub, arbiter=arbiter)
-        self._block: CglsBlock | None = None
-
-    @property
-    def block(self) -> CglsBlock:
-        """This member's block, made on the first request (its weights are the bottom's)."""
-        if self._block is None:
-            part = self.part
-            if not isinstance(part.bottom, LinearBottom):
-                raise RunFailed("the exact solver needs a linear model")
-            self._block = CglsBlock(
-                x=part.x[: part.n_train],
-                weight=part.bottom.weight[:, 0],
-                penalised=np.ones(part.x.shape[1]),
-                lam=self.settings.l2 * part.n_train,
-            )
-        return self._block
+    def aligned(self, part: MemberPart) -> None:
+        super().aligned(part)
+        assert isinstance(part.bottom, LinearBottom)  # the exact solver is for linreg only
+        self.block = CglsBlock(
+            x=part.x[: part.n_train],
+            weight=part.bottom.weight[:, 0],
+            penalised=np.ones(part.x.shape[1]),
+            lam=self.settings.l2 * part.n_train,
+        )
 
     def handle(self, out: Outbox, msg: Message, stage: MemberStage) -> MemberStage:
         if msg.kind == Kind.EXACT_RESIDUAL:
@@ -135,7 +120,7 @@ class ExactMember(ClearMember):
         return stage
 
 
-class ExactMaster(ClearMaster):
+class ExactMaster(MasterMode):
     """The master in the exact mode: runs :func:`cgls` over every party's block."""
 
     def fit(
@@ -144,23 +129,17 @@ class ExactMaster(ClearMaster):
         assert isinstance(part.top, LinearTop)
         n = alignment.n_train
         own_x = np.ones((n, 1))
-        weight = np.zeros(1)
-        if part.x is not None:
-            own_x = np.hstack([part.x[:n], own_x])
-            weight = np.zeros(part.x.shape[1] + 1)
+        if part.own is not None:
+            own_x = np.hstack([part.own.x[:n], own_x])
+        weight = np.zeros(own_x.shape[1])
         penalised = np.ones(own_x.shape[1])
         penalised[-1] = 0.0  # the intercept
         block = CglsBlock(x=own_x, weight=weight, penalised=penalised, lam=self.settings.l2 * n)
 
         def residual(alpha: float, r: np.ndarray) -> float:
-            step = io.new_round()
+            step, tensors = io.new_round(), {"alpha": np.array(alpha), "r": r}
             for member in self.members:
-                io.send(
-                    Kind.EXACT_RESIDUAL,
-                    member,
-                    round=step,
-                    tensors={"alpha": np.array(alpha), "r": r},
-                )
+                io.send(Kind.EXACT_RESIDUAL, member, round=step, tensors=tensors)
             total = block.residual(alpha, r)
             (replies,) = io.collect(
                 step, Expect(Kind.EXACT_RESIDUAL_REPLY, self.members, numbers(("gamma",)))
@@ -173,9 +152,8 @@ class ExactMaster(ClearMaster):
                 io.send(Kind.EXACT_DIRECTION, member, round=step, tensors={"beta": np.array(beta)})
             q, penalty = block.direction(beta)
             read = numbers(("penalty",), q=n)
-            for reply in io.collect(step, Expect(Kind.EXACT_DIRECTION_REPLY, self.members, read))[
-                0
-            ]:
+            (replies,) = io.collect(step, Expect(Kind.EXACT_DIRECTION_REPLY, self.members, read))
+            for reply in replies:
                 q = q + reply["q"]
                 penalty += float(reply["penalty"])
             return q, penalty
@@ -188,23 +166,13 @@ class ExactMaster(ClearMaster):
             tolerance=self.settings.exact_tolerance,
             max_steps=10 * unknowns + 20,
         )
-        if isinstance(part.own, LinearBottom):
-            part.own.weight[:, 0] = weight[:-1]
+        if part.own is not None:
+            assert isinstance(part.own.bottom, LinearBottom)
+            part.own.bottom.weight[:, 0] = weight[:-1]
         part.top.bias[0] = weight[-1]
         metrics = {"steps": float(steps)}
-        test = np.arange(n, len(alignment.rows))
-        if len(test):
-            metrics.update(score(self.predict(io, part, test), part.y[test], self.task))
-        rounds.record(
-            RoundRecord(
-                round=1,
-                metrics=metrics,
-                party_metrics={},
-                participants=self.members,
-                failures={},
-                duration_s=0.0,
-            )
-        )
+        self.score_held_out(io, part, alignment, metrics)
+        rounds.record(1, metrics, self.members, 0.0)
         return metrics, 1
 
 

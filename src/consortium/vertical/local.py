@@ -18,6 +18,7 @@ import numpy as np
 
 from consortium.errors import RunFailed
 from consortium.runtime import derive_seed
+from consortium.tracking import save_model
 from consortium.vertical.align import fit_standardizer
 from consortium.vertical.data import VerticalData
 from consortium.vertical.parts import Bottom, Top
@@ -33,6 +34,7 @@ __all__ = [
     "member_part",
     "part_path",
     "save_part",
+    "saved_part",
 ]
 
 NET_KEY = 0xB0770  # seeds each party's bottom network: derive_seed(seed, NET_KEY, rank)
@@ -44,14 +46,6 @@ def part_path(settings: VerticalSettings, party: str) -> Path | None:
     if settings.parts_dir is None:
         return None
     return Path(settings.parts_dir.replace("{party}", party)) / f"{party}.npz"
-
-
-def save_part(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write a part atomically (see ``tracking.save_model``)."""
-    from consortium.tracking import save_model
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(path, dict(arrays))
 
 
 def load_part(path: Path) -> dict[str, np.ndarray]:
@@ -71,38 +65,21 @@ def saved_part(settings: VerticalSettings, party: str) -> dict[str, np.ndarray] 
     return load_part(path)
 
 
-def standardised(
-    x: np.ndarray, n_train: int, *, standardize: bool, saved: Mapping[str, np.ndarray] | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x - mean) / scale`` in float64, with the mean and scale: the saved ones, those of
-    the first ``n_train`` rows, or none (0 and 1) when the job does not standardise."""
-    values = x.astype(np.float64)
-    if saved is not None:
-        mean, scale = saved["mean"], saved["scale"]
-    elif standardize:
-        mean, scale = fit_standardizer(values[:n_train])
-    else:
-        mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
-    return (values - mean) / scale, mean, scale
-
-
-def _bottom(
-    data: VerticalData, width: int, settings: VerticalSettings, seed: int, rank: int
-) -> Bottom:
-    model = data.model
-    return model.kind.bottom(
-        model.args,
-        n_features=data.n_features,
-        image_shape=data.image_shape,
-        width=width,
-        settings=settings,
-        seed=derive_seed(seed, NET_KEY, rank),
-    )
+def save_part(settings: VerticalSettings, party: str, state: Mapping[str, np.ndarray]) -> str:
+    """Save ``state`` as the party's part when the job trains and saves parts (atomically,
+    see ``tracking.save_model``); where the party keeps its part, "" when the job saves none."""
+    path = part_path(settings, party)
+    if path is None:
+        return ""
+    if settings.task == "train":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_model(path, dict(state))
+    return str(path)
 
 
 @dataclass(kw_only=True)
 class MemberPart:
-    """A member's aligned, standardised columns (training rows first) and its bottom."""
+    """A party's aligned, standardised columns (training rows first) and its bottom."""
 
     x: np.ndarray
     n_train: int
@@ -127,38 +104,50 @@ def member_part(
     rank: int,
     saved: Mapping[str, np.ndarray] | None = None,
 ) -> MemberPart:
-    """A member's part over its ``rows`` of the aligned records (loaded from ``saved``)."""
+    """A party's part over its ``rows`` of the aligned records, its columns standardised
+    with the mean and scale of the training rows (loaded from ``saved``, if given)."""
     assert data.x is not None
-    x, mean, scale = standardised(data.x[rows], n_train, standardize=data.standardize, saved=saved)
-    bottom = _bottom(data, width, settings, seed, rank)
+    x = data.x[rows].astype(np.float64)
+    if saved is not None:
+        mean, scale = saved["mean"], saved["scale"]
+    elif data.standardize:
+        mean, scale = fit_standardizer(x[:n_train])
+    else:
+        mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    model = data.model
+    bottom = model.kind.bottom(
+        model.args,
+        n_features=data.n_features,
+        image_shape=data.image_shape,
+        width=width,
+        settings=settings,
+        seed=derive_seed(seed, NET_KEY, rank),
+    )
     if saved is not None:
         bottom.load({k: v for k, v in saved.items() if k not in ("mean", "scale")})
+    x = (x - mean) / scale
     return MemberPart(x=x, n_train=n_train, width=width, bottom=bottom, mean=mean, scale=scale)
 
 
 @dataclass(kw_only=True)
 class MasterPart:
-    """The master's labels of the aligned records, its own standardised columns and bottom
-    (when it holds columns) and the top."""
+    """The master's labels of the aligned records, the top, and its own columns and bottom
+    when it holds columns."""
 
     y: np.ndarray
     top: Top
-    x: np.ndarray | None = None
-    own: Bottom | None = None
-    mean: np.ndarray | None = None
-    scale: np.ndarray | None = None
+    own: MemberPart | None = None
 
-    def own_x(self, rows: np.ndarray) -> np.ndarray | None:
-        """The master's own columns of ``rows`` (None when it holds none)."""
-        return None if self.x is None else self.x[rows]
+    def outputs(self, rows: np.ndarray, *, train: bool) -> list[np.ndarray]:
+        """The master's own bottom's output for ``rows`` (none when it holds no columns)."""
+        return [] if self.own is None else [self.own.bottom.forward(self.own.x[rows], train=train)]
 
     def state(self) -> dict[str, np.ndarray]:
         """What the master saves: ``top.*``, and ``bottom.*`` with its standardisation."""
         part = {f"top.{k}": v for k, v in self.top.state().items()}
         if self.own is not None:
-            assert self.mean is not None and self.scale is not None
-            part.update({f"bottom.{k}": v for k, v in self.own.state().items()})
-            part.update({"mean": self.mean, "scale": self.scale})
+            part.update({f"bottom.{k}": v for k, v in self.own.bottom.state().items()})
+            part.update({"mean": self.own.mean, "scale": self.own.scale})
         return part
 
 
@@ -175,16 +164,26 @@ def master_part(
     saved: Mapping[str, np.ndarray] | None = None,
 ) -> MasterPart:
     """The master's part over its ``rows`` of the aligned records, with a top over
-    ``members`` outputs and its own (loaded from ``saved``)."""
+    ``members`` outputs and its own (loaded from ``saved``, if given)."""
     assert data.y is not None
-    model = data.model
-    x = mean = scale = None
-    own: Bottom | None = None
+    own = None
     if data.x is not None:
-        x, mean, scale = standardised(
-            data.x[rows], n_train, standardize=data.standardize, saved=saved
+        own_saved = None
+        if saved is not None:  # its bottom's arrays are saved as bottom.*
+            own_saved = {
+                k.removeprefix("bottom."): v for k, v in saved.items() if not k.startswith("top.")
+            }
+        own = member_part(
+            data,
+            rows,
+            n_train=n_train,
+            width=width,
+            settings=settings,
+            seed=seed,
+            rank=rank,
+            saved=own_saved,
         )
-        own = _bottom(data, width, settings, seed, rank)
+    model = data.model
     top = model.kind.top(
         model.args,
         widths=[width] * (members + (own is not None)),
@@ -193,13 +192,6 @@ def master_part(
         settings=settings,
         seed=derive_seed(seed, TOP_KEY),
     )
-    part = MasterPart(y=data.y[rows], top=top, x=x, own=own, mean=mean, scale=scale)
     if saved is not None:
-        part.top.load(_unprefix(saved, "top."))
-        if part.own is not None:
-            part.own.load(_unprefix(saved, "bottom."))
-    return part
-
-
-def _unprefix(saved: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
+        top.load({k.removeprefix("top."): v for k, v in saved.items() if k.startswith("top.")})
+    return MasterPart(y=data.y[rows], top=top, own=own)

@@ -20,7 +20,7 @@ from consortium.runtime import JOIN, PROGRAMS, STOP, PartyContext
 from consortium.transport import PEER_LOST
 from consortium.vertical.data import VerticalData
 from consortium.vertical.exchange import Outbox, positions
-from consortium.vertical.local import MemberPart, member_part, part_path, save_part, saved_part
+from consortium.vertical.local import MemberPart, member_part, save_part, saved_part
 from consortium.vertical.messages import ACCEPTS, FROM_ARBITER, Kind, MemberStage
 from consortium.vertical.modes import MODES, MemberMode, mode_name
 from consortium.vertical.settings import VerticalSettings
@@ -124,10 +124,8 @@ class Member:
 
     def _finish(self, out: Outbox, msg: Message) -> None:
         assert self.part is not None
-        path = part_path(self.settings, out.name)
-        if path is not None and self.settings.task == "train":
-            save_part(path, self.part.state())
-        out.reply(msg, Kind.FINISH_REPLY, meta={"saved": "" if path is None else str(path)})
+        saved = save_part(self.settings, out.name, self.part.state())
+        out.reply(msg, Kind.FINISH_REPLY, meta={"saved": saved})
         self.stage = MemberStage.DONE
 
 

@@ -16,14 +16,15 @@ torch bottom and top), so they share one pair of state machines.
 A mode is a pair: a :class:`MasterMode` the master's driver calls through an
 :class:`~consortium.vertical.exchange.Exchange`, and a :class:`MemberMode` the member's
 actor hands the messages of the mode's own kinds to (``messages.ACCEPTS[mode]`` says which,
-stage by stage). Neither touches a transport, so a test can drive either by hand.
+stage by stage). Neither touches a transport, so a test can drive either by hand. What
+the two bases do themselves is what the modes in the clear (plain and exact) share; the
+arbitered mode overrides what it encrypts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -31,92 +32,83 @@ from consortium.clock import Clock
 from consortium.errors import ConfigError
 from consortium.ml.datasets import Task
 from consortium.registry import Registry
-from consortium.tracking import RoundRecord
-from consortium.vertical.align import Alignment
+from consortium.tracking import RoundRecord, Tracker
+from consortium.vertical.align import Alignment, batches
 from consortium.vertical.exchange import Exchange, Expect, Outbox, outputs
 from consortium.vertical.local import MasterPart, MemberPart
 from consortium.vertical.messages import Kind, MemberStage
+from consortium.vertical.parts import score
 from consortium.vertical.settings import VerticalSettings
 from consortium.wire import Message
 
-__all__ = [
-    "MODES",
-    "ClearMaster",
-    "ClearMember",
-    "MasterMode",
-    "MemberMode",
-    "Mode",
-    "Rounds",
-    "mode_name",
-]
+__all__ = ["MODES", "MasterMode", "MemberMode", "Mode", "Rounds", "mode_name"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Rounds:
     """What a master's mode needs from the run besides the other parties: the randomness of
-    each epoch's batch order, the clock, and where each round's record goes."""
+    each epoch's batch order, the clock, and the tracker (on the party that records)."""
 
     rng: Callable[[int], np.random.Generator]
     clock: Clock
-    record: Callable[[RoundRecord], None]
+    tracker: Tracker | None
+
+    def record(
+        self, epoch: int, metrics: dict[str, float], members: tuple[str, ...], duration_s: float
+    ) -> None:
+        if self.tracker is not None:
+            self.tracker.round(
+                RoundRecord(
+                    round=epoch,
+                    metrics=metrics,
+                    party_metrics={},
+                    participants=members,
+                    failures={},
+                    duration_s=duration_s,
+                )
+            )
 
 
-class MemberMode(Protocol):
-    """A member's state machine for one mode, built before the alignment."""
+class MemberMode:
+    """A member's state machine for one mode, built before the alignment: by default ready
+    once aligned, needing nobody but the master, its outputs sent in the clear."""
+
+    part: MemberPart  # set once aligned; no request of the mode comes before
+
+    def __init__(self, *, settings: VerticalSettings, hub: str, arbiter: str | None) -> None:
+        self.settings = settings
+        self.hub, self.arbiter = hub, arbiter
 
     @property
     def ready(self) -> bool:
-        """Whether the member, once aligned, may tell the master so (arbitered: once it
-        also holds the arbiter's public key)."""
-        ...
+        """Whether the member, once aligned, may tell the master so."""
+        return True
 
     def aligned(self, part: MemberPart) -> None:
         """The member's part over the aligned records."""
-        ...
+        self.part = part
 
     def handle(self, out: Outbox, msg: Message, stage: MemberStage) -> MemberStage:
         """One message of the mode's own kinds, accepted at ``stage``; the next stage."""
-        ...
+        raise NotImplementedError
 
     def reply_outputs(self, out: Outbox, request: Message, values: np.ndarray) -> None:
         """Answer ``vfl.predict`` with the bottom's output for its rows."""
-        ...
+        out.reply(request, Kind.PREDICT_REPLY, tensors={"out": values})
 
     def lost(self, out: Outbox, party: str) -> None:
         """``party`` (not the master) disconnected: RunFailed if the mode needs it."""
-        ...
 
-    def close(self) -> None: ...
-
-
-class MasterMode(Protocol):
-    """The master's side of one mode."""
-
-    def prepare(self, io: Exchange) -> None:
-        """Before the alignment (arbitered: have the arbiter make the keys)."""
-        ...
-
-    def fit(
-        self, io: Exchange, part: MasterPart, alignment: Alignment, rounds: Rounds
-    ) -> tuple[dict[str, float], int]:
-        """Train on the aligned training rows; the last metrics and the rounds run."""
-        ...
-
-    def predict(self, io: Exchange, part: MasterPart, rows: np.ndarray) -> np.ndarray:
-        """The model's scores for aligned ``rows`` (see ``parts.Top.predict``)."""
-        ...
-
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the mode holds."""
 
 
-class MemberFactory(Protocol):
-    def __call__(
-        self, *, settings: VerticalSettings, hub: str, arbiter: str | None
-    ) -> MemberMode: ...
+class MasterMode:
+    """The master's side of one mode. By default it trains :meth:`train_step` by batches,
+    epoch after epoch, and predicts by asking every member for its bottom's output
+    (``vfl.predict``) and running the top over them and its own."""
 
-
-class MasterFactory(Protocol):
-    def __call__(
+    def __init__(
         self,
         *,
         settings: VerticalSettings,
@@ -124,15 +116,71 @@ class MasterFactory(Protocol):
         arbiter: str | None,
         task: Task,
         width: int,
-    ) -> MasterMode: ...
+    ) -> None:
+        self.settings = settings
+        self.members = tuple(members)
+        self.arbiter = arbiter
+        self.task: Task = task
+        self.width = width
+
+    def prepare(self, io: Exchange) -> None:
+        """Before the alignment (the arbitered mode has the arbiter make the keys)."""
+
+    def close(self) -> None:
+        """Release what the mode holds."""
+
+    def min_batch(self, alignment: Alignment) -> int:
+        """The fewest rows a batch may have (a shorter last batch joins the one before)."""
+        return 1
+
+    def train_step(self, io: Exchange, part: MasterPart, rows: np.ndarray) -> float | None:
+        """One step on the training ``rows``; the batch's loss, if the master may see it."""
+        raise NotImplementedError
+
+    def fit(
+        self, io: Exchange, part: MasterPart, alignment: Alignment, rounds: Rounds
+    ) -> tuple[dict[str, float], int]:
+        """Train on the aligned training rows, ``settings.rounds`` epochs, each scored on
+        the held-out rows and recorded; the last metrics and the rounds run."""
+        settings = self.settings
+        metrics: dict[str, float] = {}
+        min_size = self.min_batch(alignment)
+        for epoch in range(1, settings.rounds + 1):
+            started = rounds.clock.now()
+            rng = rounds.rng(epoch) if settings.shuffle else None
+            total: float | None = 0.0
+            for rows in batches(alignment.n_train, settings.batch_size, rng, min_size=min_size):
+                loss = self.train_step(io, part, rows)
+                total = None if loss is None or total is None else total + loss * len(rows)
+            metrics = {} if total is None else {"train_loss": total / alignment.n_train}
+            self.score_held_out(io, part, alignment, metrics)
+            rounds.record(epoch, metrics, self.members, rounds.clock.now() - started)
+        return metrics, settings.rounds
+
+    def score_held_out(
+        self, io: Exchange, part: MasterPart, alignment: Alignment, metrics: dict[str, float]
+    ) -> None:
+        """Add the scores of the held-out aligned rows to ``metrics``."""
+        test = np.arange(alignment.n_train, len(alignment.rows))
+        if len(test):
+            metrics.update(score(self.predict(io, part, test), part.y[test], self.task))
+
+    def predict(self, io: Exchange, part: MasterPart, rows: np.ndarray) -> np.ndarray:
+        """The model's scores for aligned ``rows`` (see ``parts.Top.predict``)."""
+        step = io.new_round()
+        for member in self.members:
+            io.send(Kind.PREDICT, member, round=step, tensors={"rows": rows})
+        own = part.outputs(rows, train=False)
+        (outs,) = io.collect(step, Expect(Kind.PREDICT_REPLY, self.members, outputs(len(rows))))
+        return part.top.predict([*own, *outs])
 
 
 @dataclass(frozen=True, slots=True)
 class Mode:
     """A mode's two sides."""
 
-    master: MasterFactory
-    member: MemberFactory
+    master: type[MasterMode]
+    member: type[MemberMode]
 
 
 MODES: Registry[Mode] = Registry("vertical mode")
@@ -154,70 +202,3 @@ def mode_name(settings: VerticalSettings) -> str:
             f"algorithm: no vertical mode trains {settings.mode!r} with the "
             f"{settings.solver!r} solver"
         ) from None
-
-
-# -- what the modes whose outputs travel in the clear share --------------------------------
-
-
-class ClearMember:
-    """A member whose outputs travel in the clear (plain and exact modes): ready once
-    aligned, needing nobody but the master."""
-
-    def __init__(self, *, settings: VerticalSettings, hub: str, arbiter: str | None) -> None:
-        self.settings = settings
-        self._part: MemberPart | None = None
-
-    @property
-    def ready(self) -> bool:
-        return True
-
-    @property
-    def part(self) -> MemberPart:
-        if self._part is None:
-            raise RuntimeError("the member is not aligned yet")
-        return self._part
-
-    def aligned(self, part: MemberPart) -> None:
-        self._part = part
-
-    def reply_outputs(self, out: Outbox, request: Message, values: np.ndarray) -> None:
-        out.reply(request, Kind.PREDICT_REPLY, tensors={"out": values})
-
-    def lost(self, out: Outbox, party: str) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
-class ClearMaster:
-    """The master's side of the modes in the clear: predicting asks every member for its
-    bottom's output (``vfl.predict``) and runs the top over them and its own."""
-
-    def __init__(
-        self,
-        *,
-        settings: VerticalSettings,
-        members: Sequence[str],
-        arbiter: str | None,
-        task: Task,
-        width: int,
-    ) -> None:
-        self.settings = settings
-        self.members = tuple(members)
-        self.task: Task = task
-
-    def prepare(self, io: Exchange) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def predict(self, io: Exchange, part: MasterPart, rows: np.ndarray) -> np.ndarray:
-        step = io.new_round()
-        for member in self.members:
-            io.send(Kind.PREDICT, member, round=step, tensors={"rows": rows})
-        own_x = part.own_x(rows)
-        own = [] if part.own is None or own_x is None else [part.own.forward(own_x, train=False)]
-        (outs,) = io.collect(step, Expect(Kind.PREDICT_REPLY, self.members, outputs(len(rows))))
-        return part.top.predict([*own, *outs])
