@@ -43,15 +43,12 @@ class SlowOnce(Operation):
             raise _Silent()
         return Partial(sums={"one": Statistic(np.ones(1), 0, 0)})
 
-    def combine(self, args, carry, total, plain):
-        return {"done": True, "total": float(total["one"][0])}
-
-    def finish(self, args, carry, state):
+    def coordinate(self, args, state, tables):
         from consortium.analytics import Finished
 
-        return Finished(
-            result={"total": carry["total"]}, metrics={"total": carry["total"]}, state=state
-        )
+        total, _ = yield {}
+        value = float(total["one"][0])
+        return Finished(result={"total": value}, metrics={"total": value}, state=state)
 
 
 class _Silent(Exception):

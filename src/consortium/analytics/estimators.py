@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -28,6 +28,7 @@ from consortium.analytics.operations import (
     OPERATIONS,
     Arrays,
     Finished,
+    Flow,
     LocalData,
     Operation,
     Partial,
@@ -49,11 +50,11 @@ from consortium.analytics.tables import Table, TableSpec
 __all__ = [
     "ColumnArgs",
     "CountArgs",
+    "Estimator",
     "Extreme",
     "GroupByArgs",
     "HistogramArgs",
     "QuantileArgs",
-    "Staged",
     "VarianceArgs",
 ]
 
@@ -124,10 +125,6 @@ def _counts(counts: Any) -> Statistic:
     return Statistic(np.atleast_1d(np.asarray(counts, dtype=np.float64)), 1.0, 1.0)
 
 
-def _too_few(count: float, carry: Any) -> bool:
-    return not count >= max(1, carry["threshold"])
-
-
 def _withheld(state: State, *names: str) -> Finished:
     """The result for too few rows: no values, only that it was suppressed."""
     return Finished(result={**dict.fromkeys(names), "suppressed": True}, metrics={}, state=state)
@@ -137,13 +134,9 @@ def _released(state: State, **values: float) -> Finished:
     return Finished(result=values, metrics=dict(values), state=state)
 
 
-class Staged(Operation):
-    """An estimator of ``stages`` requests; the carry keeps each stage's totals."""
-
-    stages: ClassVar[int] = 1
-
-    def releases(self, args: Any) -> int:
-        return self.stages
+class Estimator(Operation):
+    """An estimator: the coordinator asks for sums over the query's rows (``sums``), as
+    many times as it needs."""
 
     def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
         super().check(args, tables)
@@ -157,34 +150,19 @@ class Staged(Operation):
                 f"(tables.{table}.columns.{column}.bounds)"
             )
 
-    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
-        spec = tables[args.query.table]
-        return {"stage": 0, "totals": [], "spec": spec, "threshold": spec.privacy.min_group_size}
-
-    def done(self, args: Any, carry: Any) -> bool:
-        return bool(carry["stage"] >= self.stages)
-
-    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        return {"stage": np.array([carry["stage"]], dtype=np.int64)}
-
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
-        stage = int(request["stage"][0])
-        return Partial(sums=self.sums(args, stage, request, data.select(args.query)))
+        return Partial(sums=self.sums(args, request, data.select(args.query)))
 
-    def sums(self, args: Any, stage: int, request: Arrays, table: Table) -> dict[str, Statistic]:
+    def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
         raise NotImplementedError
 
-    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
-        carry["totals"].append(dict(total))
-        self.advance(args, carry, total)
-        carry["stage"] += 1
-        return carry
-
-    def advance(self, args: Any, carry: Any, total: Arrays) -> None:
-        """Work out the next stage's request from this stage's totals."""
+    @staticmethod
+    def too_few(count: float, args: Any, tables: Mapping[str, TableSpec]) -> bool:
+        """Whether ``count`` rows are too few to describe (the table's ``min_group_size``)."""
+        return not count >= max(1, tables[args.query.table].privacy.min_group_size)
 
 
-class Count(Staged):
+class Count(Estimator):
     Args = CountArgs
 
     def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
@@ -192,40 +170,42 @@ class Count(Staged):
         if args.column is not None:
             check_column(tables[args.query.table], args.query.table, args.column)
 
-    def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
+    def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
         n = table.n_rows if args.column is None else table.present(args.column).sum()
         return {"count": _counts(n)}
 
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        n = float(carry["totals"][0]["count"][0])
-        return _withheld(state, "count") if _too_few(n, carry) else _released(state, count=n)
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        total, _ = yield {}
+        n = float(total["count"][0])
+        if self.too_few(n, args, tables):
+            return _withheld(state, "count")
+        return _released(state, count=n)
 
 
-class Sum(Staged):
+class Sum(Estimator):
     Args = ColumnArgs
 
     def releases(self, args: Any) -> int:
         return 2
 
-    def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
+    def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
         v = _values(args, table, args.column)
         size = _magnitude(args, table.spec, args.column)
-        return {
-            "count": _counts(v.size),
-            "sum": Statistic(np.array([v.sum()]), size, size),
-        }
+        return {"count": _counts(v.size), "sum": Statistic(np.array([v.sum()]), size, size)}
 
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        t = carry["totals"][0]
-        n, s = float(t["count"][0]), float(t["sum"][0])
-        return _withheld(state, "sum") if _too_few(n, carry) else _released(state, sum=s, count=n)
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        total, _ = yield {}
+        n, s = float(total["count"][0]), float(total["sum"][0])
+        if self.too_few(n, args, tables):
+            return _withheld(state, "sum")
+        return _released(state, sum=s, count=n)
 
 
 class Mean(Sum):
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        t = carry["totals"][0]
-        n, s = float(t["count"][0]), float(t["sum"][0])
-        if _too_few(n, carry):
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        total, _ = yield {}
+        n, s = float(total["count"][0]), float(total["sum"][0])
+        if self.too_few(n, args, tables):
             return _withheld(state, "mean")
         return _released(state, mean=s / n, count=n)
 
@@ -234,17 +214,13 @@ class Variance(Sum):
     """Two passes: (count, sum), then the sum of squared deviations from the global mean."""
 
     Args = VarianceArgs
-    stages = 2
 
     def releases(self, args: Any) -> int:
         return 3
 
-    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        return {**super().request(args, carry), "mean": np.array([carry.get("mean", 0.0)])}
-
-    def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
-        if stage == 0:
-            return super().sums(args, stage, request, table)
+    def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
+        if "mean" not in request:
+            return super().sums(args, request, table)
         mean = float(request["mean"][0])
         v = _values(args, table, args.column)
         size = 0.0
@@ -254,22 +230,20 @@ class Variance(Sum):
             size = max((high - centre) ** 2, (centre - low) ** 2)
         return {"squares": Statistic(np.array([np.sum((v - mean) ** 2)]), size, size)}
 
-    def advance(self, args: Any, carry: Any, total: Arrays) -> None:
-        if carry["stage"] == 0:
-            n = float(total["count"][0])
-            carry["mean"] = float(total["sum"][0]) / n if n > 0 else 0.0
-
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        n = float(carry["totals"][0]["count"][0])
-        if _too_few(n, carry) or n - args.ddof <= 0:
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        first, _ = yield {}
+        n = float(first["count"][0])
+        mean = float(first["sum"][0]) / n if n > 0 else 0.0
+        second, _ = yield {"mean": np.array([mean])}
+        if self.too_few(n, args, tables) or n - args.ddof <= 0:
             return _withheld(state, "variance", "std")
-        var = float(carry["totals"][1]["squares"][0]) / (n - args.ddof)
+        var = float(second["squares"][0]) / (n - args.ddof)
         std = math.sqrt(var) if var >= 0 else float("nan")
-        result = {"variance": var, "std": std, "mean": carry["mean"], "count": n}
+        result = {"variance": var, "std": std, "mean": mean, "count": n}
         return Finished(result=result, metrics={"variance": var, "std": std}, state=state)
 
 
-class Histogram(Staged):
+class Histogram(Estimator):
     Args = HistogramArgs
 
     def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
@@ -287,58 +261,58 @@ class Histogram(Staged):
         low, high = args.range or _bound(spec, args.column)
         return np.linspace(low, high, args.bins + 1)
 
-    def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
+    def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
         values = table.columns[args.column][table.present(args.column)]
         return {"counts": _counts(np.histogram(values, bins=self.edges(args, table.spec))[0])}
 
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        counts = carry["totals"][0]["counts"]
-        threshold = carry["threshold"]
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        total, _ = yield {}
+        counts = total["counts"]
+        threshold = tables[args.query.table].privacy.min_group_size
         shown = [None if threshold > 1 and c < threshold else float(c) for c in counts]
         result = {
-            "edges": self.edges(args, carry["spec"]).tolist(),
+            "edges": self.edges(args, tables[args.query.table]).tolist(),
             "counts": shown,
             "suppressed": [i for i, c in enumerate(shown) if c is None],
         }
         return Finished(result=result, metrics={"total": float(np.sum(counts))}, state=state)
 
 
-class Quantiles(Staged):
-    """A count, then 8 zooming stages over the values' bit order."""
+class Quantiles(Estimator):
+    """A count, then the zooming stages of :mod:`consortium.analytics.orderstats`."""
 
     Args: ClassVar[type[BaseModel]] = QuantileArgs
-    stages = 1 + STAGES
+
+    def releases(self, args: Any) -> int:
+        return 1 + STAGES
 
     def targets(self, args: Any, n: int) -> tuple[int, ...]:
         return quantile_ranks(n, list(args.q))
 
-    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        out = super().request(args, carry)
-        if "search" in carry:
-            out["lows"] = np.array(carry["search"].lows, dtype=np.uint64)
-        return out
-
-    def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
+    def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
         v = _values(args, table, args.column)
-        if stage == 0:
+        if "lows" not in request:
             return {"count": _counts(v.size)}
         lows = request["lows"]
-        counts = local_counts(float_keys(v), lows, stage - 1)
+        counts = local_counts(float_keys(v), lows, int(request["stage"][0]))
         return {"counts": Statistic(counts, float(len(lows)), math.sqrt(len(lows)))}
 
-    def advance(self, args: Any, carry: Any, total: Arrays) -> None:
-        if carry["stage"] == 0:
-            n = max(0, round(float(total["count"][0])))
-            carry["n"] = n
-            carry["search"] = Search.begin(self.targets(args, max(n, 1)))
-        else:
-            carry["search"] = carry["search"].narrow(total["counts"])
+    def search(self, args: Any) -> Generator[Arrays, Any, tuple[int, list[float]]]:
+        """The count, then the order statistics ``targets`` names."""
+        total, _ = yield {}
+        n = max(0, round(float(total["count"][0])))
+        search = Search.begin(self.targets(args, max(n, 1)))
+        for stage in range(STAGES):
+            lows = np.array(search.lows, dtype=np.uint64)
+            total, _ = yield {"stage": np.array([stage], dtype=np.int64), "lows": lows}
+            search = search.narrow(total["counts"])
+        return n, search.values()
 
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        n = carry["n"]
-        if _too_few(n, carry):
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        n, order_stats = yield from self.search(args)
+        if self.too_few(n, args, tables):
             return _withheld(state)
-        values = numpy_quantile(n, list(args.q), carry["search"].values())
+        values = numpy_quantile(n, list(args.q), order_stats)
         result = {"q": list(args.q), "values": values, "count": n}
         metrics = {f"q{q:g}": v for q, v in zip(args.q, values, strict=True)}
         return Finished(result=result, metrics=metrics, state=state)
@@ -355,13 +329,14 @@ class Extreme(Quantiles):
     def targets(self, args: Any, n: int) -> tuple[int, ...]:
         return (0,) if self.which == "min" else (n - 1,)
 
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        if _too_few(carry["n"], carry):
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        n, order_stats = yield from self.search(args)
+        if self.too_few(n, args, tables):
             return _withheld(state, self.which)
-        return _released(state, **{self.which: carry["search"].values()[0]})
+        return _released(state, **{self.which: order_stats[0]})
 
 
-class GroupBy(Staged):
+class GroupBy(Estimator):
     """Per-category counts and, with ``column``, sums and means (rows whose group is missing
     are left out, as pandas' groupby does)."""
 
@@ -374,7 +349,7 @@ class GroupBy(Staged):
         super().check(args, tables)
         check_column(tables[args.query.table], args.query.table, args.by, numeric=False)
 
-    def sums(self, args: Any, stage: int, request: Any, table: Table) -> dict[str, Statistic]:
+    def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
         table = table.rows(table.present(args.by))
         k = len(table.spec.columns[args.by].categories or [])
         groups = table.columns[args.by]
@@ -388,16 +363,16 @@ class GroupBy(Staged):
             "sums": Statistic(sums, size, size),
         }
 
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        names = carry["spec"].columns[args.by].categories or []
-        total = carry["totals"][0]
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        total, _ = yield {}
+        spec = tables[args.query.table]
         groups: dict[str, Any] = {}
         suppressed: list[str] = []
         metrics: dict[str, float] = {}
-        for i, name in enumerate(names):
+        for i, name in enumerate(spec.columns[args.by].categories or []):
             count = float(total["counts"][i])
-            if _too_few(count, carry):
-                if count > 0 or args.dp is not None or carry["threshold"] > 1:
+            if self.too_few(count, args, tables):
+                if count > 0 or args.dp is not None or spec.privacy.min_group_size > 1:
                     suppressed.append(name)
                 continue
             entry: dict[str, float] = {"count": count}

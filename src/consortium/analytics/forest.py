@@ -29,6 +29,7 @@ from consortium.analytics.operations import (
     OPERATIONS,
     Arrays,
     Finished,
+    Flow,
     LocalData,
     Operation,
     Partial,
@@ -115,6 +116,16 @@ def predict_forest(trees: list[dict[str, np.ndarray]], x: np.ndarray) -> np.ndar
     return total / len(trees)
 
 
+def _merge(plain: Mapping[str, Arrays]) -> dict[str, np.ndarray]:
+    """The workers' trees as one forest (``m.t<i>.*``), in the parties' order."""
+    merged: dict[str, np.ndarray] = {}
+    for party in sorted(plain):
+        for tree in unpack_trees(plain[party], ""):
+            m = len(merged) // 5
+            merged.update({f"m.t{m}.{f}": v for f, v in tree.items()})
+    return merged
+
+
 def _labelled(args: Any, data: LocalData) -> tuple[np.ndarray, np.ndarray, int]:
     """This worker's (X, y) and how many classes the label has."""
     x, y = design(args, data)
@@ -144,19 +155,32 @@ class _Trees(Operation):
 
 
 class Forest(_Trees):
-    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
-        plan = [step for f in range(args.folds) for step in (("grow", f), ("score", f))]
-        return {"plan": [*plan, ("grow", -1)], "at": 0, "scores": []}
-
-    def done(self, args: Any, carry: Any) -> bool:
-        return bool(carry["at"] >= len(carry["plan"]))
-
-    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        phase, fold = carry["plan"][carry["at"]]
-        out = {"phase": np.array([0 if phase == "grow" else 1, fold], dtype=np.int64)}
-        if phase == "score":
-            out.update(carry["merged"])
-        return out
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        scores = []
+        for fold in range(args.folds):
+            _, plain = yield {"phase": np.array([0, fold], dtype=np.int64)}
+            total, _ = yield {"phase": np.array([1, fold], dtype=np.int64), **_merge(plain)}
+            n = float(total["n"][0])
+            scores.append(
+                {
+                    "fold": fold,
+                    "examples": n,
+                    "accuracy": float(total["correct"][0]) / n if n else float("nan"),
+                    "loss": float(total["loss"][0]) / n if n else float("nan"),
+                }
+            )
+        _, plain = yield {"phase": np.array([0, -1], dtype=np.int64)}
+        merged = _merge(plain)
+        arrays = {f"forest.{k[2:]}": v for k, v in merged.items()}
+        result: dict[str, Any] = {"trees": len(merged) // 5, "folds": scores}
+        metrics: dict[str, float] = {"trees": float(len(merged) // 5)}
+        if scores:
+            n = sum(s["examples"] for s in scores)
+            acc = sum(s["accuracy"] * s["examples"] for s in scores) / n
+            result["cv_accuracy"] = acc
+            metrics["cv_accuracy"] = acc
+        meta = {"forest": {"features": list(args.features), "label": args.label}}
+        return Finished(result=result, metrics=metrics, state=state.updated(arrays, meta))
 
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         x, y, n_classes = _labelled(args, data)
@@ -174,45 +198,9 @@ class Forest(_Trees):
         loss = float(-np.sum(np.log(np.clip(proba[np.arange(rows.sum()), y[rows]], 1e-15, None))))
         return Partial(sums=scalar_sums(n=float(rows.sum()), correct=correct, loss=loss))
 
-    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
-        phase, fold = carry["plan"][carry["at"]]
-        if phase == "grow":
-            merged: dict[str, np.ndarray] = {}
-            for party in sorted(plain):
-                for tree in unpack_trees(plain[party], ""):
-                    m = len(merged) // 5
-                    merged.update({f"m.t{m}.{f}": v for f, v in tree.items()})
-            carry["merged"] = merged
-        else:
-            n = float(total["n"][0])
-            carry["scores"].append(
-                {
-                    "fold": fold,
-                    "examples": n,
-                    "accuracy": float(total["correct"][0]) / n if n else float("nan"),
-                    "loss": float(total["loss"][0]) / n if n else float("nan"),
-                }
-            )
-        carry["at"] += 1
-        return carry
-
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        merged = carry["merged"]
-        arrays = {f"forest.{k[2:]}": v for k, v in merged.items()}
-        result: dict[str, Any] = {"trees": len(merged) // 5, "folds": carry["scores"]}
-        metrics: dict[str, float] = {"trees": float(len(merged) // 5)}
-        if carry["scores"]:
-            n = sum(s["examples"] for s in carry["scores"])
-            acc = sum(s["accuracy"] * s["examples"] for s in carry["scores"]) / n
-            result["cv_accuracy"] = acc
-            metrics["cv_accuracy"] = acc
-        meta = {"forest": {"features": list(args.features), "label": args.label}}
-        return Finished(result=result, metrics=metrics, state=state.updated(arrays, meta))
-
 
 class LocalCV(_Trees):
-    """Each worker cross-validates a forest on its own rows; the pooled score comes back
-    (one request: the base operation's)."""
+    """Each worker cross-validates a forest on its own rows; the pooled score comes back."""
 
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         x, y, n_classes = _labelled(args, data)
@@ -230,9 +218,10 @@ class LocalCV(_Trees):
                 )
         return Partial(sums=scalar_sums(n=float(len(y)), correct=correct))
 
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        n = float(carry["total"]["n"][0])
-        accuracy = float(carry["total"]["correct"][0]) / n if n else float("nan")
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        total, _ = yield {}
+        n = float(total["n"][0])
+        accuracy = float(total["correct"][0]) / n if n else float("nan")
         result = {"examples": n, "accuracy": accuracy}
         return Finished(result=result, metrics={"accuracy": accuracy}, state=state)
 

@@ -30,6 +30,7 @@ from consortium.analytics.operations import (
     OPERATIONS,
     Arrays,
     Finished,
+    Flow,
     LocalData,
     Operation,
     Partial,
@@ -138,11 +139,9 @@ class ModelInit(Operation):
         if (args.model == "logreg") == label.numeric:
             raise ValueError(f"label {args.label!r} does not suit model {args.model!r}")
 
-    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
-        return {"classes": tables[args.table].columns[args.label].categories}
-
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        classes = carry["classes"]
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        yield from ()  # asks the workers nothing
+        classes = tables[args.table].columns[args.label].categories
         meta = {
             "name": args.model,
             "n_features": len(args.features),
@@ -164,19 +163,34 @@ class Train(Operation):
         super().check(args, tables)
         check_features(args, tables[args.query.table], args.query.table)
 
-    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
         if "model" not in state.meta:
             raise ValueError("train needs a model: add an initialize step with model.init")
-        return {"stage": 0, "state": state}
-
-    def done(self, args: Any, carry: Any) -> bool:
-        return bool(carry["stage"] >= (2 if args.holdout > 0 else 1))
-
-    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        out = {"stage": np.array([carry["stage"]])}
-        if carry["stage"] == 1:
-            out.update({f"new.{k}": v for k, v in carry["weights"].items()})
-        return out
+        total, _ = yield {"stage": np.array([0])}
+        n = float(total["n"][0])
+        loss = float(total["loss"][0]) / max(n, 1.0)
+        weights = {}
+        for key, old in state.arrays.items():
+            if key.startswith("model."):
+                name = key[6:]
+                mean = total[f"w.{name}"] / n if n > 0 else np.asarray(old, np.float64).ravel()
+                weights[name] = mean.reshape(old.shape).astype(old.dtype)
+        examples = float(state.arrays.get("model_examples", np.zeros(1))[0]) + n
+        arrays = {f"model.{k}": v for k, v in weights.items()}
+        new = state.updated(arrays={**arrays, "model_examples": np.array([examples])})
+        result: dict[str, Any] = {"examples": n, "train_loss": loss}
+        metrics = {"train_loss": loss}
+        if args.holdout > 0:
+            total, _ = yield {"stage": np.array([1]), **{f"new.{k}": v for k, v in weights.items()}}
+            n = float(total["test_n"][0])
+            test = {
+                k[5:]: float(v[0]) / n
+                for k, v in total.items()
+                if k.startswith("test_") and k != "test_n" and n > 0
+            }
+            result.update(test=test, test_examples=n)
+            metrics.update({f"test_{k}": v for k, v in test.items()})
+        return Finished(result=result, metrics=metrics, state=new)
 
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         x, y = design(args, data)
@@ -207,43 +221,6 @@ class Train(Operation):
         }
         return Partial(sums={**sums, **scalar_sums(n=n, loss=n * stats.get("loss", 0.0))})
 
-    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
-        if carry["stage"] == 0:
-            n = float(total["n"][0])
-            state: State = carry["state"]
-            weights = {}
-            for key, old in state.arrays.items():
-                if key.startswith("model."):
-                    name = key[6:]
-                    mean = total[f"w.{name}"] / n if n > 0 else np.asarray(old, np.float64).ravel()
-                    weights[name] = mean.reshape(old.shape).astype(old.dtype)
-            carry.update(weights=weights, n=n, loss=float(total["loss"][0]) / max(n, 1.0))
-        else:
-            n = float(total["test_n"][0])
-            carry["test"] = {
-                k[5:]: float(v[0]) / n
-                for k, v in total.items()
-                if k.startswith("test_") and k != "test_n" and n > 0
-            }
-            carry["test_n"] = n
-        carry["stage"] += 1
-        return carry
-
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        examples = float(state.arrays.get("model_examples", np.zeros(1))[0]) + carry["n"]
-        new = state.updated(
-            arrays={
-                **{f"model.{k}": v for k, v in carry["weights"].items()},
-                "model_examples": np.array([examples]),
-            }
-        )
-        result: dict[str, Any] = {"examples": carry["n"], "train_loss": carry["loss"]}
-        metrics = {"train_loss": carry["loss"]}
-        if "test" in carry:
-            result.update(test=carry["test"], test_examples=carry["test_n"])
-            metrics.update({f"test_{k}": v for k, v in carry["test"].items()})
-        return Finished(result=result, metrics=metrics, state=new)
-
 
 class TrainTest(Train):
     """Train, then score the new model on each worker's held-out rows (``holdout``)."""
@@ -264,7 +241,8 @@ class Export(Operation):
     Args = ExportArgs
     placement = "coordinator"
 
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        yield from ()  # asks the workers nothing
         kept = {k: v for k, v in state.arrays.items() if k.startswith(tuple(args.keep))}
         result = {"arrays": sorted(kept)}
         return Finished(result=result, metrics={}, state=State(arrays=kept, meta=state.meta))

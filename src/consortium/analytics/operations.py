@@ -1,14 +1,12 @@
 """Operations: what a workflow step runs, as a registered, validated piece of data.
 
 An operation is split between the coordinator and the workers, with no I/O of its own; the
-scheduler moves its messages. Its run is a small state machine driven by the coordinator:
-
-``start(args, state) -> carry``, then while ``not done(args, carry)``: the coordinator sends
-``request(args, carry)`` (named arrays) to the job's workers; each worker answers
-``local(args, request, data) -> Partial``; the scheduler adds the partials' ``sums`` by
-secure summation (and collects ``plain`` arrays, for operations whose per-party output is
-the point, such as the trees of a forest); ``combine(args, carry, total, plain) -> carry``.
-Finally ``finish(args, carry, state) -> Finished``.
+scheduler moves its messages. The coordinator's side is a generator (the shape of httpx's
+``Auth.auth_flow``), driven by the scheduler: ``coordinate(args, state, tables)`` yields each
+request (named arrays) for the job's workers; each worker answers ``local(args, request,
+data) -> Partial``; the scheduler adds the partials' ``sums`` by secure summation (and
+collects ``plain`` arrays, for operations whose per-party output is the point, such as the
+trees of a forest) and sends the generator ``(total, plain)``; it returns ``Finished``.
 
 Workers add differential-privacy noise to each released statistic before masking it, with
 the sensitivity the partial declares (computed from public information only: bounds,
@@ -20,7 +18,7 @@ before anything runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -39,6 +37,7 @@ __all__ = [
     "Arrays",
     "DpArgs",
     "Finished",
+    "Flow",
     "LocalData",
     "Operation",
     "OperationRef",
@@ -51,6 +50,8 @@ __all__ = [
 ]
 
 Arrays = Mapping[str, np.ndarray]  # named arrays: requests, totals, plain answers, state
+# The coordinator's side: yields requests, is sent (total, each party's plain arrays).
+Flow = Generator[Arrays, tuple[Arrays, Mapping[str, Arrays]], "Finished"]
 
 
 class DpArgs(Strict):
@@ -142,7 +143,7 @@ class LocalData:
 
 
 class Operation:
-    """Base of every operation. Subclasses set ``Args`` and override the stages they use.
+    """Base of every operation. Subclasses set ``Args`` and override what they use.
 
     ``placement`` is ``workers`` (runs on the workers, coordinated) or ``coordinator`` (runs
     on the coordinator alone: initialise or finalise). ``round_robin`` says whether one
@@ -173,25 +174,15 @@ class Operation:
         evenly among them)."""
         return 1
 
-    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
-        """The coordinator's carry before the first request (``tables``: the schema).
-        By default: one request, whose totals become the carry."""
-        return {"done": False}
-
-    def done(self, args: Any, carry: Any) -> bool:
-        return bool(carry.get("done", True))
-
-    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        return {}
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        """The coordinator's side (``tables``: the published schema). By default: one
+        request with no arrays, and an empty result."""
+        yield {}
+        return Finished(result={}, metrics={}, state=state)
 
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
+        """A worker's answer to one request."""
         return Partial()
-
-    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
-        return {"done": True, "total": dict(total), "plain": dict(plain)}
-
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        return Finished(result={}, metrics={}, state=state)
 
 
 OPERATIONS: Registry[Operation] = Registry("analytics operation")

@@ -28,7 +28,7 @@ a centralised fit would publish them; never a party's own statistic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -38,13 +38,21 @@ from consortium.analytics.operations import (
     OPERATIONS,
     Arrays,
     Finished,
+    Flow,
     LocalData,
     Operation,
     Partial,
     State,
     Statistic,
 )
-from consortium.analytics.orderstats import STAGES, Search, float_keys, local_counts
+from consortium.analytics.orderstats import (
+    STAGES,
+    Search,
+    float_keys,
+    local_counts,
+    numpy_quantile,
+    quantile_ranks,
+)
 from consortium.analytics.query import Query, check_column
 from consortium.analytics.tables import ColumnSpec, Table, TableSpec
 from consortium.spec import Strict
@@ -122,12 +130,6 @@ def _after(t: Any, spec: TableSpec) -> TableSpec:
     return spec.model_copy(update={"columns": columns})
 
 
-def pipeline_schema(steps: list[Any], spec: TableSpec) -> TableSpec:
-    for t in steps:
-        spec = _after(t, spec)
-    return spec
-
-
 def apply_pipeline(table: Table, steps: list[Any], params: Arrays) -> Table:
     """``table`` through the fitted transformers (``params``: ``p<i>.<name>`` arrays)."""
     for i, t in enumerate(steps):
@@ -174,23 +176,27 @@ def pipeline_from_state(state: State) -> tuple[str | None, list[Any], dict[str, 
     return args.query.table, list(args.steps), params
 
 
-# The phases of a fit, in the order a transformer needs them.
-_PHASES: dict[str, tuple[str, ...]] = {
-    "mean": ("moments",),
-    "median": ("count", *("zoom",) * STAGES),
-    "most_frequent": ("levels",),
-    "constant": (),
-    "standard_scaler": ("moments", "squares"),
-    "minmax_scaler": ("count", *("zoom",) * STAGES),
-    "uniform": ("count", *("zoom",) * STAGES),
-    "quantile": ("count", *("zoom",) * STAGES),
-    "one_hot": (),
-}
+def _constant(t: Imputer, column: str, spec: TableSpec) -> float:
+    categories = spec.columns[column].categories
+    if categories is not None:
+        return float(categories.index(str(t.fill_value)))
+    return float(t.fill_value)  # type: ignore[arg-type]
 
 
-def _phases(t: Any) -> tuple[str, ...]:
-    key = t.strategy if isinstance(t, Imputer | Binning) else t.kind
-    return _PHASES[key]
+def _targets(t: Any, counts: np.ndarray) -> tuple[list[int], tuple[int, ...]]:
+    """The order statistics ``t`` needs, as (column index, rank) pairs."""
+    columns: list[int] = []
+    ranks: list[int] = []
+    for j, n in enumerate(round(c) for c in counts):
+        if isinstance(t, Imputer):
+            wanted = quantile_ranks(max(n, 1), [0.5])
+        elif isinstance(t, Binning) and t.strategy == "quantile":
+            wanted = quantile_ranks(max(n, 1), list(np.linspace(0, 1, t.bins + 1)))
+        else:
+            wanted = (0, max(n - 1, 0))
+        columns += [j] * len(wanted)
+        ranks += list(wanted)
+    return columns, tuple(ranks)
 
 
 class Preprocess(Operation):
@@ -205,154 +211,15 @@ class Preprocess(Operation):
             _check(t, spec, args.query.table)
             spec = _after(t, spec)
 
-    def start(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Any:
-        carry = {"t": 0, "phase": 0, "params": {}, "spec": tables[args.query.table]}
-        self._skip(args, carry)
-        return carry
-
-    def _skip(self, args: Any, carry: Any) -> None:
-        """Fit the transformers that need no statistics; stop at the next that does."""
-        while carry["t"] < len(args.steps) and carry["phase"] >= len(
-            _phases(args.steps[carry["t"]])
-        ):
-            self._fit(args, carry)
-            carry["t"] += 1
-            carry["phase"] = 0
-
-    def done(self, args: Any, carry: Any) -> bool:
-        return bool(carry["t"] >= len(args.steps))
-
-    def request(self, args: Any, carry: Any) -> dict[str, np.ndarray]:
-        out = {f"fit.{k}": v for k, v in carry["params"].items()}
-        out["at"] = np.array([carry["t"], carry["phase"]], dtype=np.int64)
-        if "mean" in carry:
-            out["mean"] = carry["mean"]
-        if "search" in carry:
-            out["lows"] = np.array(carry["search"].lows, dtype=np.uint64)
-            out["columns"] = np.array(carry["targets"], dtype=np.int64)
-        return out
-
-    def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
-        t_index, phase_index = (int(v) for v in request["at"])
-        params = {k[4:]: v for k, v in request.items() if k.startswith("fit.")}
-        table = apply_pipeline(data.select(args.query), args.steps[:t_index], params)
-        t = args.steps[t_index]
-        phase = _phases(t)[phase_index]
-        values = [table.columns[c] for c in t.columns]
-        if phase == "levels":
-            k = len(table.spec.columns[t.columns[0]].categories or [])
-            counts = [np.bincount(v[v >= 0], minlength=k) for v in values]
-            return Partial(sums={"levels": Statistic(np.concatenate(counts).astype(float), 0, 0)})
-        present = [v[~np.isnan(v)] for v in values]
-        if phase in ("moments", "count"):
-            sizes = np.array([p.size for p in present], dtype=float)
-            sums = np.array([p.sum() for p in present])
-            return Partial(sums={"count": Statistic(sizes, 0, 0), "sum": Statistic(sums, 0, 0)})
-        if phase == "squares":
-            squares = [np.sum((p - m) ** 2) for p, m in zip(present, request["mean"], strict=True)]
-            return Partial(sums={"squares": Statistic(np.array(squares), 0, 0)})
-        stage = phase_index - 1  # zoom stages follow the count
-        keys = [float_keys(p) for p in present]
-        counts = [
-            local_counts(keys[int(c)], np.array([low], dtype=np.uint64), stage)
-            for c, low in zip(request["columns"], request["lows"], strict=True)
-        ]
-        return Partial(sums={"counts": Statistic(np.concatenate(counts), 0, 0)})
-
-    def combine(self, args: Any, carry: Any, total: Arrays, plain: Mapping[str, Arrays]) -> Any:
-        t = args.steps[carry["t"]]
-        phase = _phases(t)[carry["phase"]]
-        if phase == "moments":
-            carry["count"], carry["mean"] = total["count"], total["sum"] / total["count"]
-        elif phase == "squares":
-            carry["squares"] = total["squares"]
-        elif phase == "levels":
-            carry["levels"] = total["levels"]
-        elif phase == "count":
-            carry["count"] = total["count"]
-            targets, ranks = self._targets(t, total["count"])
-            carry["targets"], carry["search"] = targets, Search.begin(ranks)
-        else:
-            carry["search"] = carry["search"].narrow(total["counts"])
-        carry["phase"] += 1
-        self._skip(args, carry)
-        return carry
-
-    @staticmethod
-    def _targets(t: Any, counts: np.ndarray) -> tuple[list[int], tuple[int, ...]]:
-        from consortium.analytics.orderstats import quantile_ranks
-
-        columns: list[int] = []
-        ranks: list[int] = []
-        for j, n in enumerate(round(c) for c in counts):
-            if isinstance(t, Imputer):
-                wanted = quantile_ranks(max(n, 1), [0.5])
-            elif isinstance(t, Binning) and t.strategy == "quantile":
-                wanted = quantile_ranks(max(n, 1), list(np.linspace(0, 1, t.bins + 1)))
-            else:
-                wanted = (0, max(n - 1, 0))
-            columns += [j] * len(wanted)
-            ranks += list(wanted)
-        return columns, tuple(ranks)
-
-    def _fit(self, args: Any, carry: Any) -> None:
-        """Parameters of transformer ``carry["t"]`` from the statistics gathered for it."""
-        from consortium.analytics.orderstats import numpy_quantile
-
-        i, t = carry["t"], args.steps[carry["t"]]
-        p: dict[str, np.ndarray] = {}
-        per_column: list[list[float]] = [[] for _ in t.columns]
-        if "search" in carry:
-            for c, v in zip(carry["targets"], carry["search"].values(), strict=True):
-                per_column[c].append(v)
-        if isinstance(t, Imputer):
-            if t.strategy == "mean":
-                p["fill"] = carry["mean"]
-            elif t.strategy == "median":
-                p["fill"] = np.array(
-                    [
-                        numpy_quantile(round(n), [0.5], v)[0]
-                        for n, v in zip(carry["count"], per_column, strict=True)
-                    ]
-                )
-            elif t.strategy == "most_frequent":
-                k = len(carry["levels"]) // len(t.columns)
-                p["fill"] = np.argmax(carry["levels"].reshape(len(t.columns), k), axis=1).astype(
-                    float
-                )
-            else:
-                p["fill"] = np.array([self._constant(t, c, carry["spec"]) for c in t.columns])
-        elif isinstance(t, StandardScaler):
-            std = np.sqrt(carry["squares"] / carry["count"])
-            p["mean"], p["scale"] = carry["mean"], np.where(std == 0, 1.0, std)
-        elif isinstance(t, MinMaxScaler):
-            p["min"] = np.array([v[0] for v in per_column])
-            p["max"] = np.array([v[1] for v in per_column])
-        elif isinstance(t, Binning):
-            if t.strategy == "uniform":
-                p["edges"] = np.array([np.linspace(v[0], v[1], t.bins + 1) for v in per_column])
-            else:
-                qs = list(np.linspace(0, 1, t.bins + 1))
-                p["edges"] = np.array(
-                    [
-                        numpy_quantile(round(n), qs, v)
-                        for n, v in zip(carry["count"], per_column, strict=True)
-                    ]
-                )
-        carry["params"].update({f"p{i}.{k}": np.asarray(v, dtype=np.float64) for k, v in p.items()})
-        carry["spec"] = _after(t, carry["spec"])
-        for key in ("mean", "count", "squares", "levels", "search", "targets"):
-            carry.pop(key, None)
-
-    @staticmethod
-    def _constant(t: Imputer, column: str, spec: TableSpec) -> float:
-        categories = spec.columns[column].categories
-        if categories is not None:
-            return float(categories.index(str(t.fill_value)))
-        return float(t.fill_value)  # type: ignore[arg-type]
-
-    def finish(self, args: Any, carry: Any, state: State) -> Finished:
-        params = carry["params"]
+    def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
+        spec = tables[args.query.table]
+        params: dict[str, np.ndarray] = {}
+        for i, t in enumerate(args.steps):
+            ask = {"step": np.array([i], dtype=np.int64)}
+            ask.update({f"fit.{k}": v for k, v in params.items()})
+            fitted = yield from self._fit(t, spec, ask)
+            params.update({f"p{i}.{k}": np.asarray(v, dtype=np.float64) for k, v in fitted.items()})
+            spec = _after(t, spec)
         result = {
             "table": args.query.table,
             "steps": [t.model_dump(mode="json") for t in args.steps],
@@ -363,6 +230,76 @@ class Preprocess(Operation):
             meta={"pipeline": args.model_dump(mode="json")},
         )
         return Finished(result=result, metrics={}, state=new_state)
+
+    @staticmethod
+    def _fit(t: Any, spec: TableSpec, ask: Arrays) -> Generator[Arrays, Any, dict[str, Any]]:
+        """The parameters of transformer ``t`` from the sums it asks for (``ask``: the request
+        that names it and carries the transformers fitted before it)."""
+        if isinstance(t, OneHot):
+            return {}  # the categories are public
+        if isinstance(t, Imputer) and t.strategy == "constant":
+            return {"fill": [_constant(t, c, spec) for c in t.columns]}
+        total, _ = yield ask
+        if isinstance(t, Imputer) and t.strategy == "most_frequent":
+            levels = total["levels"].reshape(len(t.columns), -1)
+            return {"fill": np.argmax(levels, axis=1).astype(float)}
+        count = total["count"]
+        if isinstance(t, Imputer) and t.strategy == "mean":
+            return {"fill": total["sum"] / count}
+        if isinstance(t, StandardScaler):
+            mean = total["sum"] / count
+            total, _ = yield {**ask, "mean": mean}
+            std = np.sqrt(total["squares"] / count)
+            return {"mean": mean, "scale": np.where(std == 0, 1.0, std)}
+        # The rest need order statistics: the zoom of orderstats, every target at once.
+        columns, ranks = _targets(t, count)
+        search = Search.begin(ranks)
+        for stage in range(STAGES):
+            zoom = {
+                "stage": np.array([stage], dtype=np.int64),
+                "lows": np.array(search.lows, dtype=np.uint64),
+                "columns": np.array(columns, dtype=np.int64),
+            }
+            total, _ = yield {**ask, **zoom}
+            search = search.narrow(total["counts"])
+        found: list[list[float]] = [[] for _ in t.columns]
+        for c, v in zip(columns, search.values(), strict=True):
+            found[c].append(v)
+        n = [round(c) for c in count]
+        if isinstance(t, Imputer):  # the median
+            return {"fill": [numpy_quantile(m, [0.5], v)[0] for m, v in zip(n, found, strict=True)]}
+        if isinstance(t, MinMaxScaler):
+            return {"min": [v[0] for v in found], "max": [v[1] for v in found]}
+        if t.strategy == "uniform":
+            return {"edges": [np.linspace(v[0], v[1], t.bins + 1) for v in found]}
+        qs = list(np.linspace(0, 1, t.bins + 1))
+        return {"edges": [numpy_quantile(m, qs, v) for m, v in zip(n, found, strict=True)]}
+
+    def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
+        i = int(request["step"][0])
+        params = {k[4:]: v for k, v in request.items() if k.startswith("fit.")}
+        table = apply_pipeline(data.select(args.query), args.steps[:i], params)
+        t = args.steps[i]
+        values = [table.columns[c] for c in t.columns]
+        if isinstance(t, Imputer) and t.strategy == "most_frequent":
+            k = len(table.spec.columns[t.columns[0]].categories or [])
+            counts = [np.bincount(v[v >= 0], minlength=k) for v in values]
+            return Partial(sums={"levels": Statistic(np.concatenate(counts).astype(float), 0, 0)})
+        present = [v[~np.isnan(v)] for v in values]
+        if "mean" in request:
+            squares = [np.sum((p - m) ** 2) for p, m in zip(present, request["mean"], strict=True)]
+            return Partial(sums={"squares": Statistic(np.array(squares), 0, 0)})
+        if "lows" in request:
+            keys = [float_keys(p) for p in present]
+            stage = int(request["stage"][0])
+            counts = [
+                local_counts(keys[int(c)], np.array([low], dtype=np.uint64), stage)
+                for c, low in zip(request["columns"], request["lows"], strict=True)
+            ]
+            return Partial(sums={"counts": Statistic(np.concatenate(counts), 0, 0)})
+        sizes = np.array([p.size for p in present], dtype=float)
+        sums = np.array([p.sum() for p in present])
+        return Partial(sums={"count": Statistic(sizes, 0, 0), "sum": Statistic(sums, 0, 0)})
 
 
 OPERATIONS.register("preprocess", Preprocess())

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from consortium.analytics.dag import Dag, Job
-from consortium.analytics.operations import OPERATIONS, Arrays, State, dumps
+from consortium.analytics.operations import OPERATIONS, Arrays, Finished, Operation, State, dumps
 from consortium.analytics.settings import AnalyticsSettings
 from consortium.analytics.worker import RESULT, TASK
 from consortium.errors import PartyCrashed, QuorumLost, RunFailed
@@ -151,14 +151,21 @@ class Scheduler:
             return JobResult(job, finished.result, finished.metrics, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, job: Job, op: Any, args: Any) -> Any:
-        carry = op.start(args, self.state, self.settings.tables)
-        while not job.on_coordinator and not op.done(args, carry):
-            answers = self._ask(job, op, args, op.request(args, carry))
-            carry = op.combine(args, carry, answers.totals(), answers.plain)
-        return op.finish(args, carry, self.state)
+    def _attempt(self, job: Job, op: Operation, args: Any) -> Finished:
+        flow = op.coordinate(args, self.state, self.settings.tables)
+        reply: Any = None  # sending None first starts the generator
+        while True:
+            try:
+                request = flow.send(reply)
+            except StopIteration as stop:
+                finished: Finished = stop.value
+                return finished
+            if job.on_coordinator:
+                raise RunFailed(f"job {job.id!r} runs on the coordinator but asked the workers")
+            answers = self._ask(job, request)
+            reply = (answers.totals(), answers.plain)
 
-    def _ask(self, job: Job, op: Any, args: Any, request: Arrays) -> _Answers:
+    def _ask(self, job: Job, request: Arrays) -> _Answers:
         nonce = next(self._nonce)
         tensors = {f"req.{k}": np.asarray(v) for k, v in request.items()}
         tensors.update({f"state.{k}": np.asarray(v) for k, v in self.state.arrays.items()})
