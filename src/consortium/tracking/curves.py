@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consortium.errors import ConfigError
 from consortium.tracking.panels import MetricRows, Panel, choose_panels, row_lengths
-from consortium.tracking.records import RoundRecord
+from consortium.tracking.records import RoundRecord, replacing
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -116,13 +115,8 @@ def plot_curves(
         figure = curves_figure(panels, title=title, x_label=MetricRows(job).x_label)
     except ImportError as exc:
         raise ConfigError(PLOT_MISSING) from exc
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+    with replacing(path) as temporary:
         figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return True
 
 

@@ -63,14 +63,6 @@ MLFLOW_MISSING = "MLflow tracking needs the 'mlflow' extra: pip install 'consort
 _ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 _TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 _UNSAFE_KEY_CHARS = re.compile(r"[^\w./\- ]")
-_ARTIFACTS = (
-    rundir.JOB_FILE,
-    rundir.MODEL_FILE,
-    rundir.CURVES_FILE,
-    rundir.SUMMARY_FILE,
-    rundir.METRICS_FILE,
-    rundir.EVENTS_FILE,
-)
 T = TypeVar("T")
 
 
@@ -227,7 +219,7 @@ class MlflowSink:
         if info is None:
             return
         run_dir = Path(info.run_dir)
-        for name in _ARTIFACTS:
+        for name in rundir.FILES:
             if (run_dir / name).is_file():
                 client.log_artifact(run_id, str(run_dir / name))
         if model is not None and not (run_dir / rundir.MODEL_FILE).is_file():

@@ -2,8 +2,9 @@
 
 These frozen dataclasses are the whole vocabulary between the runtime and the tracking
 sinks. They hold plain numbers and strings only, so every sink can serialise them without
-knowing about models, parties or transports. The helpers below give runs sortable ids and
-turn a resolved job into the hash and flat parameters that :class:`RunInfo` carries.
+knowing about models, parties or transports. The helpers give runs sortable ids, turn a
+resolved job into the hash and flat parameters that :class:`RunInfo` carries, read
+``metrics.jsonl`` back and write files atomically.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +35,7 @@ __all__ = [
     "hash_job",
     "new_run_id",
     "read_metrics",
+    "replacing",
 ]
 
 ParamValue = str | int | float | bool
@@ -195,3 +199,16 @@ def flatten_params(resolved_job: Mapping[str, Any], *, prefix: str = "") -> dict
         else:
             flat[name] = json.dumps(value, sort_keys=True, default=str)
     return flat
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` when the block
+    ends without error and is removed otherwise, so ``path`` is never seen half written."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

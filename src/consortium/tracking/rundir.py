@@ -37,7 +37,7 @@ import yaml
 
 from consortium.errors import ConfigError, ConsortiumError
 from consortium.tracking.curves import plot_curves
-from consortium.tracking.records import RoundRecord, RunInfo, RunSummary, read_metrics
+from consortium.tracking.records import RoundRecord, RunInfo, RunSummary, read_metrics, replacing
 from consortium.tracking.tracker import EventValue, Model
 
 __all__ = ["RunDirectory", "RunReport", "draw_report", "read_report", "save_model"]
@@ -50,6 +50,7 @@ EVENTS_FILE = "events.jsonl"
 SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.npz"
 CURVES_FILE = "curves.png"
+FILES = (JOB_FILE, METRICS_FILE, EVENTS_FILE, SUMMARY_FILE, MODEL_FILE, CURVES_FILE)
 
 
 class RunDirectory:
@@ -84,8 +85,10 @@ class RunDirectory:
                     "(new_run_id()) or another folder"
                 )
         self._info = info
-        text = yaml.safe_dump(_plain(info.resolved_job), sort_keys=False, allow_unicode=True)
-        _write_atomically(self.path / JOB_FILE, text.encode("utf-8"))
+        # through JSON: plain dicts and lists, which yaml.safe_dump accepts
+        job = json.loads(json.dumps(info.resolved_job, default=_json_default))
+        text = yaml.safe_dump(job, sort_keys=False, allow_unicode=True)
+        _write_atomically(self.path / JOB_FILE, text)
         self._metrics = open(self.path / METRICS_FILE, "x", encoding="utf-8")  # noqa: SIM115
         self._events = open(self.path / EVENTS_FILE, "x", encoding="utf-8")  # noqa: SIM115
 
@@ -136,7 +139,7 @@ class RunDirectory:
             "error": summary.error,
         }
         text = json.dumps(document, indent=2, default=_json_default) + "\n"
-        _write_atomically(self.path / SUMMARY_FILE, text.encode("utf-8"))
+        _write_atomically(self.path / SUMMARY_FILE, text)
 
     def _open(self, handle: IO[str] | None) -> IO[str]:
         if handle is None:
@@ -222,16 +225,13 @@ def save_model(path: Path, model: Model) -> None:
                 "(never pickled objects)"
             )
         arrays[name] = array
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, array, allow_pickle=False)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with (
+        replacing(path) as temporary,
+        zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive,
+    ):
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
 
 
 def _write_line(handle: IO[str], obj: Mapping[str, Any]) -> None:
@@ -239,36 +239,19 @@ def _write_line(handle: IO[str], obj: Mapping[str, Any]) -> None:
     handle.flush()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+def _write_atomically(path: Path, text: str) -> None:
+    with replacing(path) as temporary, open(temporary, "wb") as handle:
+        handle.write(text.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _json_default(obj: object) -> Any:
-    """numpy scalars and paths, which sinks receive from user code, as plain JSON."""
+    """numpy scalars, paths and mappings, which sinks receive from user code, as plain JSON."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def _plain(obj: Any) -> Any:
-    """Mappings and sequences as plain dicts and lists, which ``yaml.safe_dump`` accepts."""
     if isinstance(obj, Mapping):
-        return {str(key): _plain(value) for key, value in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(item) for item in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+        return dict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
