@@ -68,9 +68,6 @@ with a message saying so.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-
 import numpy as np
 
 from consortium.errors import RunFailed
@@ -95,26 +92,21 @@ from consortium.privacy.paillier import (
     residues_to_array,
     rmatvec,
 )
+from consortium.vertical.parts import targets
 from consortium.vertical.settings import PaillierSettings
 
 __all__ = [
     "ROWS_LIMIT_BITS",
     "VALUE_LIMIT_BITS",
     "Keyring",
-    "check_output",
     "decrypt_masked",
-    "encrypted_gradient",
     "gradient_bound",
     "output_bound",
     "residual_bound",
-    "residual_scale",
     "scaled_residual",
     "taylor_residual",
     "value_limit",
 ]
-
-log = logging.getLogger(__name__)
-
 
 # Public limits (see the module's docstring): every feature, partial output ``X_p W_p`` and
 # regression target is at most 2^62 in magnitude, and a batch has at most 2^32 rows.
@@ -151,24 +143,6 @@ def output_bound(parties: int, precision: int) -> int:
     return parties * value_limit(precision)
 
 
-def residual_scale(task: Task, n_outputs: int, rows: int) -> int:
-    """The integer ``s`` by which the master scales the gradient ``d`` of ``rows`` rows."""
-    if task == "regression":
-        return rows
-    if n_outputs == 1:
-        return 4 * rows
-    return n_outputs * n_outputs * rows
-
-
-def _targets(y: np.ndarray, task: Task, n_outputs: int) -> np.ndarray:
-    rows = len(y)
-    if task == "regression" or n_outputs == 1:
-        return np.asarray(y, dtype=np.float64).reshape(rows, 1)
-    onehot = np.zeros((rows, n_outputs), dtype=np.int64)
-    onehot[np.arange(rows), np.asarray(y, dtype=np.int64)] = 1
-    return onehot
-
-
 def scaled_residual(
     z: EncryptedArray, y: np.ndarray, *, task: Task, n_outputs: int
 ) -> tuple[EncryptedArray, int]:
@@ -177,23 +151,21 @@ def scaled_residual(
     rows = len(y)
     if z.shape != (rows, n_outputs):
         raise ValueError(f"z has shape {z.shape}, expected {(rows, n_outputs)}")
-    scale = residual_scale(task, n_outputs, rows)
-    t = _targets(y, task, n_outputs)
+    t = targets(y, task, n_outputs)
     if task == "regression":
-        return z - t, scale
+        return z - t, rows
     if n_outputs == 1:
-        labels = t.astype(np.int64)
-        return z + (2 - 4 * labels), scale
+        return z + (2 - 4 * t.astype(np.int64)), 4 * rows
     k = n_outputs
     total = z.sum(axis=1).reshape(rows, 1)
-    return z * k - total + (k - k * k * t), scale
+    return z * k - total + (k - k * k * t.astype(np.int64)), k * k * rows
 
 
 def taylor_residual(z: np.ndarray, y: np.ndarray, *, task: Task, n_outputs: int) -> np.ndarray:
     """The plaintext ``d`` that :func:`scaled_residual` encrypts (divided by ``s``)."""
     z = np.asarray(z, dtype=np.float64)
     rows = len(y)
-    t = _targets(y, task, n_outputs).astype(np.float64)
+    t = targets(y, task, n_outputs)
     if task == "regression":
         p = z
     elif n_outputs == 1:
@@ -202,30 +174,6 @@ def taylor_residual(z: np.ndarray, y: np.ndarray, *, task: Task, n_outputs: int)
         p = 1.0 / n_outputs + (z - z.mean(axis=1, keepdims=True)) / n_outputs
     out: np.ndarray = (p - t) / rows
     return out
-
-
-def _stack_columns(columns: Sequence[EncryptedArray]) -> EncryptedArray:
-    first = columns[0]
-    bounds = [c.bound for c in columns]
-    return EncryptedArray(
-        first.public_key,
-        np.stack([c.ciphertexts for c in columns], axis=1),
-        exponent=first.exponent,
-        encoding=first.encoding,
-        bound=None if None in bounds else max(b for b in bounds if b is not None),
-        derived=True,
-    )
-
-
-def encrypted_gradient(
-    x: np.ndarray, d: EncryptedArray, parallel: ParallelPaillier | None = None
-) -> EncryptedArray:
-    """``X^T [[d]]`` of shape (columns, outputs) for ``X`` (rows, columns) and ``[[d]]``
-    (rows, outputs), one multi-exponentiation per output."""
-    if d.ndim != 2 or d.shape[0] != len(x):
-        raise ValueError(f"[[d]] has shape {d.shape}, X has {len(x)} rows")
-    product = rmatvec if parallel is None else parallel.rmatvec
-    return _stack_columns([product(x, d[:, k]) for k in range(d.shape[1])])
 
 
 class Keyring:
@@ -258,7 +206,11 @@ class Keyring:
 
     def encrypt(self, values: np.ndarray) -> EncryptedArray:
         """This party's partial outputs, encrypted; RunFailed beyond the protocol's limit."""
-        check_output(values)
+        if not (np.abs(np.asarray(values, dtype=np.float64)) <= 2.0**VALUE_LIMIT_BITS).all():
+            raise RunFailed(
+                f"a partial output exceeds 2^{VALUE_LIMIT_BITS} in magnitude (or is not "
+                "finite), beyond the arbitered protocol's public limit: scale the data"
+            )
         self.reserve(int(np.size(values)))
         return encrypt(self.public_key, values, encoding=self.encoding, obfuscators=self.pool)
 
@@ -292,10 +244,22 @@ class Keyring:
 
     def gradient(self, x: np.ndarray, d: EncryptedArray) -> EncryptedArray:
         """``X^T [[d]]``; RunFailed where its values could outgrow the key."""
+        if d.ndim != 2 or d.shape[0] != len(x):
+            raise ValueError(f"[[d]] has shape {d.shape}, X has {len(x)} rows")
+        product = rmatvec if self.parallel is None else self.parallel.rmatvec
         try:
-            return encrypted_gradient(x, d, self.parallel)
+            columns = [product(x, d[:, k]) for k in range(d.shape[1])]  # one per output
         except EncodingOverflow as exc:
             raise RunFailed(f"the encrypted gradient could overflow the key: {exc}") from None
+        bounds = [c.bound for c in columns]
+        return EncryptedArray(
+            self.public_key,
+            np.stack([c.ciphertexts for c in columns], axis=1),
+            exponent=columns[0].exponent,
+            encoding=columns[0].encoding,
+            bound=None if None in bounds else max(b for b in bounds if b is not None),
+            derived=True,
+        )
 
     def masked(self, encrypted: EncryptedArray, *, bound: int) -> tuple[np.ndarray, Mask]:
         """``encrypted``, packed by the public ``bound`` and masked, for the arbiter (the
@@ -322,16 +286,6 @@ class Keyring:
             raise RunFailed("the arbiter returned invalid residues") from None
         except PaillierError as exc:
             raise RunFailed(f"a decrypted value overflowed: {exc}") from None
-
-
-def check_output(values: np.ndarray) -> None:
-    """RunFailed unless every value is within the protocol's public limit, ``2^62``."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size and not bool((np.abs(arr) <= 2.0**VALUE_LIMIT_BITS).all()):
-        raise RunFailed(
-            f"a partial output exceeds 2^{VALUE_LIMIT_BITS} in magnitude (or is not "
-            "finite), beyond the arbitered protocol's public limit: scale the data"
-        )
 
 
 def decrypt_masked(

@@ -115,14 +115,8 @@ def member_part(
     else:
         mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
     model = data.model
-    bottom = model.kind.bottom(
-        model.args,
-        n_features=data.n_features,
-        image_shape=data.image_shape,
-        width=width,
-        settings=settings,
-        seed=derive_seed(seed, NET_KEY, rank),
-    )
+    net_seed = derive_seed(seed, NET_KEY, rank)
+    bottom = model.kind.bottom(model.args, data, width=width, settings=settings, seed=net_seed)
     if saved is not None:
         bottom.load({k: v for k, v in saved.items() if k not in ("mean", "scale")})
     x = (x - mean) / scale
@@ -184,13 +178,9 @@ def master_part(
             saved=own_saved,
         )
     model = data.model
+    parts = members + (own is not None)
     top = model.kind.top(
-        model.args,
-        widths=[width] * (members + (own is not None)),
-        task=data.task,
-        n_classes=data.n_classes,
-        settings=settings,
-        seed=derive_seed(seed, TOP_KEY),
+        model.args, data, parts=parts, settings=settings, seed=derive_seed(seed, TOP_KEY)
     )
     if saved is not None:
         top.load({k.removeprefix("top."): v for k, v in saved.items() if k.startswith("top.")})

@@ -66,7 +66,7 @@ class Master:
         settings, data = self.settings, self.data
         self.members = ctx.peers("member")
         arbiters = ctx.peers("arbiter")
-        width = data.model.kind.width(data.model.args, task=data.task, n_classes=data.n_classes)
+        width = data.model.kind.width(data.model.args, data)
         mode = self.mode.master(
             settings=settings,
             members=self.members,

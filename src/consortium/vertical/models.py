@@ -4,9 +4,9 @@ how to build a bottom (at every party with features) and the top (at the master)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -17,6 +17,9 @@ from consortium.spec import Strict
 from consortium.vertical.parts import Bottom, LinearBottom, LinearTop, Top
 from consortium.vertical.settings import LinearArgs, SplitNNArgs, VerticalSettings
 
+if TYPE_CHECKING:
+    from consortium.vertical.data import VerticalData
+
 __all__ = ["MODELS", "LinearKind", "ModelKind", "SplitNNKind", "VerticalModel", "resolve_model"]
 
 
@@ -26,33 +29,19 @@ class ModelKind(Protocol):
 
     def check(self, args: Any) -> None:
         """ConfigError naming the field for arguments that cannot build the model."""
-        ...
 
-    def width(self, args: Any, *, task: Task, n_classes: int | None) -> int:
+    def width(self, args: Any, data: VerticalData) -> int:
         """The width of every bottom's output."""
-        ...
 
     def bottom(
-        self,
-        args: Any,
-        *,
-        n_features: int,
-        image_shape: Sequence[int] | None,
-        width: int,
-        settings: VerticalSettings,
-        seed: int,
-    ) -> Bottom: ...
+        self, args: Any, data: VerticalData, *, width: int, settings: VerticalSettings, seed: int
+    ) -> Bottom:
+        """A party's bottom over its own columns of ``data``."""
 
     def top(
-        self,
-        args: Any,
-        *,
-        widths: Sequence[int],
-        task: Task,
-        n_classes: int | None,
-        settings: VerticalSettings,
-        seed: int,
-    ) -> Top: ...
+        self, args: Any, data: VerticalData, *, parts: int, settings: VerticalSettings, seed: int
+    ) -> Top:
+        """The master's top over ``parts`` bottom outputs."""
 
 
 MODELS: Registry[ModelKind] = Registry("vertical model")
@@ -69,32 +58,20 @@ class LinearKind:
     def check(self, args: Any) -> None:
         return None
 
-    def width(self, args: Any, *, task: Task, n_classes: int | None) -> int:
-        return 1 if task == "regression" or n_classes == 2 else int(n_classes or 0)
+    def width(self, args: Any, data: VerticalData) -> int:
+        return 1 if data.task == "regression" or data.n_classes == 2 else int(data.n_classes or 0)
 
     def bottom(
-        self,
-        args: Any,
-        *,
-        n_features: int,
-        image_shape: Sequence[int] | None,
-        width: int,
-        settings: VerticalSettings,
-        seed: int,
+        self, args: Any, data: VerticalData, *, width: int, settings: VerticalSettings, seed: int
     ) -> Bottom:
-        return LinearBottom(n_features=n_features, n_outputs=width, lr=settings.lr, l2=settings.l2)
+        return LinearBottom(
+            n_features=data.n_features, n_outputs=width, lr=settings.lr, l2=settings.l2
+        )
 
     def top(
-        self,
-        args: Any,
-        *,
-        widths: Sequence[int],
-        task: Task,
-        n_classes: int | None,
-        settings: VerticalSettings,
-        seed: int,
+        self, args: Any, data: VerticalData, *, parts: int, settings: VerticalSettings, seed: int
     ) -> Top:
-        return LinearTop(task=task, n_classes=n_classes, lr=settings.lr)
+        return LinearTop(task=data.task, n_outputs=self.width(args, data), lr=settings.lr)
 
 
 class SplitNNKind:
@@ -112,56 +89,41 @@ class SplitNNKind:
             except PluginError as exc:
                 raise ConfigError(f"model.args.{where}.name: {exc}") from None
 
-    def width(self, args: Any, *, task: Task, n_classes: int | None) -> int:
+    def width(self, args: Any, data: VerticalData) -> int:
         return int(args.embedding)
 
     def bottom(
-        self,
-        args: Any,
-        *,
-        n_features: int,
-        image_shape: Sequence[int] | None,
-        width: int,
-        settings: VerticalSettings,
-        seed: int,
+        self, args: Any, data: VerticalData, *, width: int, settings: VerticalSettings, seed: int
     ) -> Bottom:
         from consortium.vertical.splitnn import TorchBottom, build_net
 
         net = build_net(
             args.bottom.name,
             args.bottom.args,
-            in_features=n_features,
+            in_features=data.n_features,
             out_features=width,
-            image_shape=image_shape,
+            image_shape=data.image_shape,
             seed=seed,
         )
         return TorchBottom(net, lr=settings.lr, momentum=settings.momentum, l2=settings.l2)
 
     def top(
-        self,
-        args: Any,
-        *,
-        widths: Sequence[int],
-        task: Task,
-        n_classes: int | None,
-        settings: VerticalSettings,
-        seed: int,
+        self, args: Any, data: VerticalData, *, parts: int, settings: VerticalSettings, seed: int
     ) -> Top:
         from consortium.vertical.splitnn import TorchTop, build_net
 
-        joined = sum(widths) if args.combine == "concat" else widths[0]
         net = build_net(
             args.top.name,
             args.top.args,
-            in_features=joined,
-            out_features=1 if task == "regression" else int(n_classes or 0),
+            in_features=args.embedding * (parts if args.combine == "concat" else 1),
+            out_features=1 if data.task == "regression" else int(data.n_classes or 0),
             image_shape=None,
             seed=seed,
         )
         return TorchTop(
             net,
             combine=args.combine,
-            task=task,
+            task=data.task,
             lr=settings.lr,
             momentum=settings.momentum,
             l2=settings.l2,

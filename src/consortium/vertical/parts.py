@@ -30,6 +30,7 @@ __all__ = [
     "LinearTop",
     "Top",
     "score",
+    "targets",
 ]
 
 
@@ -104,6 +105,16 @@ class LinearBottom:
         _load(self.weight, state, "weight")
 
 
+def targets(y: np.ndarray, task: Task, n_outputs: int) -> np.ndarray:
+    """The labels as ``(rows, n_outputs)`` targets: the values, or one-hot classes."""
+    rows = len(y)
+    if task == "regression" or n_outputs == 1:
+        return np.asarray(y, dtype=np.float64).reshape(rows, 1)
+    onehot = np.zeros((rows, n_outputs), dtype=np.float64)
+    onehot[np.arange(rows), np.asarray(y, dtype=np.int64)] = 1.0
+    return onehot
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     shifted = z - z.max(axis=1, keepdims=True)
     e = np.exp(shifted)
@@ -115,12 +126,9 @@ class LinearTop:
     """The intercept and the link: ``identity`` (regression, one output), ``logistic`` (two
     classes, one output) or ``softmax`` (one output per class)."""
 
-    def __init__(self, *, task: Task, n_classes: int | None, lr: float) -> None:
-        self.task = task
-        self.n_classes = n_classes
-        self.n_outputs = 1 if task == "regression" or n_classes == 2 else int(n_classes or 0)
-        self.bias = np.zeros(self.n_outputs, dtype=np.float64)
-        self.lr = lr
+    def __init__(self, *, task: Task, n_outputs: int, lr: float) -> None:
+        self.task, self.n_outputs, self.lr = task, n_outputs, lr
+        self.bias = np.zeros(n_outputs, dtype=np.float64)
 
     def _probabilities(self, z: np.ndarray) -> np.ndarray:
         if self.task == "regression":
@@ -129,18 +137,11 @@ class LinearTop:
             return 1.0 / (1.0 + np.exp(-z))
         return _softmax(z)
 
-    def _targets(self, y: np.ndarray, rows: int) -> np.ndarray:
-        if self.task == "regression" or self.n_outputs == 1:
-            return np.asarray(y, dtype=np.float64).reshape(rows, 1)
-        onehot = np.zeros((rows, self.n_outputs), dtype=np.float64)
-        onehot[np.arange(rows), np.asarray(y, dtype=np.int64)] = 1.0
-        return onehot
-
     def step(self, parts: Sequence[np.ndarray], y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         z = np.sum(parts, axis=0) + self.bias
         p = self._probabilities(z)
         rows = len(z)
-        grad = (p - self._targets(y, rows)) / rows
+        grad = (p - targets(y, self.task, self.n_outputs)) / rows
         loss = _loss(p, y, self.task)
         self.apply(grad.sum(axis=0))
         return loss, [grad] * len(parts)
