@@ -6,8 +6,7 @@ mlflow nor matplotlib; each is imported when first used. :func:`draw_report` (th
 ``consortium report`` command) draws a run directory's ``curves.png`` again.
 """
 
-from consortium.tracking.build import SINKS, build_tracker
-from consortium.tracking.console import WARNING_EVENTS, ConsoleSink
+from consortium.tracking.console import ConsoleSink
 from consortium.tracking.curves import PLOT_MISSING, curves_figure, plot_curves
 from consortium.tracking.mlflow_sink import (
     MLFLOW_MISSING,
@@ -17,10 +16,11 @@ from consortium.tracking.mlflow_sink import (
 )
 from consortium.tracking.panels import Panel, choose_panels, row_lengths
 from consortium.tracking.records import (
+    EventValue,
+    Model,
     ParamValue,
     RoundRecord,
     RunInfo,
-    RunStatus,
     RunSummary,
     default_run_dir,
     flatten_params,
@@ -28,13 +28,12 @@ from consortium.tracking.records import (
     new_run_id,
 )
 from consortium.tracking.rundir import RunDirectory, RunReport, draw_report, read_report, save_model
-from consortium.tracking.tracker import EventValue, Model, Sink, Tracker
+from consortium.tracking.tracker import SINKS, Sink, Tracker, build_tracker
 
 __all__ = [
     "MLFLOW_MISSING",
     "PLOT_MISSING",
     "SINKS",
-    "WARNING_EVENTS",
     "ConsoleSink",
     "EventValue",
     "MlflowSettings",
@@ -46,7 +45,6 @@ __all__ = [
     "RunDirectory",
     "RunInfo",
     "RunReport",
-    "RunStatus",
     "RunSummary",
     "Sink",
     "Tracker",

@@ -21,13 +21,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from consortium.tracking.records import RoundRecord, RunInfo, RunSummary
-from consortium.tracking.tracker import EventValue, Model
+from consortium.tracking.records import EventValue, Model, RoundRecord, RunInfo, RunSummary
 
-__all__ = ["WARNING_EVENTS", "ConsoleSink"]
+__all__ = ["ConsoleSink"]
 
-WARNING_EVENTS = frozenset({"dropout", "party_failed", "retry", "timeout", "warning"})
-"""Event names the console shows as warnings."""
+_WARNING_EVENTS = frozenset({"dropout", "party_failed", "retry", "timeout", "warning"})
 
 
 class ConsoleSink:
@@ -78,7 +76,7 @@ class ConsoleSink:
         )
 
     def event(self, name: str, **fields: EventValue) -> None:
-        is_warning = name in WARNING_EVENTS or fields.get("level") == "warning"
+        is_warning = name in _WARNING_EVENTS or fields.get("level") == "warning"
         if self.quiet and not is_warning:
             return
         details = " ".join(f"{key}={value}" for key, value in fields.items() if key != "level")

@@ -47,8 +47,7 @@ from urllib.parse import urlparse
 
 from consortium.errors import ConfigError, ConsortiumError
 from consortium.tracking import rundir
-from consortium.tracking.records import RoundRecord, RunInfo, RunSummary
-from consortium.tracking.tracker import EventValue, Model
+from consortium.tracking.records import EventValue, Model, RoundRecord, RunInfo, RunSummary
 
 if TYPE_CHECKING:
     from mlflow.entities import Metric

@@ -1,10 +1,11 @@
-"""What a run records: its identity, one record per round and a final summary.
+"""What a run records: its identity, one record per round, events, a final summary and
+the model.
 
-These frozen dataclasses are the whole vocabulary between the runtime and the tracking
-sinks. They hold plain numbers and strings only, so every sink can serialise them without
-knowing about models, parties or transports. The helpers give runs sortable ids, turn a
-resolved job into the hash and flat parameters that :class:`RunInfo` carries, read
-``metrics.jsonl`` back and write files atomically.
+This is the whole vocabulary between the runtime and the tracking sinks: plain numbers,
+strings and named arrays, so every sink can serialise them without knowing about parties
+or transports. The helpers give runs sortable ids, turn a resolved job into the hash and
+flat parameters that :class:`RunInfo` carries, read ``metrics.jsonl`` back and write files
+atomically.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from consortium.errors import ConfigError
 
 __all__ = [
+    "EventValue",
+    "Model",
     "ParamValue",
     "RoundRecord",
     "RunInfo",
@@ -37,6 +42,12 @@ __all__ = [
     "read_metrics",
     "replacing",
 ]
+
+EventValue = str | int | float
+"""A field of an event: ``tracker.event("dropout", party="bank-2", round=3)``."""
+
+Model = Mapping[str, np.ndarray]
+"""Model weights as named arrays."""
 
 ParamValue = str | int | float | bool
 """A flat setting as MLflow takes it."""

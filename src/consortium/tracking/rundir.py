@@ -37,8 +37,15 @@ import yaml
 
 from consortium.errors import ConfigError, ConsortiumError
 from consortium.tracking.curves import plot_curves
-from consortium.tracking.records import RoundRecord, RunInfo, RunSummary, read_metrics, replacing
-from consortium.tracking.tracker import EventValue, Model
+from consortium.tracking.records import (
+    EventValue,
+    Model,
+    RoundRecord,
+    RunInfo,
+    RunSummary,
+    read_metrics,
+    replacing,
+)
 
 __all__ = ["RunDirectory", "RunReport", "draw_report", "read_report", "save_model"]
 

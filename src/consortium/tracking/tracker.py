@@ -1,7 +1,7 @@
-"""The sink interface and the :class:`Tracker` that fans each call out to its sinks.
+"""The sink interface, the :class:`Tracker` that fans each call out to its sinks, and
+:func:`build_tracker`, which builds a run's tracker through the :data:`SINKS` registry.
 
-The runtime talks to one tracker; the tracker talks to any number of sinks (run directory,
-console, MLflow, ...). Sinks come in two kinds:
+Sinks come in two kinds:
 
 * **required** sinks (the run directory) hold the results of the run. Their failures are
   raised to the caller, because results must never be lost silently.
@@ -10,7 +10,8 @@ console, MLflow, ...). Sinks come in two kinds:
 
 Calls reach the sinks in a fixed order: required sinks first, then optional ones, each
 group in the order given. Sinks may rely on it: the MLflow sink logs the files the
-run-directory sink wrote in the same ``finish`` call.
+run-directory sink wrote in the same ``finish`` call, and the console's final table, last,
+is the last thing printed.
 """
 
 from __future__ import annotations
@@ -19,24 +20,23 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-import numpy as np
+from rich.console import Console
 
 from consortium.clock import Clock, SystemClock
 from consortium.errors import ConsortiumError
-from consortium.tracking.records import RoundRecord, RunInfo, RunSummary
+from consortium.registry import Registry
+from consortium.tracking.console import ConsoleSink
+from consortium.tracking.mlflow_sink import MlflowSettings, MlflowSink
+from consortium.tracking.records import EventValue, Model, RoundRecord, RunInfo, RunSummary
+from consortium.tracking.rundir import RunDirectory
 
-__all__ = ["EventValue", "Model", "Sink", "Tracker"]
+__all__ = ["SINKS", "Sink", "Tracker", "build_tracker"]
 
 logger = logging.getLogger(__name__)
-
-EventValue = str | int | float
-"""A field of an event: ``tracker.event("dropout", party="bank-2", round=3)``."""
-
-Model = Mapping[str, np.ndarray]
-"""Model weights as named arrays."""
 
 
 class Sink(Protocol):
@@ -69,20 +69,13 @@ class _Entry:
     required: bool
     enabled: bool = True
 
-    @property
-    def name(self) -> str:
-        return type(self.sink).__name__
-
 
 class Tracker:
     """Fans every call out to its sinks, in order: ``required`` first, then ``optional``.
 
-    A required sink that raises makes the call raise (after the other sinks had their
-    turn); an optional sink that raises is logged and disabled. Use it as a context
-    manager: leaving the block on an exception after :meth:`start` and before
-    :meth:`finish` records a failed summary (keeping the rounds already finished; if even
-    that fails, it is logged and the block's own exception goes on), and leaving it in any
-    way closes every sink. :meth:`close` is idempotent.
+    Use it as a context manager: leaving the block on an exception after :meth:`start`
+    and before :meth:`finish` records a failed summary (if even that fails, it is logged
+    and the block's own exception goes on), and leaving it in any way closes every sink.
     """
 
     def __init__(
@@ -145,7 +138,7 @@ class Tracker:
             self._dispatch("finish", lambda sink: sink.finish(summary, model))
 
     def close(self) -> None:
-        """Close every sink, disabled ones too. Raises the first required sink's error."""
+        """Close every sink, disabled ones too, once. Raises the first required sink's error."""
         with self._lock:
             if self._closed:
                 return
@@ -173,13 +166,12 @@ class Tracker:
 
     def failure_summary(self, exc: BaseException) -> RunSummary:
         """How the run ended when ``exc`` stopped it: finished rounds and metrics are kept."""
-        started = self._started_at if self._started_at is not None else self._clock.now()
         message = str(exc)
         return RunSummary(
             status="failed",
             metrics=self._last_metrics,
             rounds_completed=self._rounds_completed,
-            duration_s=self._clock.now() - started,
+            duration_s=self.elapsed(),
             dropouts=dict(self._dropouts),
             error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__,
         )
@@ -205,22 +197,52 @@ class Tracker:
             try:
                 call(entry.sink)
             except Exception as exc:
-                if entry.required:
-                    if error is None:
-                        error = exc
-                    else:
-                        logger.error(
-                            "tracking sink %s failed in %s()", entry.name, method, exc_info=exc
-                        )
+                name = type(entry.sink).__name__
+                if entry.required and error is None:
+                    error = exc
+                elif entry.required:
+                    logger.error("tracking sink %s failed in %s()", name, method, exc_info=exc)
                 elif entry.enabled:
                     entry.enabled = False
                     logger.warning(
                         "tracking sink %s failed in %s() and is disabled for the rest of the run",
-                        entry.name,
+                        name,
                         method,
                         exc_info=exc,
                     )
                 else:
-                    logger.debug("disabled tracking sink %s failed in %s()", entry.name, method)
+                    logger.debug("disabled tracking sink %s failed in %s()", name, method)
         if error is not None:
             raise error
+
+
+SINKS: Registry[Callable[..., Sink]] = Registry("tracking sink")
+"""Sink factories by name: ``run_dir`` (``path=``, ``curves=``), ``console`` (``console=``,
+``quiet=``) and ``mlflow`` (``settings=``)."""
+
+SINKS.register("run_dir", RunDirectory)
+SINKS.register("console", ConsoleSink)
+SINKS.register("mlflow", MlflowSink)
+
+
+def build_tracker(
+    *,
+    run_dir: Path,
+    console: bool,
+    mlflow: MlflowSettings | None,
+    console_obj: Console | None = None,
+    curves: bool = True,
+) -> Tracker:
+    """A tracker writing into ``run_dir`` (required), then logging to MLflow if ``mlflow``
+    settings are given and showing progress if ``console`` (optional); ``curves``: draw
+    ``curves.png`` at the end.
+
+    Raises :class:`~consortium.errors.ConfigError` when MLflow is asked for but not
+    installed, before anything runs.
+    """
+    optional: list[Sink] = []
+    if mlflow is not None:
+        optional.append(SINKS.get("mlflow")(settings=mlflow))
+    if console:
+        optional.append(SINKS.get("console")(console=console_obj))
+    return Tracker(required=[SINKS.get("run_dir")(path=run_dir, curves=curves)], optional=optional)
