@@ -99,7 +99,6 @@ class Mechanism:
     ``share(rng, scale, parties, shape)`` draws one of ``parties`` shares whose sum has the
     mechanism's distribution."""
 
-    name: str
     needs_delta: bool
     scale: Callable[[float, float, float], float]
     share: Callable[[np.random.Generator, float, int, tuple[int, ...]], np.ndarray]
@@ -124,20 +123,13 @@ MECHANISMS: Registry[Mechanism] = Registry("dp mechanism")
 MECHANISMS.register(
     "laplace",
     Mechanism(
-        name="laplace",
         needs_delta=False,
         scale=lambda sens, eps, _delta: laplace_scale(sens, eps),
         share=_laplace_share,
     ),
 )
 MECHANISMS.register(
-    "gaussian",
-    Mechanism(
-        name="gaussian",
-        needs_delta=True,
-        scale=gaussian_sigma,
-        share=_gaussian_share,
-    ),
+    "gaussian", Mechanism(needs_delta=True, scale=gaussian_sigma, share=_gaussian_share)
 )
 
 
@@ -170,15 +162,12 @@ class Accountant:
         self._spent = {name: Budget(0.0, 0.0) for name in budgets}
         self._lock = threading.Lock()
 
-    def budget(self, source: str) -> Budget:
-        return self._budgets[self._known(source)]
-
     def spent(self, source: str) -> Budget:
         with self._lock:
             return self._spent[self._known(source)]
 
     def remaining(self, source: str) -> Budget:
-        budget, spent = self.budget(source), self.spent(source)
+        budget, spent = self._budgets[self._known(source)], self.spent(source)
         return Budget(
             max(0.0, budget.epsilon - spent.epsilon), max(0.0, budget.delta - spent.delta)
         )

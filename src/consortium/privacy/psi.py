@@ -228,10 +228,16 @@ def blind(points: np.ndarray, scalar: int) -> np.ndarray:
     return np.frombuffer(out, dtype=np.uint8).reshape(-1, POINT_BYTES).copy()
 
 
-def _secret_permutation(n: int) -> np.ndarray:
-    """A permutation from the OS's CSPRNG: the other party must not be able to undo it."""
-    rng = np.random.Generator(np.random.PCG64(secrets.randbits(128)))
-    return rng.permutation(n)
+def _shuffled_and_blinded(
+    ids: Sequence[str | bytes], domain: str, key: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A secret order of ``ids`` (position -> row) and the ids in that order, hashed and
+    blinded by ``key``. The order comes from the OS's CSPRNG: the other party must not be
+    able to undo it."""
+    if len(set(ids)) != len(ids):
+        raise ValueError("ids must be unique")
+    order = np.random.Generator(np.random.PCG64(secrets.randbits(128))).permutation(len(ids))
+    return order, blind(hash_ids([ids[i] for i in order], domain=domain), key)
 
 
 class PsiSender:
@@ -242,14 +248,11 @@ class PsiSender:
     to the receiver."""
 
     def __init__(self, ids: Sequence[str | bytes], *, domain: str, key: int | None = None) -> None:
-        if len(set(ids)) != len(ids):
-            raise ValueError("ids must be unique")
         if key is not None and not _clamped(key):
             raise ValueError("key must be a clamped X25519 scalar (see random_scalar)")
         self.size = len(ids)
         self._key = random_scalar() if key is None else key
-        self._order = _secret_permutation(len(ids))  # position in the sent list -> row
-        self._sent = blind(hash_ids([ids[i] for i in self._order], domain=domain), self._key)
+        self._order, self._sent = _shuffled_and_blinded(ids, domain, self._key)
 
     def blinded(self) -> np.ndarray:
         """To the receiver: own ids under own key, in a secret order."""
@@ -265,9 +268,8 @@ class PsiSender:
         if pos.ndim != 1 or pos.dtype.kind not in "iu":
             raise PsiError()
         pos = pos.astype(np.int64)
-        if len(pos) and (pos.min() < 0 or pos.max() >= self.size):
-            raise PsiError()
-        if len(np.unique(pos)) != len(pos):
+        outside = len(pos) and (pos.min() < 0 or pos.max() >= self.size)
+        if outside or len(np.unique(pos)) != len(pos):
             raise PsiError()
         return self._order[pos]
 
@@ -285,12 +287,9 @@ class PsiReceiver:
     senders: one offer for all, one :meth:`match` per sender."""
 
     def __init__(self, ids: Sequence[str | bytes], *, domain: str) -> None:
-        if len(set(ids)) != len(ids):
-            raise ValueError("ids must be unique")
         self.size = len(ids)
         self._key = random_scalar()
-        self._order = _secret_permutation(len(ids))  # position in the offer -> row
-        self._offer = blind(hash_ids([ids[i] for i in self._order], domain=domain), self._key)
+        self._order, self._offer = _shuffled_and_blinded(ids, domain, self._key)
 
     def offer(self) -> np.ndarray:
         """To every sender: own ids under own key, in a secret order."""

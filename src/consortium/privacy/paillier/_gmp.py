@@ -10,11 +10,8 @@ from __future__ import annotations
 import functools
 import importlib
 from types import ModuleType
-from typing import Any
 
-__all__ = ["INSTALL_HINT", "gmpy2", "mpz"]
-
-INSTALL_HINT = "Paillier encryption needs gmpy2: install it with pip install 'consortium[paillier]'"
+__all__ = ["gmpy2"]
 
 
 @functools.cache
@@ -23,9 +20,6 @@ def gmpy2() -> ModuleType:
     try:
         return importlib.import_module("gmpy2")
     except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
-
-
-def mpz(value: Any) -> Any:
-    """``gmpy2.mpz(value)``."""
-    return gmpy2().mpz(value)
+        raise ImportError(
+            "Paillier encryption needs gmpy2: install it with pip install 'consortium[paillier]'"
+        ) from exc

@@ -8,21 +8,21 @@ returns ``None`` rather than raising, so no exception object of ours crosses the
 from __future__ import annotations
 
 import functools
-from typing import Any
 
-from consortium.privacy.paillier import primitives
 from consortium.privacy.paillier._gmp import gmpy2
+from consortium.privacy.paillier.errors import InvalidCiphertext
+from consortium.privacy.paillier.keys import PrivateKey, PublicKey
 from consortium.privacy.paillier.multiexp import multiexp_rows
-from consortium.privacy.paillier.obfuscators import FixedBase
+from consortium.privacy.paillier.obfuscators import FixedBase, fresh_obfuscators
 from consortium.privacy.paillier.rows import join_rows, split_rows
 
 
 @functools.lru_cache(maxsize=4)
-def _fixed_base(n: int) -> Any:
+def _fixed_base(n: int) -> FixedBase:
     """This process's fixed-base table for ``n``: built on its first task for the key (about
     0.2 s at 2048 bits), then drawn from by every later one. Worker processes belong to one
     party, so the table's secret base never serves anyone else."""
-    return FixedBase(gmpy2().mpz(n))
+    return FixedBase(n)
 
 
 def obfuscators_task(n: int, count: int, width: int, method: str = "textbook") -> bytes:
@@ -31,31 +31,22 @@ def obfuscators_task(n: int, count: int, width: int, method: str = "textbook") -
     if method == "fixed-base":
         fixed = _fixed_base(n)
         return join_rows([fixed.draw() for _ in range(count)], width)
-    g = gmpy2()
-    nn = g.mpz(n)
-    nsq = nn * nn
-    return join_rows([primitives.obfuscator(nn, nsq) for _ in range(count)], width)
+    return join_rows(fresh_obfuscators(PublicKey(n), count), width)
 
 
 @functools.lru_cache(maxsize=4)
-def _crt_key(p: int, q: int) -> primitives.CrtKey:
-    """This process's CRT values for the key (~3 ms at 2048 bits): computed on its first
+def _private_key(p: int, q: int) -> PrivateKey:
+    """This process's key, with its CRT values (~3 ms at 2048 bits): made on its first
     task, kept for the later ones. Worker processes belong to the key's owner."""
-    return primitives.crt_key(p, q)
+    return PrivateKey(PublicKey(p * q), p, q)
 
 
 def decrypt_task(p: int, q: int, blob: bytes, width: int, out_width: int) -> bytes | None:
     """Residues of the ciphertexts in ``blob``; ``None`` if any is not a unit below n^2."""
-    g = gmpy2()
-    key = _crt_key(p, q)
-    n = key.p * key.q
-    nsq = n * n
-    out = []
-    for c in split_rows(blob, width):
-        if not 0 < c < nsq or g.gcd(c, n) != 1:
-            return None
-        out.append(primitives.raw_decrypt(c, key))
-    return join_rows(out, out_width)
+    try:
+        return join_rows(_private_key(p, q).raw_decrypt(split_rows(blob, width)), out_width)
+    except InvalidCiphertext:
+        return None
 
 
 def multiexp_task(nsq: int, blob: bytes, width: int, rows: list[list[int]], method: str) -> bytes:

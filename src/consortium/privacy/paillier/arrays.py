@@ -23,6 +23,7 @@ by hand.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,8 +51,7 @@ __all__ = [
     "decrypt_residues",
     "encrypt",
     "matvec",
-    "matvec_result",
-    "matvec_rows",
+    "matvec_with",
     "rmatvec",
 ]
 
@@ -191,7 +191,7 @@ class EncryptedArray:
         return list(self._c.ravel().tolist())
 
     def _like(
-        self, c: Any, *, exponent: int | None = None, bound: int | None = None
+        self, c: Any, *, exponent: int | None = None, bound: int | None, derived: bool = True
     ) -> EncryptedArray:
         return EncryptedArray(
             self.public_key,
@@ -199,24 +199,16 @@ class EncryptedArray:
             exponent=self.exponent if exponent is None else exponent,
             encoding=self.encoding,
             bound=bound,
-            derived=True,
+            derived=derived,
         )
 
     def __getitem__(self, index: Any) -> EncryptedArray:
-        out = self._like(self._c[index], bound=self.bound)
-        out.derived = self.derived
-        return out
+        return self._like(self._c[index], bound=self.bound, derived=self.derived)
 
     def reshape(self, *shape: Any) -> EncryptedArray:
-        out = self._like(self._c.reshape(*shape), bound=self.bound)
-        out.derived = self.derived
-        return out
+        return self._like(self._c.reshape(*shape), bound=self.bound, derived=self.derived)
 
     # ----- arithmetic --------------------------------------------------------------
-    def _check_key(self, other: EncryptedArray) -> None:
-        if other.public_key != self.public_key:
-            raise ValueError("cannot combine ciphertexts under different public keys")
-
     def aligned(self, exponent: int) -> EncryptedArray:
         """The same values at a larger ``exponent`` (each ciphertext raised to 2^shift)."""
         shift = exponent - self.exponent
@@ -232,7 +224,8 @@ class EncryptedArray:
     def __add__(self, other: Any) -> EncryptedArray:
         nsq = self.public_key.nsq
         if isinstance(other, EncryptedArray):
-            self._check_key(other)
+            if other.public_key != self.public_key:
+                raise ValueError("cannot combine ciphertexts under different public keys")
             e = max(self.exponent, other.exponent)
             a, b = self.aligned(e), other.aligned(e)
             c = np.frompyfunc(lambda x, y: x * y % nsq, 2, 1)(a._c, b._c)
@@ -302,16 +295,15 @@ class EncryptedArray:
         nsq = self.public_key.nsq
         obfs = fresh_obfuscators(self.public_key, self.size, obfuscators)
         cts = [c * r % nsq for c, r in zip(self.ciphertext_list(), obfs, strict=True)]
-        out = self._like(object_array(cts, self.shape), bound=self.bound)
-        out.derived = False
-        return out
+        return self._like(object_array(cts, self.shape), bound=self.bound, derived=False)
 
 
-def matvec_rows(
-    matrix: Any, vector: EncryptedArray
-) -> tuple[list[list[int]], int, tuple[int, ...]]:
-    """Check shapes and encode ``matrix`` for ``matrix @ vector``: the rows of integer
-    exponents, their exponent, and the result's shape."""
+def matvec_with(
+    matrix: Any, vector: EncryptedArray, products: Callable[[list[list[int]]], list[Any]]
+) -> EncryptedArray:
+    """``matrix @ vector`` for a plaintext matrix (m, k) or vector (k,) and an encrypted
+    vector (k,), where ``products(rows)`` gives ``prod_j c_j^(row_j) mod n^2`` over the
+    ciphertexts for each row of the matrix's encoded integers."""
     x = np.asarray(matrix)
     if vector.ndim != 1:
         raise ValueError(f"the encrypted operand must be a vector, got shape {vector.shape}")
@@ -319,33 +311,20 @@ def matvec_rows(
         raise ValueError(f"shapes {x.shape} and {vector.shape} do not align for a product")
     ks, pe = vector._plain_exponents(x.reshape(-1, x.shape[-1]))
     rows = [list(r) for r in ks.tolist()]
-    return rows, pe, (() if x.ndim == 1 else (x.shape[0],))
-
-
-def matvec_result(
-    vector: EncryptedArray,
-    products: list[Any],
-    rows: list[list[int]],
-    exponent: int,
-    shape: tuple[int, ...],
-) -> EncryptedArray:
-    """Wrap the multi-exponentiation ``products`` of ``rows`` over ``vector``."""
     bound = None
     if vector.bound is not None:
         bound = vector.bound * max((sum(abs(k) for k in r) for r in rows), default=0)
-    return vector._like(
-        object_array(products, shape), exponent=vector.exponent + exponent, bound=bound
-    )
+    shape = () if x.ndim == 1 else (x.shape[0],)
+    out = object_array(products(rows), shape)
+    return vector._like(out, exponent=vector.exponent + pe, bound=bound)
 
 
 def matvec(matrix: Any, vector: EncryptedArray, *, method: str = "auto") -> EncryptedArray:
-    """``matrix @ vector`` for a plaintext matrix (m, k) or vector (k,) and an encrypted
-    vector (k,): each output is ``prod_j c_j^(x_ij)``, by multi-exponentiation
+    """``matrix @ vector``: each output ``prod_j c_j^(x_ij)`` by multi-exponentiation
     (``method``: ``"auto"``, ``"subsets"``, ``"buckets"``, see ``multiexp.multiexp_rows``)
     or one power per term (``"naive"``)."""
-    rows, pe, shape = matvec_rows(matrix, vector)
-    out = multiexp_rows(vector.ciphertext_list(), rows, vector.public_key.nsq, method=method)
-    return matvec_result(vector, out, rows, pe, shape)
+    cts, nsq = vector.ciphertext_list(), vector.public_key.nsq
+    return matvec_with(matrix, vector, lambda rows: multiexp_rows(cts, rows, nsq, method=method))
 
 
 def rmatvec(matrix: Any, vector: EncryptedArray, *, method: str = "auto") -> EncryptedArray:

@@ -9,11 +9,8 @@ Who holds what in the vertical protocols: the arbiter generates the keypair and 
 private key; the public key travels to the other parties (``serial.public_key_to_array``),
 who encrypt and compute on ciphertexts but can never decrypt.
 
-This module is the bottom of the safe tier: it holds key material and decrypts raw
-ciphertexts (:meth:`PrivateKey.raw_decrypt`). Encrypting and decrypting numbers is done by
-the recipes above it: ``arrays.encrypt`` / ``arrays.decrypt`` (and ``decrypt_encoded``,
-``decrypt_residues``), ``packing.encrypt_packed`` / ``packing.decrypt_packed``, all
-re-exported by the package.
+Keys hold key material and decrypt raw ciphertexts (:meth:`PrivateKey.raw_decrypt`); the
+recipes above them (``encrypt``, ``decrypt``, ``encrypt_packed``, ...) encode numbers.
 """
 
 from __future__ import annotations
@@ -38,8 +35,7 @@ MIN_KEY_BITS = 2048
 
 
 class PublicKey:
-    """A Paillier public key: the modulus ``n`` (and ``g = n + 1``). It encrypts (through
-    ``encrypt(public_key, values)``) but cannot decrypt."""
+    """A Paillier public key: the modulus ``n`` (and ``g = n + 1``)."""
 
     __slots__ = ("_max_int", "_n", "_nsq")
 
@@ -84,8 +80,7 @@ class PublicKey:
     @property
     def fingerprint(self) -> str:
         """A short SHA-256 digest of ``n``, to name the key in logs and match keys."""
-        raw = int(self._n).to_bytes((self.bits + 7) // 8, "big")
-        return hashlib.sha256(raw).hexdigest()[:16]
+        return hashlib.sha256(int(self._n).to_bytes(self.plaintext_bytes, "big")).hexdigest()[:16]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and self._n == other._n
@@ -98,11 +93,8 @@ class PublicKey:
 
 
 class PrivateKey:
-    """A Paillier private key: the primes ``p`` and ``q``. Decrypts with CRT (through
-    ``decrypt(private_key, encrypted)`` and its siblings, or :meth:`raw_decrypt`).
-
-    Never serialised by this library and never shown by ``repr``.
-    """
+    """A Paillier private key: the primes ``p`` and ``q``, decrypting with CRT. Never
+    serialised by this library and never shown by ``repr``."""
 
     __slots__ = ("_crt", "_public_key")
 

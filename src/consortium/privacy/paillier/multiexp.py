@@ -99,16 +99,21 @@ def best_group(rows: int, terms: int, bits: int) -> int:
     return min(range(1, 16), key=lambda g: _subset_cost(rows, terms, bits, g))
 
 
+def _extent(rows: Sequence[Sequence[int]]) -> tuple[int, bool]:
+    """The largest magnitude among the exponents of ``rows``, and whether any is negative."""
+    filled = [row for row in rows if len(row)]
+    if not filled:
+        return 0, False
+    high = max(int(max(row)) for row in filled)
+    low = min(int(min(row)) for row in filled)
+    return max(high, -low, 0), low < 0
+
+
 def exponent_bits(rows: Sequence[Sequence[int]]) -> int:
     """Bits the subset method reads per exponent of ``rows``: the largest magnitude's, plus
     one when any exponent is negative (the offset that makes them all positive)."""
-    filled = [row for row in rows if len(row)]
-    if not filled:
-        return 0
-    high = max(int(max(row)) for row in filled)
-    low = min(int(min(row)) for row in filled)
-    top = max(high, -low, 0)
-    return top.bit_length() + (low < 0)
+    top, signed = _extent(rows)
+    return top.bit_length() + signed
 
 
 def split_across(rows: int, terms: int, bits: int, parts: int) -> str:
@@ -136,19 +141,12 @@ def multiexp(
     Bases must be units mod ``modulus`` when any exponent is negative (ciphertexts are).
     ``window`` (bits per digit) defaults to :func:`best_window`.
     """
-    g = gmpy2()
-    pos_b, pos_e, neg_b, neg_e = [], [], [], []
-    for b, e in zip(bases, exponents, strict=True):
-        e = int(e)
-        if e > 0:
-            pos_b.append(b)
-            pos_e.append(e)
-        elif e < 0:
-            neg_b.append(b)
-            neg_e.append(-e)
-    result = _buckets(pos_b, pos_e, modulus, window)
-    if neg_b:
-        result = result * g.invert(_buckets(neg_b, neg_e, modulus, window), modulus) % modulus
+    terms = [(b, int(e)) for b, e in zip(bases, exponents, strict=True)]
+    result = _buckets([(b, e) for b, e in terms if e > 0], modulus, window)
+    negative = [(b, -e) for b, e in terms if e < 0]
+    if negative:
+        inverse = gmpy2().invert(_buckets(negative, modulus, window), modulus)
+        result = result * inverse % modulus
     return result
 
 
@@ -182,10 +180,10 @@ def multiexp_rows(
 def cheaper_method(terms: int, rows: Sequence[Sequence[int]]) -> str:
     """The method ``"auto"`` picks for ``rows`` over ``terms`` bases: ``"subsets"`` or
     ``"buckets"``, whichever the cost models (weighed by measured costs) find cheaper."""
-    bits = max((abs(int(e)).bit_length() for row in rows for e in row), default=0)
-    if not rows or not terms or not bits:
+    top, signed = _extent(rows)
+    bits = top.bit_length()
+    if not terms or not bits:
         return "buckets"
-    signed = any(int(e) < 0 for row in rows for e in row)
     # buckets split each row into its positive and negative terms: two halves, two folds
     halves = 2 if signed else 1
     buckets = len(rows) * halves * _bucket_cost(-(-terms // halves), bits, best_window(terms, bits))
@@ -214,10 +212,9 @@ def subset_multiexp_rows(
     m = g.mpz(modulus)
     exps = [[int(e) for e in row] for row in rows]
     k = len(bases)
-    top = max((abs(e) for row in exps for e in row), default=0)
-    if not exps or not k or not top:
+    top, signed = _extent(exps)
+    if not k or not top:
         return [g.mpz(1) % m for _ in exps]
-    signed = any(e < 0 for row in exps for e in row)
     offset = 1 << top.bit_length() if signed else 0  # every e + offset is positive
     bits = top.bit_length() + signed
     width = best_group(len(exps), k, bits) if group is None else group
@@ -288,20 +285,21 @@ def _interleave(tables: list[list[Any]], levels: list[list[int]], m: Any) -> Any
     return acc
 
 
-def _buckets(bases: list[Any], exps: list[int], m: Any, window: int | None) -> Any:
+def _buckets(terms: list[tuple[Any, int]], m: Any, window: int | None) -> Any:
+    """``prod b^e mod m`` over ``(base, positive exponent)`` terms."""
     g = gmpy2()
     one = g.mpz(1)
-    if not bases:
+    if not terms:
         return one
-    bits = max(exps).bit_length()
-    w = best_window(len(bases), bits) if window is None else window
+    bits = max(e for _, e in terms).bit_length()
+    w = best_window(len(terms), bits) if window is None else window
     if w < 1:
         raise ValueError(f"window must be at least 1 bit, got {w}")
     mask = (1 << w) - 1
     acc: Any = None
     for shift in range(((bits - 1) // w) * w, -1, -w):
         buckets: list[Any] = [None] * (mask + 1)
-        for b, e in zip(bases, exps, strict=True):
+        for b, e in terms:
             d = (e >> shift) & mask
             if d:
                 x = buckets[d]

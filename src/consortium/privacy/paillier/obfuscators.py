@@ -1,9 +1,8 @@
 """Obfuscators computed ahead of time: encryption at the cost of one multiplication.
 
 A Paillier encryption ``(1 + m n) r^n mod n^2`` spends almost all its time on ``r^n mod
-n^2`` (a 2048-bit power modulo a 4096-bit number for the default key), which does not
-depend on the message. An :class:`ObfuscatorPool` computes these powers beforehand (in
-idle time, or in worker processes through a ``ParallelPaillier``) and hands each out once.
+n^2``, which does not depend on the message. An :class:`ObfuscatorPool` computes these
+powers beforehand (in idle time, or in worker processes) and hands each out once.
 
 Security:
 
@@ -28,9 +27,8 @@ Two ways to compute them (``method``):
   With ``h_s`` fixed, a table of its powers (``2^window`` per digit, ~16 MiB for 2048-bit
   keys at the default window of 8 bits) turns each obfuscator into one multiplication per
   8-bit digit of ``a``: ~128 products instead of a 2048-bit power (~0.8 ms against ~11 ms
-  at 2048 bits on the 2-core development machine; ``bench/paillier.py``). ``h``, ``h_s``
-  and the table stay in the pool, like the obfuscators themselves; a worker process of the
-  pool's owner builds one table of its own per key and keeps it for its later tasks.
+  at 2048 bits; ``bench/paillier.py``). ``h``, ``h_s`` and the table stay in the pool like
+  the obfuscators; a worker process of the pool's owner keeps one table of its own per key.
 - ``"textbook"``: ``r^n mod n^2`` for a uniform ``r`` in Z_n^* (Paillier's own), for those
   who want no assumption beyond composite residuosity.
 """
@@ -100,12 +98,10 @@ class ObfuscatorPool:
     """Precomputed obfuscators for one public key, each handed out once.
 
     ``ObfuscatorPool(public_key, size=1000)`` computes 1,000 now, in this process;
-    ``fill(count, parallel=...)`` computes more, in worker processes if given, and with
-    ``wait=False`` returns at once while the workers compute them (:meth:`take` waits for
-    them only when it needs them), so a party can have the next step's obfuscators made
-    while it waits for the other parties. Pass the pool as ``obfuscators=`` to
-    ``encrypt``, ``encrypt_packed``, ``EncryptedArray.rerandomize`` or the serialisation functions.
-    Thread-safe.
+    ``fill(count, parallel=..., wait=False)`` has worker processes compute more while the
+    party waits for the others (:meth:`take` waits for them only when it needs them). Pass
+    the pool as ``obfuscators=`` to ``encrypt``, ``encrypt_packed``, ``rerandomize`` or
+    ``ciphertexts_to_array``. Thread-safe.
     """
 
     __slots__ = ("_fixed", "_generation", "_items", "_lock", "_pending", "method", "public_key")
@@ -132,8 +128,7 @@ class ObfuscatorPool:
 
     def _compute(self, count: int) -> list[Any]:
         if self.method == "textbook":
-            n, nsq = self.public_key.n, self.public_key.nsq
-            return [primitives.obfuscator(n, nsq) for _ in range(count)]
+            return fresh_obfuscators(self.public_key, count)
         with self._lock:
             if self._fixed is None:
                 self._fixed = FixedBase(self.public_key.n)
@@ -178,9 +173,9 @@ class ObfuscatorPool:
 
     def _collect(self, *, count: int | None) -> None:
         """Move finished chunks into the pool, waiting for chunks in order until ``count``
-        are ready (``None``: all of them). A chunk lost with its workers (a worker died,
-        the pool was shut down, the chunk was cancelled) is dropped with a warning:
-        :meth:`take` computes the shortfall here instead. Any other error is raised."""
+        are ready (``None``: all of them). A chunk lost with its workers (a worker died, the
+        executor was shut down, the chunk was cancelled) is dropped with a warning, for
+        :meth:`take` to compute here. Any other error is raised."""
         width = self.public_key.ciphertext_bytes
         while True:
             with self._lock:

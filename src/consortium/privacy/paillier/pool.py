@@ -24,17 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from consortium.privacy.paillier import _worker, primitives
-from consortium.privacy.paillier.arrays import EncryptedArray, matvec_result, matvec_rows
-from consortium.privacy.paillier.encoding import (
-    Encoding,
-    from_residues,
-    max_abs,
-    object_array,
-    to_residues,
-)
+from consortium.privacy.paillier import _worker
+from consortium.privacy.paillier.arrays import EncryptedArray, encrypt, matvec_with
+from consortium.privacy.paillier.encoding import Encoding, from_residues, object_array
 from consortium.privacy.paillier.errors import InvalidCiphertext
 from consortium.privacy.paillier.multiexp import exponent_bits, split_across
+from consortium.privacy.paillier.obfuscators import ObfuscatorPool
 from consortium.privacy.paillier.rows import join_rows, split_rows
 
 if TYPE_CHECKING:
@@ -136,20 +131,8 @@ class ParallelPaillier:
         self, public_key: PublicKey, values: Any, *, encoding: Encoding | None = None
     ) -> EncryptedArray:
         """``encrypt(public_key, values)`` with the obfuscators computed by the workers."""
-        enc = Encoding() if encoding is None else encoding
-        ints = enc.encode(values)
-        flat = ints.ravel().tolist()
-        n, nsq = public_key.n, public_key.nsq
-        residues = to_residues(flat, n)
-        obfs = self.obfuscators(public_key, len(residues))
-        cts = [primitives.raw_encrypt(m, n, nsq, r) for m, r in zip(residues, obfs, strict=True)]
-        return EncryptedArray(
-            public_key,
-            object_array(cts, ints.shape),
-            exponent=enc.precision,
-            encoding=enc,
-            bound=max_abs(flat),
-        )
+        pool = ObfuscatorPool(public_key, size=np.size(values), parallel=self, method="textbook")
+        return encrypt(public_key, values, encoding=encoding, obfuscators=pool)
 
     # ----- decryption --------------------------------------------------------------
     def decrypt_residues(self, private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
@@ -192,7 +175,9 @@ class ParallelPaillier:
         (then the partial products are multiplied here), whichever the cost model of
         ``multiexp.split_across`` finds faster. Extra jobs would each tabulate or square
         again, so there are no more jobs than workers."""
-        rows, pe, shape = matvec_rows(matrix, vector)
+        return matvec_with(matrix, vector, lambda rows: self._multiexp(vector, rows, method))
+
+    def _multiexp(self, vector: EncryptedArray, rows: list[list[int]], method: str) -> list[Any]:
         nsq = vector.public_key.nsq
         width = vector.public_key.ciphertext_bytes
         cts = vector.ciphertext_list()
@@ -202,30 +187,23 @@ class ParallelPaillier:
             if method in ("auto", "subsets")
             else "rows"  # one product per row: cutting the terms would only add folds
         )
+        if how == "rows":  # every job all the ciphertexts, some of the rows
+            every = join_rows(cts, width)
+            jobs = [(every, rows[a:b]) for a, b in _even_spans(len(rows), parts)]
+        else:  # every job some of the ciphertexts, every row: partial products
+            spans = _even_spans(len(cts), parts)
+            jobs = [(join_rows(cts[a:b], width), [r[a:b] for r in rows]) for a, b in spans]
+        futures = [
+            self._submit(_worker.multiexp_task, int(nsq), data, width, part, method)
+            for data, part in jobs
+        ]
+        results = [split_rows(f.result(), width) for f in futures]
         if how == "rows":
-            blob = join_rows(cts, width)
-            futures = [
-                self._submit(_worker.multiexp_task, int(nsq), blob, width, rows[a:b], method)
-                for a, b in _even_spans(len(rows), parts)
-            ]
-            out = [v for f in futures for v in split_rows(f.result(), width)]
-        else:
-            futures = [
-                self._submit(
-                    _worker.multiexp_task,
-                    int(nsq),
-                    join_rows(cts[a:b], width),
-                    width,
-                    [row[a:b] for row in rows],
-                    method,
-                )
-                for a, b in _even_spans(len(cts), parts)
-            ]
-            out = split_rows(futures[0].result(), width)
-            for f in futures[1:]:
-                partial = split_rows(f.result(), width)
-                out = [u * v % nsq for u, v in zip(out, partial, strict=True)]
-        return matvec_result(vector, out, rows, pe, shape)
+            return [v for result in results for v in result]
+        out = results[0]
+        for partial in results[1:]:
+            out = [u * v % nsq for u, v in zip(out, partial, strict=True)]
+        return out
 
     def rmatvec(
         self, matrix: Any, vector: EncryptedArray, *, method: str = "auto"

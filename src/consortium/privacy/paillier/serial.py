@@ -28,6 +28,7 @@ from consortium.privacy.paillier.errors import InvalidCiphertext, InvalidPublicK
 from consortium.privacy.paillier.keys import MIN_KEY_BITS, PublicKey
 from consortium.privacy.paillier.obfuscators import ObfuscatorPool
 from consortium.privacy.paillier.packing import PackedArray, Packing
+from consortium.privacy.paillier.rows import join_rows, split_rows
 
 __all__ = [
     "ciphertexts_from_array",
@@ -54,7 +55,7 @@ def integers_to_array(values: Any, width: int) -> np.ndarray:
     """Non-negative integers (any shape) as big-endian ``uint8`` rows of ``width`` bytes."""
     arr = np.asarray(values, dtype=object)
     try:
-        raw = b"".join(int(v).to_bytes(width, "big") for v in arr.ravel().tolist())
+        raw = join_rows(arr.ravel().tolist(), width)
     except OverflowError as exc:  # negative, or too wide
         raise ValueError(f"an integer does not fit {width} unsigned bytes") from exc
     return np.frombuffer(raw, dtype=np.uint8).reshape((*arr.shape, width)).copy()
@@ -62,17 +63,12 @@ def integers_to_array(values: Any, width: int) -> np.ndarray:
 
 def integers_from_array(arr: Any, width: int) -> np.ndarray:
     """The inverse of :func:`integers_to_array`: an object array of gmpy2 integers.
-
-    Raises :class:`InvalidCiphertext` for anything but a ``uint8`` array of rows of
-    ``width`` bytes.
-    """
+    :class:`InvalidCiphertext` for anything but a ``uint8`` array of ``width``-byte rows."""
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim < 1:
         raise InvalidCiphertext()
     if arr.shape[-1] != width or width < 1:
         raise InvalidCiphertext()
-    from_bytes = gmpy2().mpz.from_bytes
-    raw = np.ascontiguousarray(arr).tobytes()
-    items = [from_bytes(raw[i : i + width], "big") for i in range(0, len(raw), width)]
+    items = split_rows(np.ascontiguousarray(arr).tobytes(), width)
     return object_array(items, arr.shape[:-1])
 
 
@@ -94,19 +90,21 @@ def ciphertexts_to_array(
     return integers_to_array(encrypted.ciphertexts, encrypted.public_key.ciphertext_bytes)
 
 
-def _check_ciphertexts(public_key: PublicKey, items: list[Any]) -> None:
-    """Every item a unit of Z_{n^2}^*. One gcd for all of them: ``c`` is a unit mod n^2
-    exactly when ``c mod n`` is a unit mod n, and a product is a unit exactly when each
-    factor is (a gcd costs ~10 products)."""
+def _ciphertexts(public_key: PublicKey, arr: Any) -> np.ndarray:
+    """The ciphertexts in ``arr``, each checked to be a unit of Z_{n^2}^*. One gcd for all
+    of them: ``c`` is a unit mod n^2 exactly when ``c mod n`` is a unit mod n, and a product
+    is a unit exactly when each factor is (a gcd costs ~10 products)."""
+    cts = integers_from_array(arr, public_key.ciphertext_bytes)
     g = gmpy2()
     n, nsq = public_key.n, public_key.nsq
     product = g.mpz(1)
-    for c in items:
+    for c in cts.ravel().tolist():
         if not 0 < c < nsq:
             raise InvalidCiphertext()
         product = product * c % n
     if g.gcd(product, n) != 1:
         raise InvalidCiphertext()
+    return cts
 
 
 def ciphertexts_from_array(
@@ -123,8 +121,7 @@ def ciphertexts_from_array(
     """
     if not 0 <= exponent <= 65_536:  # a hostile exponent must not make decoding explode
         raise InvalidCiphertext()
-    cts = integers_from_array(arr, public_key.ciphertext_bytes)
-    _check_ciphertexts(public_key, cts.ravel().tolist())
+    cts = _ciphertexts(public_key, arr)
     return EncryptedArray(public_key, cts, exponent=exponent, encoding=encoding, bound=bound)
 
 
@@ -142,13 +139,11 @@ def packed_from_array(
     count: int = 1,
 ) -> PackedArray:
     """Load and validate a packed array serialised by :func:`packed_to_array`."""
-    cts = integers_from_array(arr, public_key.ciphertext_bytes)
-    items = cts.ravel().tolist()
+    cts = _ciphertexts(public_key, arr)
     if cts.ndim != 1:
         raise InvalidCiphertext()
-    _check_ciphertexts(public_key, items)
     try:
-        return PackedArray(public_key, items, packing=packing, shape=shape, count=count)
+        return PackedArray(public_key, cts.tolist(), packing=packing, shape=shape, count=count)
     except ValueError as exc:
         raise InvalidCiphertext() from exc
 
