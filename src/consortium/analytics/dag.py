@@ -87,24 +87,19 @@ class Dag:
         return total
 
     def order(self) -> list[Job]:
-        """The jobs in an order that respects every ``after`` (Kahn's algorithm, ties broken
-        by position, so the order is deterministic)."""
-        position = {j.id: i for i, j in enumerate(self.jobs)}
-        waiting = {j.id: set(j.after) for j in self.jobs}
-        done: list[Job] = []
-        ready = sorted((j for j in self.jobs if not j.after), key=lambda j: position[j.id])
-        while ready:
-            job = ready.pop(0)
-            done.append(job)
-            for other in self.jobs:
-                if job.id in waiting[other.id]:
-                    waiting[other.id].discard(job.id)
-                    if not waiting[other.id]:
-                        ready.append(other)
-            ready.sort(key=lambda j: position[j.id])
-        if len(done) != len(self.jobs):
-            raise ValueError("the workflow's jobs form a cycle")
-        return done
+        """The jobs in an order that respects every ``after``: each time, the first job (by
+        position) whose jobs to wait for are done, so the order is deterministic."""
+        done: set[str] = set()
+        pending = list(self.jobs)
+        order: list[Job] = []
+        while pending:
+            job = next((j for j in pending if done.issuperset(j.after)), None)
+            if job is None:
+                raise ValueError("the workflow's jobs form a cycle")
+            pending.remove(job)
+            order.append(job)
+            done.add(job.id)
+        return order
 
 
 def compile_workflow(workflow: Workflow, workers: Sequence[str]) -> Dag:
@@ -112,10 +107,6 @@ def compile_workflow(workflow: Workflow, workers: Sequence[str]) -> Dag:
     jobs: list[Job] = []
     _compile(list(workflow.steps), "", (), tuple(workers), jobs)
     return Dag(jobs=tuple(jobs))
-
-
-def _name(step: Any, index: int, prefix: str) -> str:
-    return prefix + (step.id if step.id is not None else f"{index}.{step.step}")
 
 
 def _job(
@@ -126,8 +117,6 @@ def _job(
     inbound: Inbound,
     outbound: Outbound,
 ) -> Job:
-    operation = step.operation.operation
-    args = step.operation.parsed()
     return Job(
         id=job_id,
         step=step.step,
@@ -137,7 +126,7 @@ def _job(
         after=after,
         inbound=inbound,
         outbound=outbound,
-        cost=operation.cost(args),
+        cost=step.operation.operation.cost(step.operation.parsed()),
     )
 
 
@@ -150,7 +139,7 @@ def _compile(
 ) -> tuple[str, ...]:
     """Append the jobs of ``steps`` run after ``after``; returns the last jobs' ids."""
     for index, step in enumerate(steps):
-        name = _name(step, index, prefix)
+        name = prefix + (step.id if step.id is not None else f"{index}.{step.step}")
         if isinstance(step, Initialize | Finalize):
             jobs.append(_job(step, name, (COORDINATOR,), after, "none", "none"))
             after = (name,)

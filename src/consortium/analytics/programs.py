@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from consortium.analytics.dag import compile_workflow
+from consortium.analytics.dag import Dag, compile_workflow
 from consortium.analytics.scheduler import JobResult, Scheduler, flat_metrics
 from consortium.analytics.settings import AnalyticsSettings
 from consortium.analytics.tables import Table, load_table
@@ -90,11 +90,7 @@ class Coordinator:
 
 def results_document(settings: AnalyticsSettings, results: list[JobResult]) -> dict[str, Any]:
     """The run's results: each job's result, and each table's privacy budget and spend."""
-    spent: dict[str, list[float]] = {}
-    for r in results:
-        for table, cost in r.job.cost.items():
-            eps, delta = spent.get(table, [0.0, 0.0])
-            spent[table] = [eps + cost.epsilon, delta + cost.delta]
+    spent = Dag(jobs=tuple(r.job for r in results)).cost()
     return {
         "jobs": {
             r.job.id: {
@@ -108,7 +104,7 @@ def results_document(settings: AnalyticsSettings, results: list[JobResult]) -> d
         "privacy": {
             name: {
                 "budget": [spec.privacy.epsilon, spec.privacy.delta],
-                "spent": spent.get(name, [0.0, 0.0]),
+                "spent": [spent[name].epsilon, spent[name].delta] if name in spent else [0.0, 0.0],
                 "min_group_size": spec.privacy.min_group_size,
             }
             for name, spec in settings.tables.items()

@@ -116,10 +116,6 @@ class Table:
             name=self.name, spec=self.spec, columns={k: v[mask] for k, v in self.columns.items()}
         )
 
-    def numeric(self, column: str) -> np.ndarray:
-        """A numeric column's values, NaN where missing."""
-        return self.columns[column]
-
     def present(self, column: str) -> np.ndarray:
         """Which rows have a value in ``column``."""
         values = self.columns[column]
@@ -171,33 +167,27 @@ def _read_parquet(path: Path) -> dict[str, list[Any]]:
 
 
 def _convert(values: list[Any], spec: ColumnSpec, where: str) -> np.ndarray:
-    if spec.type == "category":
-        assert spec.categories is not None
-        index = {c: i for i, c in enumerate(spec.categories)}
-        codes = np.empty(len(values), dtype=np.int64)
-        for i, v in enumerate(values):
-            if v is None or (isinstance(v, str) and v.strip().lower() in _NULLS):
-                codes[i] = -1
-                continue
+    is_category = spec.type == "category"
+    index = {c: i for i, c in enumerate(spec.categories or [])}
+    out = np.empty(len(values), dtype=np.int64 if is_category else np.float64)
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, str) and v.strip().lower() in _NULLS):
+            out[i] = -1 if is_category else np.nan
+        elif is_category:
             key = str(v).strip()
             if key not in index:
                 raise ConfigError(
                     f"{where}: row {i + 1}: {key!r} is not one of the declared categories "
                     f"{spec.categories}"
                 )
-            codes[i] = index[key]
-        return codes
-    out = np.empty(len(values), dtype=np.float64)
-    for i, v in enumerate(values):
-        if v is None or (isinstance(v, str) and v.strip().lower() in _NULLS):
-            out[i] = np.nan
-            continue
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: row {i + 1}: {v!r} is not a number") from None
-        if not math.isfinite(out[i]):
-            raise ConfigError(f"{where}: row {i + 1}: {v!r} is not a finite number")
-        if spec.type == "int" and not float(out[i]).is_integer():
-            raise ConfigError(f"{where}: row {i + 1}: {v!r} is not an integer")
+            out[i] = index[key]
+        else:
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}: row {i + 1}: {v!r} is not a number") from None
+            if not math.isfinite(out[i]):
+                raise ConfigError(f"{where}: row {i + 1}: {v!r} is not a finite number")
+            if spec.type == "int" and not float(out[i]).is_integer():
+                raise ConfigError(f"{where}: row {i + 1}: {v!r} is not an integer")
     return out

@@ -118,16 +118,16 @@ class Iterate(_Step):
     steps: list[Step] = Field(min_length=1)
 
 
+def _kind(value: Any) -> Any:
+    return value.get("step") if isinstance(value, dict) else getattr(value, "step", None)
+
+
 def _known_step(value: Any) -> Any:
-    kind = value.get("step") if isinstance(value, dict) else getattr(value, "step", None)
-    if kind not in STEP_TYPES:
-        raise ValueError(f"unknown step type {kind!r}; choose one of: {', '.join(STEP_TYPES)}")
+    if _kind(value) not in STEP_TYPES:
+        raise ValueError(
+            f"unknown step type {_kind(value)!r}; choose one of: {', '.join(STEP_TYPES)}"
+        )
     return value
-
-
-def _kind(value: Any) -> str | None:
-    kind = value.get("step") if isinstance(value, dict) else getattr(value, "step", None)
-    return kind if isinstance(kind, str) else None
 
 
 Step = Annotated[
