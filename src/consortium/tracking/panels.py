@@ -1,8 +1,6 @@
 """What ``curves.png`` shows: which metrics get a panel, what each panel's title says, and
-how the panels fill the figure's rows.
-
-Pure Python over the round records and the resolved job (no matplotlib), so the choice
-can be checked on its own; :mod:`consortium.tracking.curves` draws it.
+how the panels fill the figure's rows. Pure Python over the round records and the resolved
+job (no matplotlib), so the choice can be checked on its own.
 
 Rules:
 
@@ -27,17 +25,7 @@ from typing import Any
 
 from consortium.tracking.records import RoundRecord
 
-__all__ = [
-    "MAX_COLUMNS",
-    "MAX_PARTY_LINES",
-    "Band",
-    "Line",
-    "MetricRows",
-    "Panel",
-    "choose_panels",
-    "is_duration",
-    "row_lengths",
-]
+__all__ = ["Band", "Line", "MetricRows", "Panel", "choose_panels", "is_duration", "row_lengths"]
 
 MAX_COLUMNS = 3
 """The most panels in one row of the figure."""
@@ -109,17 +97,20 @@ class MetricRows:
     """
 
     def __init__(self, job: Mapping[str, Any] | None = None) -> None:
-        job = job or {}
-        self.protocol = _text(_dig(job, "algorithm", "protocol"))
-        roles = _dig(job, "topology", "roles")
-        self._roles: dict[str, str] = {}  # role name -> the program it runs
-        if isinstance(roles, Mapping):
-            for name, spec in roles.items():
-                program = _dig(spec, "program") if isinstance(spec, Mapping) else None
-                self._roles[str(name)] = _text(program) or str(name)
-        self._bindings = _dig(job, "data", "roles")
-        self._test_fraction = _dig(job, "data", "test_fraction")
-        self._aggregation = _text(_dig(job, "algorithm", "evaluation", "aggregation", "name"))
+        self._job = job or {}
+        self.protocol = _text(_dig(self._job, "algorithm", "protocol"))
+        roles = _dig(self._job, "topology", "roles")
+        self._roles = {  # role name -> the program it runs
+            str(name): _text(_dig(spec, "program")) or str(name)
+            for name, spec in (roles.items() if isinstance(roles, Mapping) else ())
+        }
+        fraction = _dig(self._job, "data", "test_fraction")
+        self._test_percent = (
+            round(100 * float(fraction), 1)
+            if isinstance(fraction, int | float) and 0 < fraction < 1
+            else None
+        )
+        self._aggregation = _text(_dig(self._job, "algorithm", "evaluation", "aggregation", "name"))
 
     @property
     def x_label(self) -> str:
@@ -130,22 +121,19 @@ class MetricRows:
         """The role every one of ``parties`` has (``trainer-3`` is a ``trainer``), or
         ``party`` when they differ or the job does not say."""
         found = {self._role_of(p) for p in parties}
-        if len(found) == 1:
-            (role,) = found
-            if role is not None:
-                return role
-        return "party"
+        role = found.pop() if len(found) == 1 else None
+        return role if role is not None else "party"
 
     def of_global(self, metric: str) -> str | None:
         if self.protocol == "horizontal":
             if metric.startswith("federated_"):
-                trainers = _plural(self._role_running("trainer") or "trainer")
+                trainers = _plural(self._role_running("trainer"))
                 how = f", {self._aggregation.replace('_', ' ')}" if self._aggregation else ""
                 return f"{trainers}' held-out rows{how}"
             if metric in _EVALUATION_METRICS:
                 return self._aggregator_rows()
         if self.protocol == "vertical":
-            share = self._test_share()
+            share = self._test_percent
             if metric == "train_loss":
                 return "training rows" + (
                     f": {100 - share:g}% of the aligned records" if share else ""
@@ -163,24 +151,18 @@ class MetricRows:
         return None
 
     def _aggregator_rows(self) -> str:
-        role = self._role_running("aggregator") or "aggregator"
-        binding = _dig(self._bindings, role) if isinstance(self._bindings, Mapping) else None
-        split = _text(_dig(binding, "split")) if isinstance(binding, Mapping) else None
-        holdout = _dig(binding, "holdout") if isinstance(binding, Mapping) else None
+        role = self._role_running("aggregator")
+        binding = _dig(self._job, "data", "roles", role)
+        split = _text(_dig(binding, "split"))
+        holdout = _dig(binding, "holdout")
         if split == "train" and isinstance(holdout, int | float) and holdout > 0:
             return f"{role}'s held-out rows"
         word = _SPLIT_WORDS.get(split or "")
         return f"{role}'s {word} rows" if word else f"{role}'s rows"
 
-    def _test_share(self) -> float | None:
-        fraction = self._test_fraction
-        if isinstance(fraction, int | float) and 0 < fraction < 1:
-            return round(100 * float(fraction), 1)
-        return None
-
-    def _role_running(self, program: str) -> str | None:
-        """The first role that runs ``program``."""
-        return next((r for r, p in self._roles.items() if p == program), None)
+    def _role_running(self, program: str) -> str:
+        """The first role that runs ``program``; the program's name if none does."""
+        return next((r for r, p in self._roles.items() if p == program), program)
 
     def _role_of(self, party: str) -> str | None:
         if party in self._roles:
@@ -220,7 +202,9 @@ def choose_panels(
             rank = (1, seen.index(base) if base in seen else len(seen) + order)
         else:
             rank = (0, order)
-        ranked.append((rank, _global_panel(name, series, where)))
+        title = name if where is None else f"{name}\n{where}"
+        panel = Panel(metric=name, title=title, per_party=False, lines=(_line(name, series),))
+        ranked.append((rank, panel))
     for order, (name, by_party) in enumerate(party_series.items()):
         if is_duration(name) or _flat(list(by_party.values())):
             continue
@@ -231,19 +215,10 @@ def choose_panels(
     return [panel for _, panel in ranked]
 
 
-def _global_panel(name: str, series: dict[int, float], where: str | None) -> Panel:
-    return Panel(
-        metric=name,
-        title=_title(name, where),
-        per_party=False,
-        lines=(_line(name, series),),
-    )
-
-
 def _party_panel(
     name: str, by_party: dict[str, dict[int, float]], role: str, where: str | None
 ) -> Panel:
-    title = _title(name, where) if where else f"{name}, per {role}"
+    title = f"{name}\n{where}" if where else f"{name}, per {role}"
     parties = sorted(by_party, key=_natural)
     if len(parties) <= MAX_PARTY_LINES:
         lines = tuple(_line(p, by_party[p]) for p in parties)
@@ -265,10 +240,6 @@ def _party_panel(
         high=tuple(max(by_round[r]) for r in rounds),
     )
     return Panel(metric=name, title=title, per_party=True, lines=(median,), band=band)
-
-
-def _title(name: str, where: str | None) -> str:
-    return name if where is None else f"{name}\n{where}"
 
 
 def _line(label: str, series: dict[int, float]) -> Line:
