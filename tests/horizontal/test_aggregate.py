@@ -336,6 +336,8 @@ def test_median_and_trimmed_mean_equal_sorted_lists(layout, n, seed, data):
             tol = np.finfo(dt).eps * (np.abs(want[name]) + 1e-30) + np.finfo(sd).eps * np.max(
                 np.abs(np.stack([u[name] for u in updates]).astype(np.float64)), initial=0
             )
+            # a mean that rounds to a subnormal (float16 below 6e-5) has a coarser spacing
+            tol += float(np.finfo(dt).smallest_subnormal)
             assert np.all(np.abs(got - want[name]) <= tol), name
         elif exact_values:
             assert np.all(np.abs(got - want[name]) <= 0.5 + 1e-9), name
@@ -380,6 +382,17 @@ def test_median_over_many_columns_matches_numpy():
         np.testing.assert_allclose(
             np.concatenate([tm["a"], tm["b"]]), srt[2 : n - 2].mean(axis=0), rtol=1e-6
         )
+
+
+def test_a_trimmed_mean_that_rounds_to_a_float16_subnormal():
+    values = [-0.01, 0.01, 1e-4, -1e-4, 2e-5, -2e-5, 1e-7]
+    stack = UpdateStack(like={"a": np.zeros(1, np.float16)}, capacity=len(values))
+    for v in values:
+        stack.add({"a": np.array([v], np.float16)})
+    middle = sorted(float(np.float16(v)) for v in values)[1:-1]
+    want = sum(middle) / len(middle)  # 2.4e-8: half the smallest float16 subnormal
+    got = float(stack.trimmed_mean(1)["a"][0])
+    assert abs(got - want) <= float(np.finfo(np.float16).smallest_subnormal) / 2
 
 
 def test_stack_dtype_is_the_widest_float():
