@@ -57,6 +57,24 @@ def test_bad_arguments_are_refused():
         compiled.fold(np.zeros(10, np.float32), [np.zeros(10)], np.ones(1))
 
 
+@pytest.mark.parametrize("count", [0, 3, 9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_mean_pass_equals_a_division_after_a_fold_and_leaves_acc_alone(count, dtype):
+    rng = np.random.default_rng(5)
+    rows = [rng.standard_normal(SIZE).astype(np.float32) for _ in range(count)]
+    weights = rng.random(count) * 10
+    start = rng.standard_normal(SIZE)
+    acc, out = start.copy(), np.empty(SIZE, dtype)
+    compiled.fold(acc, rows, weights, out=out, total=7.5)
+    np.testing.assert_array_equal(acc, start)
+    compiled.fold(acc, rows, weights)
+    want = np.empty(SIZE, dtype)
+    np.divide(acc, 7.5, out=want)
+    np.testing.assert_array_equal(out, want)  # the same rounding, bit for bit
+    with pytest.raises(ValueError, match="out must be"):
+        compiled.fold(acc, rows, weights, out=np.empty(SIZE, np.int64))
+
+
 def replies(rng: np.random.Generator, like: dict[str, np.ndarray], n: int) -> list[dict]:
     out = []
     for _ in range(n):
@@ -90,15 +108,16 @@ def test_weighted_sum_folds_large_float_tensors_compiled_and_the_rest_with_numpy
     weights = [float(w) for w in rng.integers(1, 100, len(updates))]
     real, folded = compiled.fold, []
 
-    def spy(acc, rows, w):
+    def spy(acc, rows, w, **options):
         folded.append((acc.size, len(rows)))
-        real(acc, rows, w)
+        real(acc, rows, w, **options)
 
     monkeypatch.setattr(compiled, "fold", spy)
     got = weighted_means(like, updates, weights, compiled=True)
     assert {size for size, _ in folded} == {BIG + 3, BIG}  # "big" and "big64"
+    # every reply was read for "big", by the folds and the mean's pass
     assert sum(count for size, count in folded if size == BIG + 3) == len(updates)
-    assert len(folded) > 2  # more than one fold per tensor
+    assert len(folded) > 2  # a fold and the mean's pass per tensor
     folded.clear()
     want = weighted_means(like, updates, weights, compiled=False)
     assert not folded
@@ -148,21 +167,22 @@ def test_a_fold_that_fails_part_way_leaves_no_wrong_mean(monkeypatch):
     like = {"a": np.zeros(BIG, np.float32), "b": np.zeros(BIG, np.float32)}
     real, calls = compiled.fold, []
 
-    def second_one_fails(*args):
+    def second_one_fails(*args, **options):
         calls.append(1)
         if len(calls) == 2:
             raise MemoryError("out of memory in the middle of a fold")
-        real(*args)
+        real(*args, **options)
 
     monkeypatch.setattr(compiled, "fold", second_one_fails)
     acc = WeightedSum(like=like)
-    acc.add({k: np.ones_like(v) for k, v in like.items()}, 1.0)
-    with pytest.raises(MemoryError):
-        acc.mean()  # "a" got the reply, "b" did not
+    reply = {k: np.ones_like(v) for k, v in like.items()}
+    with pytest.raises(MemoryError):  # once the held replies are folded
+        for _ in range(1000):
+            acc.add(reply, 1.0)  # "a" gets the replies held, "b" does not
     with pytest.raises(RuntimeError, match="earlier fold"):
         acc.mean()
     with pytest.raises(RuntimeError, match="earlier fold"):
-        acc.add({k: np.ones_like(v) for k, v in like.items()}, 1.0)
+        acc.add(reply, 1.0)
 
 
 def test_the_fold_compiles_without_a_disk_cache_where_none_can_be_written(monkeypatch):

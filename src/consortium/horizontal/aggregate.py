@@ -236,7 +236,8 @@ class WeightedSum:
     also read and write the float64 accumulator (twice a float32 reply's bytes) per reply,
     so :meth:`add` keeps a reference to each reply (no copy) and folds the held replies
     together once 64 of them, or 2 GiB of them, are held: the accumulator is read and
-    written once per fold. With ``compiled`` true (the default) and numba installed (the
+    written once per fold. :meth:`mean` reads the accumulator and the replies still held
+    in one pass and writes only the mean. With ``compiled`` true (the default) and numba installed (the
     ``fast`` extra), float32 and float64 tensors of 2**18 elements or more fold through
     the compiled loop of :mod:`~consortium.horizontal.compiled`; the other tensors, and all
     of them with ``compiled=False`` or without numba, fold with numpy, a block of columns
@@ -303,21 +304,21 @@ class WeightedSum:
             self._fold()
 
     def mean(self) -> dict[str, np.ndarray]:
-        """The weighted mean as fresh arrays, each in its tensor's dtype and shape."""
+        """The weighted mean as fresh arrays, each in its tensor's dtype and shape.
+
+        The held replies are read with the accumulator in the same pass, which is written
+        neither: they stay held, so more can be added after a mean."""
         if self.total_weight <= 0:
             raise ValueError("no weight was accumulated")
-        self._fold()
+        self._check_intact()
+        weights = np.array(self._held_weights)
         out = {}
-        for name, shape, dtype in zip(
-            self._layout.names, self._layout.shapes, self._layout.dtypes, strict=True
+        for i, (name, shape, dtype) in enumerate(
+            zip(self._layout.names, self._layout.shapes, self._layout.dtypes, strict=True)
         ):
-            part = self._sum[name]
-            if dtype.kind == "f":
-                arr = np.empty(part.size, dtype)
-                np.divide(part, self.total_weight, out=arr, casting="same_kind")
-            else:  # truncated toward zero, as a cast does (FedOpt's tests rely on it)
-                arr = (part / self.total_weight).astype(dtype)
-            out[name] = arr.reshape(shape)
+            arr = np.empty(shape, dtype)
+            self._fold_tensor(i, weights, out=arr.reshape(-1))
+            out[name] = arr
         return out
 
     def _check_intact(self) -> None:
@@ -327,38 +328,51 @@ class WeightedSum:
     def _fold(self) -> None:
         """acc += sum_j w_j x_j over the held replies, tensor by tensor; then drop them."""
         self._check_intact()
-        held, weights = self._held, np.array(self._held_weights)
-        self._held, self._held_weights = [], []
-        if not held:
-            return
+        weights = np.array(self._held_weights)
         self._broken = True  # until every tensor has the held replies
-        for i, (name, dtype) in enumerate(
-            zip(self._layout.names, self._layout.dtypes, strict=True)
-        ):
-            rows = [flats[i] for flats in held]
-            acc = self._sum[name]
-            if self._compiled_fold and i in self._big and all(r.dtype == dtype for r in rows):
-                self._compiled_fold(acc, rows, weights)
-            elif acc.size:
-                _numpy_fold(acc, rows, weights)
+        for i in range(len(self._layout.names)):
+            self._fold_tensor(i, weights)
+        self._held, self._held_weights = [], []
         self._broken = False
 
+    def _fold_tensor(self, i: int, weights: np.ndarray, out: np.ndarray | None = None) -> None:
+        """Tensor ``i`` of the held replies into its sum, or with ``out``, its sum with
+        them divided by the total weight into ``out`` (the sum unchanged)."""
+        rows = [flats[i] for flats in self._held]
+        acc, dtype = self._sum[self._layout.names[i]], self._layout.dtypes[i]
+        if self._compiled_fold and i in self._big and all(r.dtype == dtype for r in rows):
+            self._compiled_fold(acc, rows, weights, out=out, total=self.total_weight)
+        else:
+            _numpy_fold(acc, rows, weights, out=out, total=self.total_weight)
 
-def _numpy_fold(acc: np.ndarray, rows: list[np.ndarray], weights: np.ndarray) -> None:
-    """acc += sum_k weights[k] * rows[k] in float64: a block of columns at a time, every
-    row's part of the block is copied into a float64 stack that stays in cache and reduced
-    with one matrix-vector product."""
-    width = max(1, _STACK_BYTES // (8 * len(rows)))
+
+def _numpy_fold(
+    acc: np.ndarray,
+    rows: list[np.ndarray],
+    weights: np.ndarray,
+    *,
+    out: np.ndarray | None = None,
+    total: float = 1.0,
+) -> None:
+    """acc += sum_k weights[k] * rows[k] in float64, or with ``out``, out = that sum / total
+    cast to out's dtype (integers truncated toward zero) and acc unchanged. A block of
+    columns at a time: every row's part of the block is copied into a float64 stack that
+    stays in cache and reduced with one matrix-vector product."""
+    width = max(1, _STACK_BYTES // (8 * max(1, len(rows))))
     stack = np.empty((len(rows), min(width, acc.size)))
     for start in range(0, acc.size, width):
         stop = min(start + width, acc.size)
         block = stack[:, : stop - start]
         for dst, row in zip(block, rows, strict=True):
             dst[...] = row[start:stop]
-        acc[start:stop] += weights @ block
+        sums = acc[start:stop] + weights @ block
+        if out is None:
+            acc[start:stop] = sums
+        else:
+            np.divide(sums, total, out=out[start:stop], casting="unsafe")
 
 
-def _compiled_fold() -> Callable[[np.ndarray, list[np.ndarray], np.ndarray], None] | None:
+def _compiled_fold() -> Callable[..., None] | None:
     """:func:`consortium.horizontal.compiled.fold`, or None without numba."""
     try:
         from consortium.horizontal import compiled
