@@ -6,9 +6,9 @@ Their state is two float64 arrays in scikit-learn's own layout: ``coef`` of shap
 ``(rows, features)`` and ``intercept`` of shape ``(rows,)``, where ``rows`` is 1 for a binary
 classifier and the number of classes otherwise; the regressor has ``coef`` of shape
 ``(features,)`` and ``intercept`` of shape ``(1,)``. Every model starts at zero (scikit-learn's
-own start) and keeps no other state between fits: each ``fit`` builds a fresh estimator, loads
-the current arrays into it and reads them back, so that the same weights and generator give the
-same result whatever was fitted before.
+own start, so the registry's ``seed`` is unused) and keeps no other state between fits: each
+``fit`` builds a fresh estimator, loads the current arrays into it and reads them back, so that
+the same weights and generator give the same result whatever was fitted before.
 
 - ``sk_sgd`` / ``sk_sgd_regressor``: each epoch is one ``partial_fit`` pass of per-row SGD
   (Bottou (2010), "Large-Scale Machine Learning with Stochastic Gradient Descent", COMPSTAT)
@@ -54,14 +54,7 @@ from consortium.ml.model import (
     r2_score,
 )
 
-__all__ = [
-    "LogisticRegressionModel",
-    "SGDClassifierModel",
-    "SGDRegressorModel",
-    "build_sk_logreg",
-    "build_sk_sgd",
-    "build_sk_sgd_regressor",
-]
+__all__ = ["LogisticRegressionModel", "SGDClassifierModel", "SGDRegressorModel"]
 
 _PENALTIES = ("l2", "l1", "elasticnet", None)
 _SEED_BOUND = 2**32  # RandomState seeds are 32-bit
@@ -78,18 +71,19 @@ def _check_penalty(penalty: object) -> str | None:
     return penalty if isinstance(penalty, str) else None
 
 
-def _check_nonnegative(value: object, what: str, *, positive: bool = False) -> float:
-    kind = "positive" if positive else "non-negative"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{what} must be a {kind} number, got {value!r}")
-    number = float(value)
+def _check_number(value: object, what: str, *, positive: bool = False) -> float:
+    number = float("nan")
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
     if not np.isfinite(number) or number < 0 or (positive and number == 0):
+        kind = "positive" if positive else "non-negative"
         raise ConfigError(f"{what} must be a {kind} number, got {value!r}")
     return number
 
 
 class _SklearnLinear:
-    """State and shape checks shared by the three wrappers."""
+    """The state, ``fit`` and ``evaluate`` of the three models; a subclass reads the targets
+    (``_targets``), trains a fresh estimator (``_train``) and measures (``_metrics``)."""
 
     #: the registry name, for messages
     name = ""
@@ -114,18 +108,58 @@ class _SklearnLinear:
     def num_parameters(self) -> int:
         return int(self._coef.size + self._intercept.size)
 
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        rng: np.random.Generator,
+        correction: Correction | None = None,
+    ) -> dict[str, float]:
+        """Train as the module docstring says; returns the loss on ``x`` after the fit and
+        the ``steps`` taken (SGD: one per row and epoch; lbfgs: its iterations)."""
+        if correction is not None:
+            raise ConfigError(
+                f"{self.name} trains inside scikit-learn and cannot add a gradient correction "
+                "(FedProx, SCAFFOLD, FedDyn); use a model that takes one, such as logreg or linreg"
+            )
+        features, target = self._inputs(x, y)
+        check_fit_args(features, target, epochs=epochs, batch_size=batch_size, lr=lr)
+        steps = self._train(features, target, epochs=int(epochs), lr=float(lr), rng=rng)
+        return {"loss": self._metrics(features, target)["loss"], "steps": float(steps)}
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        features, target = self._inputs(x, y)
+        if len(target) == 0:
+            raise ValueError("cannot evaluate on zero rows")
+        return self._metrics(features, target)
+
     def _features(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"x must have shape (rows, {self.n_features}), got {x.shape}")
         return np.ascontiguousarray(x, dtype=np.float64)
 
-    def _refuse(self, correction: Correction | None) -> None:
-        if correction is not None:
-            raise ConfigError(
-                f"{self.name} trains inside scikit-learn and cannot add a gradient correction "
-                "(FedProx, SCAFFOLD, FedDyn); use a model that takes one, such as logreg or linreg"
-            )
+    def _inputs(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features = self._features(x)
+        target = np.asarray(y)
+        if target.ndim != 1 or len(target) != len(features):
+            raise ValueError(f"y must be 1-D with one value per row, got shape {target.shape}")
+        return features, self._targets(target)
+
+    def _partial_fits(
+        self, estimator: Any, features: np.ndarray, target: np.ndarray, epochs: int, **args: Any
+    ) -> int:
+        """``epochs`` passes of ``estimator.partial_fit`` from the current arrays; the steps
+        taken, one per row and pass."""
+        self._load(estimator)
+        for _ in range(epochs):
+            estimator.partial_fit(features, target, **args)
+        self._store(estimator)
+        return epochs * len(target)
 
     def _load(self, estimator: Any) -> None:
         """Put the current arrays into a fresh estimator as if it had been fitted."""
@@ -141,6 +175,17 @@ class _SklearnLinear:
             self._intercept.shape
         )
 
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _train(
+        self, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, rng: np.random.Generator
+    ) -> float:
+        raise NotImplementedError
+
+    def _metrics(self, features: np.ndarray, target: np.ndarray) -> dict[str, float]:
+        raise NotImplementedError
+
 
 class _LinearClassifier(_SklearnLinear):
     """A linear classifier over ``n_classes`` labels ``0..n_classes-1``; ``one_vs_rest``
@@ -152,22 +197,19 @@ class _LinearClassifier(_SklearnLinear):
         if n_classes is None or isinstance(n_classes, bool) or n_classes < 2:
             raise ConfigError(
                 f"{self.name} needs a classification dataset with at least 2 classes, got "
-                f"n_classes={n_classes!r}"
+                f"n_classes={n_classes!r}; use sk_sgd_regressor for regression"
             )
         self.n_classes = int(n_classes)
         rows = 1 if self.n_classes == 2 else self.n_classes
         super().__init__(n_features=n_features, coef_shape=(rows, n_features), n_intercepts=rows)
         self.classes = np.arange(self.n_classes, dtype=np.int64)
 
-    def _labels(self, y: np.ndarray, rows: int) -> np.ndarray:
-        labels = np.asarray(y)
-        if labels.ndim != 1 or len(labels) != rows:
-            raise ValueError(f"y must be 1-D with one label per row, got shape {labels.shape}")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"{self.name} needs integer class labels, got dtype {labels.dtype}")
-        if len(labels) and (labels.min() < 0 or labels.max() >= self.n_classes):
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{self.name} needs integer class labels, got dtype {y.dtype}")
+        if len(y) and (y.min() < 0 or y.max() >= self.n_classes):
             raise ValueError(f"labels must lie in [0, {self.n_classes})")
-        return labels.astype(np.int64, copy=False)
+        return y.astype(np.int64, copy=False)
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         """``x @ coef.T + intercept``, float64, shape ``(rows, coef rows)``."""
@@ -193,21 +235,17 @@ class _LinearClassifier(_SklearnLinear):
             return (z[:, 0] > 0).astype(np.int64)
         return np.asarray(np.argmax(z, axis=1))
 
-    def _log_loss(self, x: np.ndarray, labels: np.ndarray) -> float:
-        return float(-self.log_proba(x)[np.arange(len(labels)), labels].mean())
-
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        labels = self._labels(y, len(np.asarray(x)))
-        if len(labels) == 0:
-            raise ValueError("cannot evaluate on zero rows")
+    def _metrics(self, features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         return {
-            "loss": self._log_loss(x, labels),
-            "accuracy": accuracy(self.predict(x), labels),
+            "loss": float(-self.log_proba(features)[np.arange(len(labels)), labels].mean()),
+            "accuracy": accuracy(self.predict(features), labels),
         }
 
 
+@MODELS.decorator("sk_sgd")
 class SGDClassifierModel(_LinearClassifier):
-    """``sklearn.linear_model.SGDClassifier(loss="log_loss")`` with a constant step."""
+    """``sklearn.linear_model.SGDClassifier(loss="log_loss")`` with a constant step and
+    penalty ``alpha`` (``l2``, ``l1``, ``elasticnet`` or null)."""
 
     name = "sk_sgd"
     one_vs_rest = True
@@ -217,222 +255,128 @@ class SGDClassifierModel(_LinearClassifier):
         *,
         n_features: int,
         n_classes: int | None,
+        seed: int = 0,
         alpha: float = 1e-4,
         penalty: str | None = "l2",
     ) -> None:
         super().__init__(n_features=n_features, n_classes=n_classes)
-        self.alpha = _check_nonnegative(alpha, "alpha")
+        self.alpha = _check_number(alpha, "alpha")
         self.penalty = _check_penalty(penalty)
 
-    def fit(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        batch_size: int,
-        lr: float,
-        rng: np.random.Generator,
-        correction: Correction | None = None,
-    ) -> dict[str, float]:
-        """``epochs`` passes of per-row SGD with step ``lr``; ``batch_size`` is not used.
-        Returns the log-loss on ``x`` after the last pass and the steps (one per row)."""
+    def _train(
+        self, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, rng: np.random.Generator
+    ) -> float:
         from sklearn.linear_model import SGDClassifier
 
-        self._refuse(correction)
-        features = self._features(x)
-        labels = self._labels(y, len(features))
-        check_fit_args(features, labels, epochs=epochs, batch_size=batch_size, lr=lr)
         estimator = SGDClassifier(
             loss="log_loss",
             penalty=self.penalty,
             alpha=self.alpha,
             learning_rate="constant",
-            eta0=float(lr),
+            eta0=lr,
             shuffle=True,
             random_state=np.random.RandomState(int(rng.integers(_SEED_BOUND))),
         )
-        self._load(estimator)
         estimator.classes_ = self.classes.copy()
-        for _ in range(int(epochs)):
-            estimator.partial_fit(features, labels, classes=self.classes)
-        self._store(estimator)
-        steps = float(int(epochs) * len(labels))
-        return {"loss": self._log_loss(features, labels), "steps": steps}
+        return self._partial_fits(estimator, x, y, epochs, classes=self.classes)
 
 
+@MODELS.decorator("sk_logreg")
 class LogisticRegressionModel(_LinearClassifier):
-    """``sklearn.linear_model.LogisticRegression`` (lbfgs, L2 penalty ``1 / C``)."""
+    """``sklearn.linear_model.LogisticRegression`` (lbfgs, L2 penalty ``1 / C``); each fit
+    runs at most ``epochs`` lbfgs iterations."""
 
     name = "sk_logreg"
 
     def __init__(
-        self, *, n_features: int, n_classes: int | None, C: float = 1.0, tol: float = 1e-4
+        self,
+        *,
+        n_features: int,
+        n_classes: int | None,
+        seed: int = 0,
+        C: float = 1.0,
+        tol: float = 1e-4,
     ) -> None:
         super().__init__(n_features=n_features, n_classes=n_classes)
-        self.C = _check_nonnegative(C, "C", positive=True)
-        self.tol = _check_nonnegative(tol, "tol")
+        self.C = _check_number(C, "C", positive=True)
+        self.tol = _check_number(tol, "tol")
 
-    def fit(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        batch_size: int,
-        lr: float,
-        rng: np.random.Generator,
-        correction: Correction | None = None,
-    ) -> dict[str, float]:
-        """At most ``epochs`` lbfgs iterations from the current weights; ``batch_size``,
-        ``lr`` and ``rng`` are not used. Returns the log-loss on ``x`` after the fit and the
-        lbfgs iterations run as ``steps``."""
+    def _train(
+        self, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, rng: np.random.Generator
+    ) -> float:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
 
-        self._refuse(correction)
-        features = self._features(x)
-        labels = self._labels(y, len(features))
-        check_fit_args(features, labels, epochs=epochs, batch_size=batch_size, lr=lr)
-        missing = np.setdiff1d(self.classes, labels)
+        missing = np.setdiff1d(self.classes, y)
         weight = None
-        fx, fy = features, labels
         if len(missing):  # zero-weight rows make every class known to the solver
-            fx = np.vstack([features, np.zeros((len(missing), self.n_features))])
-            fy = np.concatenate([labels, missing])
-            weight = np.concatenate([np.ones(len(labels)), np.zeros(len(missing))])
+            weight = np.concatenate([np.ones(len(y)), np.zeros(len(missing))])
+            x = np.vstack([x, np.zeros((len(missing), self.n_features))])
+            y = np.concatenate([y, missing])
         estimator = LogisticRegression(
-            C=self.C, tol=self.tol, max_iter=int(epochs), warm_start=True, solver="lbfgs"
+            C=self.C, tol=self.tol, max_iter=epochs, warm_start=True, solver="lbfgs"
         )
         self._load(estimator)
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            estimator.fit(fx, fy, sample_weight=weight)
+            estimator.fit(x, y, sample_weight=weight)
         self._store(estimator)
-        steps = float(np.max(estimator.n_iter_))
-        return {"loss": self._log_loss(features, labels), "steps": steps}
+        return float(np.max(estimator.n_iter_))
 
 
+@MODELS.decorator("sk_sgd_regressor")
 class SGDRegressorModel(_SklearnLinear):
-    """``sklearn.linear_model.SGDRegressor`` (squared error) with a constant step."""
+    """``sklearn.linear_model.SGDRegressor`` (squared error) with a constant step and penalty
+    ``alpha`` (``l2``: ridge)."""
 
     name = "sk_sgd_regressor"
 
-    def __init__(self, *, n_features: int, alpha: float = 1e-4, penalty: str | None = "l2") -> None:
+    def __init__(
+        self,
+        *,
+        n_features: int,
+        n_classes: int | None = None,
+        seed: int = 0,
+        alpha: float = 1e-4,
+        penalty: str | None = "l2",
+    ) -> None:
+        if n_classes is not None:
+            raise ConfigError(
+                f"sk_sgd_regressor needs a regression dataset, got one with {n_classes} "
+                "classes; use sk_sgd or sk_logreg for classification"
+            )
         super().__init__(n_features=n_features, coef_shape=(n_features,), n_intercepts=1)
-        self.alpha = _check_nonnegative(alpha, "alpha")
+        self.alpha = _check_number(alpha, "alpha")
         self.penalty = _check_penalty(penalty)
 
-    def _targets(self, y: np.ndarray, rows: int) -> np.ndarray:
-        target = np.asarray(y)
-        if target.ndim != 1 or len(target) != rows:
-            raise ValueError(f"y must be 1-D with one target per row, got shape {target.shape}")
-        if not np.issubdtype(target.dtype, np.number) or not np.all(np.isfinite(target)):
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)):
             raise ValueError(f"{self.name} needs finite numeric targets")
-        return np.ascontiguousarray(target, dtype=np.float64)
+        return np.ascontiguousarray(y, dtype=np.float64)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted targets, float64, shape (rows,)."""
         out: np.ndarray = self._features(x) @ self._coef + self._intercept[0]
         return out
 
-    def fit(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        batch_size: int,
-        lr: float,
-        rng: np.random.Generator,
-        correction: Correction | None = None,
-    ) -> dict[str, float]:
-        """``epochs`` passes of per-row SGD with step ``lr``; ``batch_size`` is not used.
-        Returns the mean squared error on ``x`` after the last pass and the steps (one per
-        row)."""
+    def _train(
+        self, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, rng: np.random.Generator
+    ) -> float:
         from sklearn.linear_model import SGDRegressor
 
-        self._refuse(correction)
-        features = self._features(x)
-        target = self._targets(y, len(features))
-        check_fit_args(features, target, epochs=epochs, batch_size=batch_size, lr=lr)
         estimator = SGDRegressor(
             penalty=self.penalty,
             alpha=self.alpha,
             learning_rate="constant",
-            eta0=float(lr),
+            eta0=lr,
             shuffle=True,
             random_state=np.random.RandomState(int(rng.integers(_SEED_BOUND))),
         )
-        self._load(estimator)
-        for _ in range(int(epochs)):
-            estimator.partial_fit(features, target)
-        self._store(estimator)
-        return {
-            "loss": float(np.mean((self.predict(features) - target) ** 2)),
-            "steps": float(int(epochs) * len(target)),
-        }
+        return self._partial_fits(estimator, x, y, epochs)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        features = self._features(x)
-        target = self._targets(y, len(features))
-        if len(target) == 0:
-            raise ValueError("cannot evaluate on zero rows")
+    def _metrics(self, features: np.ndarray, target: np.ndarray) -> dict[str, float]:
         predicted = self.predict(features)
         return {
             "loss": float(np.mean((predicted - target) ** 2)),
             "r2": r2_score(predicted, target),
         }
-
-
-@MODELS.decorator("sk_sgd")
-def build_sk_sgd(
-    *,
-    n_features: int,
-    n_classes: int | None,
-    seed: int,
-    alpha: float = 1e-4,
-    penalty: str | None = "l2",
-) -> SGDClassifierModel:
-    """scikit-learn's ``SGDClassifier`` with the logistic loss, penalty ``alpha`` (``l2``,
-    ``l1``, ``elasticnet`` or null). ``seed`` is unused (the weights start at zero)."""
-    if n_classes is None:
-        raise ConfigError(
-            "sk_sgd needs a classification dataset; use sk_sgd_regressor for regression"
-        )
-    return SGDClassifierModel(
-        n_features=n_features, n_classes=n_classes, alpha=alpha, penalty=penalty
-    )
-
-
-@MODELS.decorator("sk_logreg")
-def build_sk_logreg(
-    *, n_features: int, n_classes: int | None, seed: int, C: float = 1.0, tol: float = 1e-4
-) -> LogisticRegressionModel:
-    """scikit-learn's ``LogisticRegression`` (lbfgs) with inverse penalty ``C``; each fit
-    runs at most ``epochs`` lbfgs iterations. ``seed`` is unused (the weights start at
-    zero)."""
-    if n_classes is None:
-        raise ConfigError(
-            "sk_logreg needs a classification dataset; use sk_sgd_regressor for regression"
-        )
-    return LogisticRegressionModel(n_features=n_features, n_classes=n_classes, C=C, tol=tol)
-
-
-@MODELS.decorator("sk_sgd_regressor")
-def build_sk_sgd_regressor(
-    *,
-    n_features: int,
-    n_classes: int | None,
-    seed: int,
-    alpha: float = 1e-4,
-    penalty: str | None = "l2",
-) -> SGDRegressorModel:
-    """scikit-learn's ``SGDRegressor`` (squared error) with penalty ``alpha`` (``l2``:
-    ridge). ``seed`` is unused (the weights start at zero)."""
-    if n_classes is not None:
-        raise ConfigError(
-            f"sk_sgd_regressor needs a regression dataset, got one with {n_classes} classes; "
-            "use sk_sgd or sk_logreg for classification"
-        )
-    return SGDRegressorModel(n_features=n_features, alpha=alpha, penalty=penalty)
