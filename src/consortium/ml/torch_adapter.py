@@ -277,17 +277,22 @@ class TorchModel:
         return metrics
 
 
-def _torch_models(model: str) -> Any:
-    """:mod:`consortium.ml.torch_models` (which imports torch), or ConfigError naming
-    ``model`` when PyTorch is missing."""
+def _classifier(name: str, *, n_classes: int | None, seed: int, **args: Any) -> TorchModel:
+    """The built-in classifier ``name`` (its module is ``name.upper()`` in
+    :mod:`consortium.ml.torch_models`), initialised from ``seed``; ConfigError for a
+    regression dataset or when PyTorch is missing."""
+    if n_classes is None:
+        raise ConfigError(f"{name} is a classifier and needs a classification dataset")
     try:
         from consortium.ml import torch_models
     except ImportError as exc:
         raise ConfigError(
-            f"the {model} model needs PyTorch ({exc}); install it, "
+            f"the {name} model needs PyTorch ({exc}); install it, "
             "e.g. pip install 'consortium[torch]'"
         ) from exc
-    return torch_models
+    with torch_seeded(seed):
+        module = getattr(torch_models, name.upper())(n_classes=n_classes, **args)
+    return TorchModel(module=module, task="classification")
 
 
 @MODELS.decorator("mlp")
@@ -301,12 +306,9 @@ def build_mlp(
 ) -> TorchModel:
     """A multilayer perceptron classifier (:class:`~consortium.ml.torch_models.MLP`) with
     ReLU ``hidden`` layers, initialised from ``seed``. Needs PyTorch."""
-    if n_classes is None:
-        raise ConfigError("mlp is a classifier and needs a classification dataset")
-    mlp = _torch_models("mlp").MLP
-    with torch_seeded(seed):
-        module = mlp(n_features=n_features, n_classes=n_classes, hidden=hidden, dropout=dropout)
-    return TorchModel(module=module, task="classification")
+    return _classifier(
+        "mlp", n_classes=n_classes, seed=seed, n_features=n_features, hidden=hidden, dropout=dropout
+    )
 
 
 @MODELS.decorator("cnn")
@@ -323,16 +325,13 @@ def build_cnn(
     """A small convolutional classifier (:class:`~consortium.ml.torch_models.CNN`) for
     square single-channel images given as flat rows of ``side * side`` features (digits:
     8x8, MNIST: 28x28), initialised from ``seed``. Needs PyTorch."""
-    if n_classes is None:
-        raise ConfigError("cnn is a classifier and needs a classification dataset")
-    cnn = _torch_models("cnn").CNN
-    with torch_seeded(seed):
-        module = cnn(
-            n_features=n_features,
-            n_classes=n_classes,
-            channels=channels,
-            hidden=hidden,
-            dropout=dropout,
-            batch_norm=batch_norm,
-        )
-    return TorchModel(module=module, task="classification")
+    return _classifier(
+        "cnn",
+        n_classes=n_classes,
+        seed=seed,
+        n_features=n_features,
+        channels=channels,
+        hidden=hidden,
+        dropout=dropout,
+        batch_norm=batch_norm,
+    )

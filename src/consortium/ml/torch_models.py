@@ -34,14 +34,8 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        widths = list(hidden)
-        if isinstance(hidden, str | bytes) or not all(
-            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths
-        ):
-            raise ConfigError(f"hidden must be a list of positive layer widths, got {hidden!r}")
-        rate = float(dropout)
-        if not 0.0 <= rate < 1.0:
-            raise ConfigError(f"dropout must lie in [0, 1), got {dropout!r}")
+        widths = _widths(hidden, "hidden", empty=True)
+        rate = _rate(dropout)
         if n_features < 1 or n_classes < 2:
             raise ConfigError(
                 f"an MLP needs n_features >= 1 and n_classes >= 2, got {n_features}, {n_classes}"
@@ -61,13 +55,23 @@ class MLP(nn.Module):
         return out
 
 
-def _widths(value: Sequence[int], what: str) -> list[int]:
-    widths = list(value) if not isinstance(value, str | bytes) else []
-    if not widths or not all(
-        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths
-    ):
-        raise ConfigError(f"{what} must be a non-empty list of positive integers, got {value!r}")
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _widths(value: Sequence[int], what: str, *, empty: bool = False) -> list[int]:
+    widths = list(value)
+    if isinstance(value, str | bytes) or not (widths or empty) or not all(map(_positive, widths)):
+        kind = "list" if empty else "non-empty list"
+        raise ConfigError(f"{what} must be a {kind} of positive integers, got {value!r}")
     return widths
+
+
+def _rate(dropout: float) -> float:
+    rate = float(dropout)
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"dropout must lie in [0, 1), got {dropout!r}")
+    return rate
 
 
 def _image_side(n_features: int) -> int:
@@ -104,11 +108,9 @@ class CNN(nn.Module):
         super().__init__()
         side = _image_side(n_features)
         widths = _widths(channels, "channels")
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        if not _positive(hidden):
             raise ConfigError(f"hidden must be a positive integer, got {hidden!r}")
-        rate = float(dropout)
-        if not 0.0 <= rate < 1.0:
-            raise ConfigError(f"dropout must lie in [0, 1), got {dropout!r}")
+        rate = _rate(dropout)
         if not isinstance(batch_norm, bool):
             raise ConfigError(f"batch_norm must be true or false, got {batch_norm!r}")
         if n_classes < 2:
