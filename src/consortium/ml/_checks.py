@@ -72,21 +72,17 @@ def _parameters(fn: Callable[..., Any]) -> Mapping[str, inspect.Parameter] | Non
 
 def check_seed(seed: object) -> int:
     """A seed is a non-negative integer (``bool`` is refused)."""
-    return _as_int(seed, "a seed", minimum=0)
+    return check_positive_int(seed, "a seed", minimum=0)
 
 
 def check_positive_int(value: object, what: str, *, minimum: int = 1) -> int:
     """``value`` as an int, or ConfigError naming ``what`` when it is not an int >= minimum."""
-    return _as_int(value, what, minimum=minimum)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        raise ConfigError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def sklearn_seed(seed: int) -> int:
     """Map any non-negative seed (Consortium derives 63-bit ones) into scikit-learn's
     ``random_state`` range, [0, 2**32)."""
     return int(np.random.SeedSequence(check_seed(seed)).generate_state(1, np.uint32)[0])
-
-
-def _as_int(value: object, what: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise ConfigError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)

@@ -8,6 +8,7 @@ is imported inside each loader, so ``import consortium.ml`` stays light.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -87,14 +88,7 @@ class Dataset:
 
     def subset(self, rows: np.ndarray) -> Dataset:
         """The rows selected by an index array (a copy), everything else unchanged."""
-        return Dataset(
-            x=self.x[rows],
-            y=self.y[rows],
-            task=self.task,
-            n_classes=self.n_classes,
-            name=self.name,
-            image_shape=self.image_shape,
-        )
+        return dataclasses.replace(self, x=self.x[rows], y=self.y[rows])
 
 
 #: A loader is called as ``loader(*, seed=..., **args)`` and returns a :class:`Dataset`.
@@ -151,8 +145,8 @@ def load_digits(*, seed: int) -> Dataset:
     """8x8 images of handwritten digits, 1,797 rows, 10 classes, pixel values 0-16."""
     from sklearn.datasets import load_digits as sk_load
 
-    bunch = sk_load()
-    return classification("digits", bunch.data, bunch.target, image_shape=(8, 8))
+    x, y = sk_load(return_X_y=True)
+    return classification("digits", x, y, image_shape=(8, 8))
 
 
 @DATASETS.decorator("breast_cancer")
@@ -160,8 +154,7 @@ def load_breast_cancer(*, seed: int) -> Dataset:
     """Wisconsin diagnostic breast cancer: 569 rows, 30 features, 2 classes."""
     from sklearn.datasets import load_breast_cancer as sk_load
 
-    bunch = sk_load()
-    return classification("breast_cancer", bunch.data, bunch.target)
+    return classification("breast_cancer", *sk_load(return_X_y=True))
 
 
 @DATASETS.decorator("wine")
@@ -169,8 +162,7 @@ def load_wine(*, seed: int) -> Dataset:
     """Wine recognition: 178 rows, 13 features, 3 classes."""
     from sklearn.datasets import load_wine as sk_load
 
-    bunch = sk_load()
-    return classification("wine", bunch.data, bunch.target)
+    return classification("wine", *sk_load(return_X_y=True))
 
 
 @DATASETS.decorator("iris")
@@ -178,8 +170,7 @@ def load_iris(*, seed: int) -> Dataset:
     """Fisher's iris: 150 rows, 4 features, 3 classes."""
     from sklearn.datasets import load_iris as sk_load
 
-    bunch = sk_load()
-    return classification("iris", bunch.data, bunch.target)
+    return classification("iris", *sk_load(return_X_y=True))
 
 
 @DATASETS.decorator("diabetes")
@@ -187,8 +178,7 @@ def load_diabetes(*, seed: int) -> Dataset:
     """Diabetes progression: 442 rows, 10 (already scaled) features, a real-valued target."""
     from sklearn.datasets import load_diabetes as sk_load
 
-    bunch = sk_load()
-    return regression("diabetes", bunch.data, bunch.target)
+    return regression("diabetes", *sk_load(return_X_y=True))
 
 
 @DATASETS.decorator("german_credit")

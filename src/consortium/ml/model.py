@@ -172,10 +172,9 @@ def check_fit_args(
         )
     if len(x) == 0:
         raise ValueError("cannot fit on zero rows")
-    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    for what, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{what} must be a positive integer, got {value!r}")
     if not np.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
 
