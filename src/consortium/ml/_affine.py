@@ -90,9 +90,7 @@ class AffineModel:
         xs = np.empty_like(rows)
         ts = np.empty_like(targets)
         hook = None if correction is None else self._hook(correction, float(lr))
-        run_epoch, last_loss = self._runner(
-            xs, ts, batch_size=int(batch_size), lr=float(lr), hook=hook
-        )
+        run_epoch, last_loss = self._runner(xs, ts, int(batch_size), float(lr), hook)
         for _ in range(int(epochs)):
             order = rng.permutation(n)
             # mode="clip" skips the bounds check (and its buffering): order is a permutation
@@ -158,18 +156,9 @@ class AffineModel:
         raise NotImplementedError
 
     def _runner(
-        self,
-        xs: np.ndarray,
-        ts: np.ndarray,
-        *,
-        batch_size: int,
-        lr: float,
-        hook: GradientHook | None = None,
+        self, xs: np.ndarray, ts: np.ndarray, batch_size: int, lr: float, hook: GradientHook | None
     ) -> EpochRunner:
         """The SGD epoch over the shuffled buffers ``xs`` (rows with a column of ones) and
         ``ts`` (targets), calling ``hook(grad)`` before each step, and the mean loss of the
         epoch last run."""
-        raise NotImplementedError
-
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         raise NotImplementedError

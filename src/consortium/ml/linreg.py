@@ -30,13 +30,7 @@ class LinearRegression(AffineModel):
         return np.ascontiguousarray(target, dtype=np.float32).reshape(-1, 1)
 
     def _runner(
-        self,
-        xs: np.ndarray,
-        ts: np.ndarray,
-        *,
-        batch_size: int,
-        lr: float,
-        hook: GradientHook | None = None,
+        self, xs: np.ndarray, ts: np.ndarray, batch_size: int, lr: float, hook: GradientHook | None
     ) -> EpochRunner:
         n = len(ts)
         theta, grad = self._theta, self._grad

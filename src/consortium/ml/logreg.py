@@ -26,7 +26,7 @@ class SoftmaxRegression(AffineModel):
     """Softmax regression over ``n_classes`` classes; weights ``W`` (features, classes) and
     ``b`` (classes,), float32, initialised to zero."""
 
-    def __init__(self, *, n_features: int, n_classes: int, l2: float = 0.0) -> None:
+    def __init__(self, *, n_features: int, n_classes: int | None, l2: float = 0.0) -> None:
         if n_classes is None or n_classes < 2:
             raise ConfigError(
                 f"logreg needs a classification dataset with at least 2 classes, got "
@@ -53,13 +53,7 @@ class SoftmaxRegression(AffineModel):
         return onehot
 
     def _runner(
-        self,
-        xs: np.ndarray,
-        ts: np.ndarray,
-        *,
-        batch_size: int,
-        lr: float,
-        hook: GradientHook | None = None,
+        self, xs: np.ndarray, ts: np.ndarray, batch_size: int, lr: float, hook: GradientHook | None
     ) -> EpochRunner:
         n, k = len(ts), int(ts.shape[1])
         theta, grad = self._theta, self._grad
@@ -72,20 +66,9 @@ class SoftmaxRegression(AffineModel):
         peaks = np.empty((min(batch_size, n), 1), dtype=np.float32)
         batches = []
         for start, stop in batch_bounds(n, batch_size):
-            size = stop - start
-            xb = xs[start:stop]
-            batches.append(
-                (
-                    xb,
-                    xb.T,
-                    ts[start:stop],
-                    shifted[start:stop],
-                    sums[start:stop],
-                    logits[:size],
-                    peaks[:size],
-                    np.float32(lr / size),
-                )
-            )
+            rows, size = slice(start, stop), stop - start
+            views = (xs[rows], xs[rows].T, ts[rows], shifted[rows], sums[rows])
+            batches.append((*views, logits[:size], peaks[:size], np.float32(lr / size)))
         dot, subtract, multiply, divide, exp = np.dot, np.subtract, np.multiply, np.divide, np.exp
         row_max, row_sum = np.maximum.reduce, np.add.reduce
 
@@ -140,6 +123,4 @@ def build_logreg(
 ) -> SoftmaxRegression:
     """Softmax regression; ``seed`` is unused (the weights start at zero, which is the
     unique symmetric start of this convex problem)."""
-    if n_classes is None:
-        raise ConfigError("logreg needs a classification dataset; use linreg for regression")
     return SoftmaxRegression(n_features=n_features, n_classes=n_classes, l2=l2)
