@@ -7,17 +7,20 @@ Two comparisons (issue "Horizontal FL"), on N client updates of P float32 parame
   ``mean()``) against the same bytes in one preallocated (N, P) array reduced with a single
   numpy matrix-vector product (``w @ X``, sgemv). Target: within 1.3x. For context, the
   same class with its numpy fold (``compiled=False``, as it runs without numba), the
-  compiled fold over every reply in one call (no replies held back), and the fold of one
-  reply at a time into a float64 accumulator through a float64 scratch are timed too.
+  compiled fold over every reply in one call (none folded before the mean), and the fold
+  of one reply at a time into a float64 accumulator through a float64 scratch are timed
+  too.
 * **median**: ``UpdateStack.median()`` (FedMedian) against ``numpy.median(X, axis=0)`` over
   the same stacked array. Target: within 3x.
 
 The data is generated once, straight into the ``UpdateStack`` buffer; its rows are the
 replies (read-only views) and ``X`` of the references, so every side reads the same bytes.
-Times are the median of ``--repeat`` runs, sides interleaved, each after a pause that
-lets the other side's worker threads go idle; GB/s is the input's bytes
-(N x P x 4) over that time; "best x best" is the fastest run over the reference's fastest,
-steadier than the medians where other tenants share the memory bus. Peak extra memory is
+Each of ``--repeat`` rounds runs every side once, the reference first, each after a pause
+that lets the other side's worker threads go idle. Times are the median over the rounds;
+GB/s is the input's bytes (N x P x 4) over that time; "x reference" is the median over the
+rounds of a side's time over the reference's in the same round, steadier than a ratio of
+medians where other tenants share the cores and the memory bus; "best x best" is the
+fastest run over the reference's fastest. Peak extra memory is
 what ``tracemalloc`` (which sees numpy's allocations) records in one further, untimed run.
 Results are checked against each other outside the timed spans. BLAS and numba get the
 same number of threads, ``--threads`` (default 1; set before numpy is imported). Without
@@ -64,7 +67,7 @@ from consortium.horizontal.aggregate import UpdateStack, WeightedSum  # noqa: E4
 
 NUMBA = importlib.util.find_spec("numba") is not None
 
-QUICK_ARGS: list[str] = ["--n", "20", "--p", "200000", "--repeat", "1"]
+QUICK_ARGS: list[str] = ["--n", "20", "--p", "300000", "--repeat", "1"]
 
 SEED = 5
 # A pause before each timed run: BLAS's and numba's worker threads spin for a while after a
@@ -94,13 +97,13 @@ def weighted_sum(rows: np.ndarray, weights: np.ndarray, *, compiled: bool = True
 
 
 def fold_alone(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The compiled fold over every reply in one call into a fresh accumulator, then the
-    division: ``weighted_sum`` without replies held back and folds in between."""
+    """The compiled fold's mean pass over every reply in one call: ``weighted_sum``
+    without the folds of held replies that more than 2 GiB of them take."""
     from consortium.horizontal import compiled
 
-    acc = np.zeros(rows.shape[1])
-    compiled.fold(acc, list(rows), weights)
-    return (acc / weights.sum()).astype(rows.dtype)
+    mean = np.empty(rows.shape[1], rows.dtype)
+    compiled.fold(np.zeros(rows.shape[1]), list(rows), weights, out=mean, total=weights.sum())
+    return mean
 
 
 def one_at_a_time(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -174,11 +177,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 result = fn()
                 times[name].append(time.perf_counter() - t0)
                 del result
-        ref_name = next(iter(sides))
-        ref_t = statistics.median(times[ref_name])
-        ref_best = min(times[ref_name])
+        ref_times = times[next(iter(sides))]
+        ref_best = min(ref_times)
         for name, fn in sides.items():
             t = statistics.median(times[name])
+            ratios = [a / b for a, b in zip(times[name], ref_times, strict=True)]
             out_rows.append(
                 {
                     "case": case,
@@ -186,7 +189,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     "seconds": t,
                     "times": times[name],
                     "gb_per_s": nbytes / t / 1e9,
-                    "ratio": t / ref_t,
+                    "ratio": statistics.median(ratios),
                     "best_ratio": min(times[name]) / ref_best,
                     "target": TARGETS[case] if name in CONSORTIUM else None,
                     "peak_extra_mb": peak_extra(fn) / 2**20,
