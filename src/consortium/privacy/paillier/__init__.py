@@ -14,12 +14,8 @@ The safe tier, exported here::
 with a fixed-point :class:`Encoding` (explicit precision, overflow detection),
 :class:`ObfuscatorPool` (encryption at the cost of one multiplication), :class:`Packing`
 (several values per ciphertext for sums), :class:`ParallelPaillier` (worker processes)
-and strict serialisation to numeric tensors.
-
-Keys only hold key material (:mod:`~consortium.privacy.paillier.keys`, with
-:mod:`~consortium.privacy.paillier.encoding` and the errors below it); encrypting and
-decrypting are the recipes' functions above them (``encrypt``, ``decrypt``,
-``decrypt_encoded``, ``decrypt_residues``, ``encrypt_packed``, ``decrypt_packed``).
+and strict serialisation to numeric tensors. Keys only hold key material; the recipes
+above encrypt and decrypt.
 
 The raw tier, for code that knows what it does, lives in the modules
 :mod:`~consortium.privacy.paillier.primitives` (integer encryption, decryption, homomorphic
@@ -59,12 +55,7 @@ from consortium.privacy.paillier.keys import (
 )
 from consortium.privacy.paillier.masking import Mask, mask
 from consortium.privacy.paillier.obfuscators import ObfuscatorPool
-from consortium.privacy.paillier.packing import (
-    PackedArray,
-    Packing,
-    decrypt_packed,
-    encrypt_packed,
-)
+from consortium.privacy.paillier.packing import PackedArray, Packing, decrypt_packed, encrypt_packed
 from consortium.privacy.paillier.pool import ParallelPaillier
 from consortium.privacy.paillier.serial import (
     ciphertexts_from_array,

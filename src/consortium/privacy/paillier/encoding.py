@@ -22,14 +22,7 @@ import numpy as np
 
 from consortium.privacy.paillier.errors import EncodingOverflow
 
-__all__ = [
-    "Encoding",
-    "from_residues",
-    "max_abs",
-    "max_int",
-    "object_array",
-    "to_residues",
-]
+__all__ = ["Encoding", "from_residues", "max_abs", "max_int", "object_array", "to_residues"]
 
 _INT64_SAFE = float(2**62)  # below this a float64 converts to int64 without overflow
 

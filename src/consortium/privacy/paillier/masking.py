@@ -42,9 +42,8 @@ __all__ = ["Mask", "mask"]
 
 class Mask:
     """The secret half of a masking: stays with the party that drew it, never sent.
-
-    ``shape`` is that of the masked values, ``wire_shape`` that of the residues the key
-    holder returns (``(count,)`` packed ciphertexts, or ``shape`` when not packed)."""
+    ``wire_shape`` is the shape of the residues the key holder returns: ``(count,)`` packed
+    ciphertexts, or ``shape`` (the values') when not packed."""
 
     __slots__ = (
         "_offset",
@@ -113,12 +112,9 @@ class Mask:
 
 def mask(encrypted: EncryptedArray, *, bound: int | None = None) -> tuple[EncryptedArray, Mask]:
     """``(encrypted + mask, mask)``: the values, packed by the public ``bound`` when given
-    (see the module's docstring), each ciphertext with a fresh uniform mask in Z_n.
-
-    ``bound`` must be at least the array's proven bound (:class:`EncodingOverflow`
-    otherwise, and when the array has none). Send the first to the key holder, who returns
-    ``decrypt_residues`` of it; keep the second and call ``unmask`` on what comes back.
-    """
+    (at least the array's proven bound, :class:`EncodingOverflow` otherwise), each
+    ciphertext with a fresh uniform mask in Z_n. Send the first to the key holder, who
+    returns ``decrypt_residues`` of it; keep the second to ``unmask`` what comes back."""
     public = encrypted.public_key
     n, nsq = int(public.n), public.nsq
     cts = encrypted.ciphertext_list()
@@ -133,10 +129,7 @@ def mask(encrypted: EncryptedArray, *, bound: int | None = None) -> tuple[Encryp
             )
         width, per = _layout(bound, public.bits, len(cts))
         offset = bound if width else 0
-    if width:
-        cts, offsets = _pack(cts, width, per, offset, nsq)
-    else:
-        offsets = [0] * len(cts)
+    cts, offsets = _pack(cts, width, per, offset, nsq)  # unpacked: (0, 1), as they are
     residues = [secrets.randbelow(n) for _ in cts]
     hidden = [
         c * (1 + (r + o) % n * n) % nsq for c, r, o in zip(cts, residues, offsets, strict=True)

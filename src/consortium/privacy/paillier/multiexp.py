@@ -151,11 +151,7 @@ def multiexp(
 
 
 def multiexp_rows(
-    bases: Sequence[Any],
-    rows: Sequence[Sequence[int]],
-    modulus: Any,
-    *,
-    method: str = "auto",
+    bases: Sequence[Any], rows: Sequence[Sequence[int]], modulus: Any, *, method: str = "auto"
 ) -> list[Any]:
     """One multi-exponentiation per row of exponents, all over the same ``bases``:
     ``[prod_j bases[j]^row[j] for row in rows]``. ``method`` is ``"auto"`` (the cheaper

@@ -6,34 +6,34 @@ terms of ``X^T [[d]]``) into chunks for a :class:`concurrent.futures.ProcessPool
 puts the answers back in order, so results equal the serial ones (decryptions and
 products exactly; encryptions up to their randomness).
 
-What crosses the process boundary: Python ints (the modulus; the primes, for decryption,
-which therefore only ever go to worker processes of the key holder on its own host),
-lists of ints (plaintext exponents) and bytes (ciphertexts as fixed-width rows). Never a
-pickled object of this library. Workers start with ``spawn`` (fork is unsafe in a process
-that already runs threads, as the gRPC transport does); they use no BLAS.
+What crosses the process boundary, both ways: Python ints (the modulus; the primes, for
+decryption, which therefore only ever go to worker processes of the key holder on its own
+host), lists of ints (plaintext exponents) and bytes (ciphertexts as fixed-width rows).
+Never a pickled object of this library: a task that meets an invalid ciphertext returns
+``None`` rather than raise. Workers start with ``spawn`` (fork is unsafe in a process that
+already runs threads, as the gRPC transport does); they use no BLAS.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from consortium.privacy.paillier import _worker
+from consortium.privacy.paillier._gmp import gmpy2
 from consortium.privacy.paillier.arrays import EncryptedArray, encrypt, matvec_with
 from consortium.privacy.paillier.encoding import Encoding, from_residues, object_array
 from consortium.privacy.paillier.errors import InvalidCiphertext
-from consortium.privacy.paillier.multiexp import exponent_bits, split_across
-from consortium.privacy.paillier.obfuscators import ObfuscatorPool
+from consortium.privacy.paillier.keys import PrivateKey, PublicKey
+from consortium.privacy.paillier.multiexp import exponent_bits, multiexp_rows, split_across
+from consortium.privacy.paillier.obfuscators import FixedBase, ObfuscatorPool, fresh_obfuscators
 from consortium.privacy.paillier.rows import join_rows, split_rows
-
-if TYPE_CHECKING:
-    from consortium.privacy.paillier.keys import PrivateKey, PublicKey
 
 __all__ = ["ParallelPaillier"]
 
@@ -123,7 +123,7 @@ class ParallelPaillier:
         width = public_key.ciphertext_bytes
         n = int(public_key.n)
         return [
-            (self._submit(_worker.obfuscators_task, n, b - a, width, method), b - a)
+            (self._submit(_obfuscators_task, n, b - a, width, method), b - a)
             for a, b in self._spans(count)
         ]
 
@@ -145,7 +145,7 @@ class ParallelPaillier:
         blob = join_rows(encrypted.ciphertext_list(), width)
         p, q = private_key.primes
         futures = [
-            self._submit(_worker.decrypt_task, p, q, blob[a * width : b * width], width, out_width)
+            self._submit(_decrypt_task, p, q, blob[a * width : b * width], width, out_width)
             for a, b in self._spans(encrypted.size)
         ]
         residues: list[Any] = []
@@ -194,8 +194,7 @@ class ParallelPaillier:
             spans = _even_spans(len(cts), parts)
             jobs = [(join_rows(cts[a:b], width), [r[a:b] for r in rows]) for a, b in spans]
         futures = [
-            self._submit(_worker.multiexp_task, int(nsq), data, width, part, method)
-            for data, part in jobs
+            self._submit(_multiexp_task, int(nsq), data, width, part, method) for data, part in jobs
         ]
         results = [split_rows(f.result(), width) for f in futures]
         if how == "rows":
@@ -221,3 +220,38 @@ def _even_spans(total: int, parts: int) -> list[tuple[int, int]]:
         return []
     step = -(-total // parts)
     return [(i, min(i + step, total)) for i in range(0, total, step)]
+
+
+# ----- tasks run in the worker processes ----------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _fixed_base(n: int) -> FixedBase:
+    """This process's fixed-base table for ``n``: built on its first task for the key (about
+    0.2 s at 2048 bits), then drawn from by every later one. Worker processes belong to one
+    party, so the table's secret base never serves anyone else."""
+    return FixedBase(n)
+
+
+def _obfuscators_task(n: int, count: int, width: int, method: str) -> bytes:
+    if method == "fixed-base":
+        fixed = _fixed_base(n)
+        return join_rows([fixed.draw() for _ in range(count)], width)
+    return join_rows(fresh_obfuscators(PublicKey(n), count), width)
+
+
+@functools.lru_cache(maxsize=4)
+def _private_key(p: int, q: int) -> PrivateKey:
+    """This process's key, with its CRT values (~3 ms at 2048 bits): made on its first
+    task, kept for the later ones. Worker processes belong to the key's owner."""
+    return PrivateKey(PublicKey(p * q), p, q)
+
+
+def _decrypt_task(p: int, q: int, blob: bytes, width: int, out_width: int) -> bytes | None:
+    try:
+        return join_rows(_private_key(p, q).raw_decrypt(split_rows(blob, width)), out_width)
+    except InvalidCiphertext:
+        return None
+
+
+def _multiexp_task(nsq: int, blob: bytes, width: int, rows: list[list[int]], method: str) -> bytes:
+    bases = split_rows(blob, width)
+    return join_rows(multiexp_rows(bases, rows, gmpy2().mpz(nsq), method=method), width)

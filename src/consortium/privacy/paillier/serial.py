@@ -131,12 +131,7 @@ def packed_to_array(packed: PackedArray) -> np.ndarray:
 
 
 def packed_from_array(
-    public_key: PublicKey,
-    arr: Any,
-    *,
-    packing: Packing,
-    shape: tuple[int, ...],
-    count: int = 1,
+    public_key: PublicKey, arr: Any, *, packing: Packing, shape: tuple[int, ...], count: int = 1
 ) -> PackedArray:
     """Load and validate a packed array serialised by :func:`packed_to_array`."""
     cts = _ciphertexts(public_key, arr)
