@@ -20,13 +20,10 @@ What is logged, in MLflow's terms:
   ``consortium.status`` (``running``, then the summary's status) and ``consortium.error``.
 
 The store is ``MlflowSettings.tracking_uri`` if given, else ``MLFLOW_TRACKING_URI`` if set
-(MLflow's own convention, e.g. a team server), else a local store next to the run
-directories of the job:
-``sqlite:///<run_dir.parent>/mlflow.db`` when SQLAlchemy and Alembic are installed (MLflow's
-recommended local store, which ``mlflow-skinny`` alone cannot open), else the file store
-``<run_dir.parent>/mlruns``. MLflow 3 refuses file stores unless ``MLFLOW_ALLOW_FILE_STORE``
-is set; the sink sets it only while it opens a file store (MLflow then caches the store),
-and restores the environment after.
+(MLflow's own convention, e.g. a team server), else :func:`default_tracking_uri` next to
+the run directories of the job. MLflow 3 refuses file stores unless
+``MLFLOW_ALLOW_FILE_STORE`` is set; the sink sets it only while it opens a file store
+(MLflow then caches the store), and restores the environment after.
 """
 
 from __future__ import annotations
@@ -38,7 +35,7 @@ import posixpath
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +57,6 @@ logger = logging.getLogger(__name__)
 MLFLOW_MISSING = "MLflow tracking needs the 'mlflow' extra: pip install 'consortium[mlflow]'"
 
 _ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
-_TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 _UNSAFE_KEY_CHARS = re.compile(r"[^\w./\- ]")
 T = TypeVar("T")
 
@@ -75,16 +71,24 @@ class MlflowSettings:
 
 
 def default_tracking_uri(base: Path) -> str:
-    """A local MLflow store in ``base``: SQLite if SQLAlchemy can open it, else a file store."""
+    """A local MLflow store in ``base``: ``sqlite:///<base>/mlflow.db`` when SQLAlchemy and
+    Alembic are installed (MLflow's recommended local store, which ``mlflow-skinny`` alone
+    cannot open), else the file store ``<base>/mlruns``."""
     base = Path(base).resolve()
-    if _installed("sqlalchemy") and _installed("alembic"):
-        return f"sqlite:///{(base / 'mlflow.db').as_posix()}"
-    return (base / "mlruns").as_uri()
+    try:
+        sqlite = all(importlib.util.find_spec(name) for name in ("sqlalchemy", "alembic"))
+    except (ImportError, ValueError):  # ValueError: in sys.modules without a spec
+        sqlite = False
+    return f"sqlite:///{(base / 'mlflow.db').as_posix()}" if sqlite else (base / "mlruns").as_uri()
 
 
 class MlflowSink:
     """Logs one MLflow run per Consortium run. Meant as an optional sink, after the
-    run-directory sink, whose files it logs as artifacts at finish."""
+    run-directory sink, whose files it logs as artifacts at finish.
+
+    ``flush_s``: the rounds' metrics are sent once this many seconds have passed since the
+    last batch (0: every round), and at finish; ``clock`` measures that time.
+    """
 
     def __init__(
         self,
@@ -94,8 +98,6 @@ class MlflowSink:
         flush_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``flush_s``: the rounds' metrics are sent once this many seconds have passed since
-        the last batch (0: every round), and at finish; ``clock`` measures that time."""
         try:
             import mlflow  # noqa: F401  (imported here to fail before the run, not during it)
         except ImportError as exc:
@@ -103,25 +105,22 @@ class MlflowSink:
         if not flush_s >= 0.0:
             raise ConfigError(f"flush_s must be a number of seconds >= 0, got {flush_s!r}")
         self.settings = settings if settings is not None else MlflowSettings()
-        self._wall_clock = wall_clock
-        self._flush_s, self._clock = flush_s, clock
+        self.run_id: str | None = None  # MLflow's id of the run, once started
+        self._wall_clock, self._flush_s, self._clock = wall_clock, flush_s, clock
         self._client: MlflowClient | None = None
-        self._run_id: str | None = None
-        self._info: RunInfo | None = None
+        self._run_dir = Path()
         self._terminated = False
         self._pending: list[Metric] = []
         self._sent_at = 0.0
-
-    @property
-    def run_id(self) -> str | None:
-        """MLflow's id of the run, once started."""
-        return self._run_id
 
     def start(self, info: RunInfo) -> None:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        uri = self._tracking_uri(info)
+        uri = self.settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            Path(info.run_dir).parent.mkdir(parents=True, exist_ok=True)
+            uri = default_tracking_uri(Path(info.run_dir).parent)
         with _file_store_allowed(uri):
             client = MlflowClient(tracking_uri=uri)
         experiment_id = _experiment_id(client, self.settings.experiment or info.job_name)
@@ -132,13 +131,13 @@ class MlflowSink:
             "consortium.status": "running",
         }
         run = client.create_run(experiment_id, run_name=info.run_id, tags=tags)
-        self._client, self._run_id, self._info = client, run.info.run_id, info
-        logger.info("MLflow run %s in experiment %s at %s", self._run_id, experiment_id, uri)
+        self._client, self.run_id, self._run_dir = client, run.info.run_id, Path(info.run_dir)
+        logger.info("MLflow run %s in experiment %s at %s", self.run_id, experiment_id, uri)
         limit = _limit("MAX_PARAM_VAL_LENGTH", 500)
         params = {_key(name): _cut(str(value), limit) for name, value in info.params.items()}
         batch = _limit("MAX_PARAMS_TAGS_PER_BATCH", 100)
         for chunk in _chunks([Param(k, v) for k, v in params.items()], batch):
-            client.log_batch(self._run_id, params=chunk)
+            client.log_batch(self.run_id, params=chunk)
         self._sent_at = self._clock()
 
     def round(self, record: RoundRecord) -> None:
@@ -149,7 +148,7 @@ class MlflowSink:
         values["round/duration_s"] = record.duration_s
         values["round/participants"] = len(record.participants)
         values["round/failures"] = len(record.failures)
-        self._pending += self._metrics(values, step=record.round)
+        self._hold(values, step=record.round)
         if self._clock() - self._sent_at >= self._flush_s:
             self._send(client, run_id)
 
@@ -160,73 +159,57 @@ class MlflowSink:
         from mlflow.entities import RunTag
 
         client, run_id = self._started()
-        status = "FINISHED" if summary.status == "completed" else "FAILED"
         try:
             values = {_key(f"final/{name}"): v for name, v in summary.metrics.items()}
             values["run/duration_s"] = summary.duration_s
             values["run/rounds_completed"] = summary.rounds_completed
-            self._pending += self._metrics(values, step=summary.rounds_completed)
+            self._hold(values, step=summary.rounds_completed)
             self._send(client, run_id)
             tags = [RunTag("consortium.status", summary.status)]
             if summary.error:
-                tags.append(RunTag("consortium.error", _cut(summary.error, _tag_limit())))
+                error = _cut(summary.error, _limit("MAX_TAG_VAL_LENGTH", 5000))
+                tags.append(RunTag("consortium.error", error))
             client.log_batch(run_id, tags=tags)
-            self._log_artifacts(client, run_id, model)
+            for name in rundir.FILES:
+                if (self._run_dir / name).is_file():
+                    client.log_artifact(run_id, str(self._run_dir / name))
+            if model is not None and not (self._run_dir / rundir.MODEL_FILE).is_file():
+                # No run-directory sink wrote the model: save it on the side, so MLflow has it.
+                with tempfile.TemporaryDirectory() as folder:
+                    path = Path(folder) / rundir.MODEL_FILE
+                    rundir.save_model(path, model)
+                    client.log_artifact(run_id, str(path))
         finally:
-            client.set_terminated(run_id, status)
+            client.set_terminated(run_id, "FINISHED" if summary.status == "completed" else "FAILED")
             self._terminated = True
 
     def close(self) -> None:
         """A run that never finished is marked KILLED, so it does not look alive; the
         rounds' metrics not sent yet are sent first."""
-        if self._client is not None and self._run_id is not None and not self._terminated:
+        if self._client is not None and self.run_id is not None and not self._terminated:
             self._terminated = True
             try:
-                self._send(self._client, self._run_id)
+                self._send(self._client, self.run_id)
             finally:
-                self._client.set_terminated(self._run_id, "KILLED")
-
-    def _tracking_uri(self, info: RunInfo) -> str:
-        """The settings' URI, else ``MLFLOW_TRACKING_URI``, else a store beside the run."""
-        uri = self.settings.tracking_uri or os.environ.get(_TRACKING_URI_VARIABLE)
-        if uri:
-            return uri
-        base = Path(info.run_dir).parent
-        base.mkdir(parents=True, exist_ok=True)
-        return default_tracking_uri(base)
+                self._client.set_terminated(self.run_id, "KILLED")
 
     def _started(self) -> tuple[MlflowClient, str]:
-        if self._client is None or self._run_id is None:
+        if self._client is None or self.run_id is None:
             raise ConsortiumError("MlflowSink used before start()")
-        return self._client, self._run_id
+        return self._client, self.run_id
 
-    def _metrics(self, values: dict[str, float], *, step: int) -> list[Metric]:
+    def _hold(self, values: Mapping[str, float], *, step: int) -> None:
         from mlflow.entities import Metric
 
         stamp = int(self._wall_clock() * 1000)
-        return [Metric(k, float(v), stamp, step) for k, v in values.items()]
+        self._pending += [Metric(k, float(v), stamp, step) for k, v in values.items()]
 
     def _send(self, client: MlflowClient, run_id: str) -> None:
-        """Log the pending metrics, in as few batches as MLflow takes."""
+        """Log the held metrics, in as few batches as MLflow takes."""
         pending, self._pending = self._pending, []
         self._sent_at = self._clock()
         for chunk in _chunks(pending, _limit("MAX_METRICS_PER_BATCH", 1000)):
             client.log_batch(run_id, metrics=chunk)
-
-    def _log_artifacts(self, client: MlflowClient, run_id: str, model: Model | None) -> None:
-        info = self._info
-        if info is None:
-            return
-        run_dir = Path(info.run_dir)
-        for name in rundir.FILES:
-            if (run_dir / name).is_file():
-                client.log_artifact(run_id, str(run_dir / name))
-        if model is not None and not (run_dir / rundir.MODEL_FILE).is_file():
-            # No run-directory sink wrote the model: save it on the side, so MLflow has it.
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / rundir.MODEL_FILE
-                rundir.save_model(path, model)
-                client.log_artifact(run_id, str(path))
 
 
 def _experiment_id(client: MlflowClient, name: str) -> str:
@@ -247,19 +230,10 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     return str(found.experiment_id)
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # ValueError: in sys.modules without a spec
-        return False
-
-
 @contextmanager
 def _file_store_allowed(uri: str) -> Iterator[None]:
-    """Let MLflow 3 open a local file store for the duration of the block.
-
-    MLflow caches each store by URI, so the client keeps working after the block.
-    """
+    """Let MLflow 3 open a local file store in the block; MLflow caches each store by URI,
+    so the client keeps working after it."""
     if urlparse(uri).scheme not in ("", "file") or _ALLOW_FILE_STORE in os.environ:
         yield
         return
@@ -278,10 +252,6 @@ def _limit(name: str, fallback: int) -> int:
     return int(value)
 
 
-def _tag_limit() -> int:
-    return _limit("MAX_TAG_VAL_LENGTH", 5000)
-
-
 def _key(name: str) -> str:
     """A valid MLflow param or metric key: unsupported characters become ``_``, and so do
     slashes where MLflow would read the key as a path that is not unique (``a//b``)."""
@@ -295,12 +265,5 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    return (items[start : start + size] for start in range(0, len(items), size))
