@@ -93,8 +93,7 @@ class SecureSumError(ConsortiumError):
 
 def encode_fixed(values: np.ndarray) -> np.ndarray:
     """Floats as fixed-point limbs: shape ``(len(values), LIMBS)``, ``uint64``, each < 2**32.
-
-    Raises ValueError for a value that is not finite or too large to encode."""
+    ValueError for a value that is not finite or too large to encode."""
     flat = np.asarray(values, dtype=np.float64).ravel()
     out = np.zeros((flat.size, LIMBS), dtype=np.uint64)
     bound = 1 << (_LIMB_BITS * LIMBS - 1)
@@ -105,8 +104,7 @@ def encode_fixed(values: np.ndarray) -> np.ndarray:
         if not -bound <= n < bound:
             raise ValueError(f"cannot encode {x!r}: beyond the fixed-point range")
         n %= _RING
-        for j in range(LIMBS):
-            out[i, j] = (n >> (_LIMB_BITS * j)) & _LIMB_MASK
+        out[i] = [(n >> (_LIMB_BITS * j)) & _LIMB_MASK for j in range(LIMBS)]
     return out
 
 

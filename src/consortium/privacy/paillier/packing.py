@@ -115,12 +115,9 @@ class PackedArray:
             primitives.raw_add(a, b, nsq)
             for a, b in zip(self.ciphertexts, other.ciphertexts, strict=True)
         ]
+        count = self.count + other.count
         return PackedArray(
-            self.public_key,
-            cts,
-            packing=self.packing,
-            shape=self.shape,
-            count=self.count + other.count,
+            self.public_key, cts, packing=self.packing, shape=self.shape, count=count
         )
 
     def __radd__(self, other: Any) -> PackedArray:
@@ -146,9 +143,8 @@ class PackedArray:
                 if len(sums) < total and not self.count <= s <= largest:
                     raise InvalidCiphertext()
                 sums.append(s - offset)
-        return Encoding.decode(np.asarray(sums[:total], dtype=object), pk.precision).reshape(
-            self.shape
-        )
+        values = np.asarray(sums[:total], dtype=object)
+        return Encoding.decode(values, pk.precision).reshape(self.shape)
 
 
 def encrypt_packed(

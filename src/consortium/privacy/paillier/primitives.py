@@ -7,9 +7,8 @@ PKC 2001, so that g^m = 1 + m*n (mod n^2) costs one multiplication. Decryption u
 Chinese remainder theorem over p^2 and q^2 (Paillier, section 7).
 
 Nothing here encodes, validates or checks for overflow: plaintexts are residues in
-[0, n), ciphertexts are units below n^2, and the caller keeps them so. The safe tier
-(:class:`~consortium.privacy.paillier.PublicKey` and friends) is built on these functions.
-All randomness comes from :mod:`secrets` (the operating system's CSPRNG).
+[0, n), ciphertexts are units below n^2, and the caller keeps them so. All randomness
+comes from :mod:`secrets` (the operating system's CSPRNG).
 """
 
 from __future__ import annotations
@@ -43,12 +42,9 @@ PRIME_TEST_REPS = 50
 
 
 def random_prime(bits: int) -> Any:
-    """A uniformly drawn probable prime of exactly ``bits`` bits with its two top bits set.
-
-    Candidates come straight from :func:`secrets.randbits` (not from gmpy2's Mersenne
-    Twister, which is not a cryptographic generator). Setting the two top bits makes the
-    product of two such primes exactly ``2 * bits`` bits long.
-    """
+    """A uniformly drawn probable prime of exactly ``bits`` bits with its two top bits set,
+    so that the product of two is exactly ``2 * bits`` bits long. Candidates come from
+    :func:`secrets.randbits` (gmpy2's Mersenne Twister is not a cryptographic generator)."""
     if bits < 16:
         raise ValueError(f"a prime of {bits} bits is too small for Paillier")
     g = gmpy2()
