@@ -27,8 +27,10 @@ cannot link it to ciphertexts it saw before either.
 
 from __future__ import annotations
 
+import math
 import secrets
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,44 +39,26 @@ from consortium.privacy.paillier.arrays import EncryptedArray
 from consortium.privacy.paillier.encoding import Encoding, from_residues, object_array
 from consortium.privacy.paillier.errors import EncodingOverflow
 
+if TYPE_CHECKING:
+    from consortium.privacy.paillier.keys import PublicKey
+
 __all__ = ["Mask", "mask"]
 
 
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Mask:
     """The secret half of a masking: stays with the party that drew it, never sent.
     ``wire_shape`` is the shape of the residues the key holder returns: ``(count,)`` packed
     ciphertexts, or ``shape`` (the values') when not packed."""
 
-    __slots__ = (
-        "_offset",
-        "_per",
-        "_residues",
-        "_width",
-        "exponent",
-        "public_key",
-        "shape",
-        "size",
-        "wire_shape",
-    )
-
-    def __init__(
-        self,
-        encrypted: EncryptedArray,
-        residues: list[int],
-        *,
-        width: int = 0,
-        per: int = 1,
-        offset: int = 0,
-    ) -> None:
-        self.public_key = encrypted.public_key
-        self.exponent = encrypted.exponent
-        self.shape = encrypted.shape
-        self.size = encrypted.size
-        self.wire_shape = (len(residues),) if width else encrypted.shape
-        self._residues = residues
-        self._width = width  # bits per slot; 0: one value per residue
-        self._per = per  # values per residue
-        self._offset = offset  # the bound B added to every packed value
+    public_key: PublicKey
+    exponent: int
+    shape: tuple[int, ...]
+    wire_shape: tuple[int, ...]
+    masks: list[int]  # one uniform element of Z_n per residue
+    width: int = 0  # bits per slot; 0: one value per residue
+    per: int = 1  # values per residue
+    offset: int = 0  # the bound B added to every packed value
 
     def __repr__(self) -> str:
         return f"Mask(shape={self.shape}, key={self.public_key.fingerprint})"
@@ -87,12 +71,10 @@ class Mask:
                 f"expected decrypted residues of shape {self.wire_shape}, got {arr.shape}"
             )
         n = int(self.public_key.n)
-        plain = [
-            (int(d) - r) % n for d, r in zip(arr.ravel().tolist(), self._residues, strict=True)
-        ]
-        if not self._width:
+        plain = [(int(d) - r) % n for d, r in zip(arr.ravel().tolist(), self.masks, strict=True)]
+        if not self.width:
             return object_array(from_residues(plain, n), self.shape)
-        size, width, per, offset = self.size, self._width, self._per, self._offset
+        size, width, per, offset = math.prod(self.shape), self.width, self.per, self.offset
         slot, values = (1 << width) - 1, []
         for k, p in enumerate(plain):
             count = min(per, size - k * per)
@@ -134,15 +116,17 @@ def mask(encrypted: EncryptedArray, *, bound: int | None = None) -> tuple[Encryp
     hidden = [
         c * (1 + (r + o) % n * n) % nsq for c, r, o in zip(cts, residues, offsets, strict=True)
     ]
+    wire = (len(hidden),) if width else encrypted.shape
     masked = EncryptedArray(
         public,
-        object_array(hidden, (len(hidden),) if width else encrypted.shape),
+        object_array(hidden, wire),
         exponent=encrypted.exponent,
         encoding=encrypted.encoding,
         bound=None,  # uniform over Z_n: nothing to bound
         derived=True,
     )
-    return masked, Mask(encrypted, residues, width=width, per=per, offset=offset)
+    secret = Mask(public, encrypted.exponent, encrypted.shape, wire, residues, width, per, offset)
+    return masked, secret
 
 
 def _bits(bound: int | None) -> str:
