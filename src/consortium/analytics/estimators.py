@@ -38,11 +38,11 @@ from consortium.analytics.operations import (
 )
 from consortium.analytics.orderstats import (
     STAGES,
-    Search,
     float_keys,
     local_counts,
     numpy_quantile,
     quantile_ranks,
+    zoom,
 )
 from consortium.analytics.query import check_column
 from consortium.analytics.tables import Table, TableSpec
@@ -301,12 +301,7 @@ class Quantiles(Estimator):
         """The count, then the order statistics ``targets`` names."""
         total, _ = yield {}
         n = max(0, round(float(total["count"][0])))
-        search = Search.begin(self.targets(args, max(n, 1)))
-        for stage in range(STAGES):
-            lows = np.array(search.lows, dtype=np.uint64)
-            total, _ = yield {"stage": np.array([stage], dtype=np.int64), "lows": lows}
-            search = search.narrow(total["counts"])
-        return n, search.values()
+        return n, (yield from zoom(self.targets(args, max(n, 1)), {}))
 
     def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
         n, order_stats = yield from self.search(args)

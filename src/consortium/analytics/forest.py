@@ -126,6 +126,12 @@ def _merge(plain: Mapping[str, Arrays]) -> dict[str, np.ndarray]:
     return merged
 
 
+def _per_example(total: Arrays, key: str) -> float:
+    """A pooled sum per example (``n``), NaN for no examples."""
+    n = float(total["n"][0])
+    return float(total[key][0]) / n if n else float("nan")
+
+
 def _labelled(args: Any, data: LocalData) -> tuple[np.ndarray, np.ndarray, int]:
     """This worker's (X, y) and how many classes the label has."""
     x, y = design(args, data)
@@ -161,14 +167,8 @@ class Forest(_Trees):
             _, plain = yield {"phase": np.array([0, fold], dtype=np.int64)}
             total, _ = yield {"phase": np.array([1, fold], dtype=np.int64), **_merge(plain)}
             n = float(total["n"][0])
-            scores.append(
-                {
-                    "fold": fold,
-                    "examples": n,
-                    "accuracy": float(total["correct"][0]) / n if n else float("nan"),
-                    "loss": float(total["loss"][0]) / n if n else float("nan"),
-                }
-            )
+            accuracy, loss = _per_example(total, "correct"), _per_example(total, "loss")
+            scores.append({"fold": fold, "examples": n, "accuracy": accuracy, "loss": loss})
         _, plain = yield {"phase": np.array([0, -1], dtype=np.int64)}
         merged = _merge(plain)
         arrays = {f"forest.{k[2:]}": v for k, v in merged.items()}
@@ -220,8 +220,7 @@ class LocalCV(_Trees):
 
     def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
         total, _ = yield {}
-        n = float(total["n"][0])
-        accuracy = float(total["correct"][0]) / n if n else float("nan")
+        n, accuracy = float(total["n"][0]), _per_example(total, "correct")
         result = {"examples": n, "accuracy": accuracy}
         return Finished(result=result, metrics={"accuracy": accuracy}, state=state)
 

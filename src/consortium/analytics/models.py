@@ -39,7 +39,7 @@ from consortium.analytics.operations import (
     Statistic,
     scalar_sums,
 )
-from consortium.analytics.preprocessing import apply_pipeline, pipeline_from_state
+from consortium.analytics.preprocessing import apply_fitted
 from consortium.analytics.tables import TableSpec
 from consortium.ml import build_model
 from consortium.runtime import derive_seed
@@ -94,10 +94,7 @@ def check_features(args: Any, spec: TableSpec, table: str) -> None:
 
 def design(args: Any, data: LocalData) -> tuple[np.ndarray, np.ndarray]:
     """This worker's (X, y): its rows through the query and the fitted pipeline."""
-    table = data.select(args.query)
-    pipe_table, steps, params = pipeline_from_state(data.state)
-    if pipe_table == args.query.table:
-        table = apply_pipeline(table, steps, params)
+    table = apply_fitted(data.select(args.query), data.state)
     x = np.column_stack([table.columns[f] for f in args.features]).astype(np.float64)
     y = table.columns[args.label]
     keep = ~np.isnan(x).any(axis=1) & (table.present(args.label))

@@ -15,19 +15,20 @@ k-th Ranked Element", EUROCRYPT, binary search over the value domain); here 8 bi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "BINS",
     "STAGES",
-    "Search",
     "float_keys",
     "key_float",
     "local_counts",
     "numpy_quantile",
     "quantile_ranks",
+    "zoom",
 ]
 
 _BITS = 8
@@ -50,37 +51,26 @@ def key_float(key: int) -> float:
     return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
 
 
-@dataclass(frozen=True, slots=True)
-class Search:
-    """Where the search for each target rank stands: interval start (key) and how many
-    values lie below it."""
-
-    ranks: tuple[int, ...]
-    lows: tuple[int, ...]
-    belows: tuple[float, ...]
-    stage: int = 0
-
-    @classmethod
-    def begin(cls, ranks: tuple[int, ...]) -> Search:
-        return cls(ranks=ranks, lows=(0,) * len(ranks), belows=(0.0,) * len(ranks))
-
-    def narrow(self, counts: np.ndarray) -> Search:
-        """The next intervals, from the pooled ``counts`` (targets x BINS, maybe noisy)."""
-        shift = 64 - _BITS * (self.stage + 1)
-        table = np.asarray(counts, dtype=np.float64).reshape(len(self.ranks), BINS)
-        lows, belows = [], []
-        for rank, low, below, row in zip(self.ranks, self.lows, self.belows, table, strict=True):
-            cum = below + np.cumsum(row)
+def zoom(
+    ranks: tuple[int, ...], request: Mapping[str, np.ndarray]
+) -> Generator[Mapping[str, np.ndarray], Any, list[float]]:
+    """The order statistics of ``ranks`` (0-based), exactly: yields each stage's request
+    (``request`` with the stage and each target's interval start, ``lows``), is sent the
+    answers, whose total ``counts`` (targets x BINS, maybe noisy) narrow each interval."""
+    lows = [0] * len(ranks)
+    belows = [0.0] * len(ranks)  # how many values lie below each interval
+    for stage in range(STAGES):
+        stage_lows = np.array(lows, dtype=np.uint64)
+        total, _ = yield {**request, "stage": np.array([stage], dtype=np.int64), "lows": stage_lows}
+        counts = np.asarray(total["counts"], dtype=np.float64).reshape(len(ranks), BINS)
+        shift = 64 - _BITS * (stage + 1)
+        for t, (rank, row) in enumerate(zip(ranks, counts, strict=True)):
+            cum = belows[t] + np.cumsum(row)
             hit = np.flatnonzero(cum > rank + 0.5)  # ranks are 0-based: cum >= rank + 1
             b = int(hit[0]) if hit.size else BINS - 1
-            lows.append(low + (b << shift))
-            belows.append(float(cum[b - 1]) if b > 0 else below)
-        return Search(
-            ranks=self.ranks, lows=tuple(lows), belows=tuple(belows), stage=self.stage + 1
-        )
-
-    def values(self) -> list[float]:
-        return [key_float(low) for low in self.lows]
+            lows[t] += b << shift
+            belows[t] = float(cum[b - 1]) if b > 0 else belows[t]
+    return [key_float(low) for low in lows]
 
 
 def local_counts(keys: np.ndarray, lows: np.ndarray, stage: int) -> np.ndarray:

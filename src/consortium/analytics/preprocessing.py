@@ -46,18 +46,17 @@ from consortium.analytics.operations import (
     Statistic,
 )
 from consortium.analytics.orderstats import (
-    STAGES,
-    Search,
     float_keys,
     local_counts,
     numpy_quantile,
     quantile_ranks,
+    zoom,
 )
 from consortium.analytics.query import Query, check_column
 from consortium.analytics.tables import ColumnSpec, Table, TableSpec
 from consortium.spec import Strict
 
-__all__ = ["PipelineArgs", "Transformer", "apply_pipeline", "pipeline_from_state"]
+__all__ = ["PipelineArgs", "Transformer", "apply_fitted", "apply_pipeline"]
 
 
 class _Base(Strict):
@@ -165,15 +164,15 @@ def _apply(table: Table, t: Any, p: Arrays) -> Table:
     return Table(name=table.name, spec=_after(t, table.spec), columns=columns)
 
 
-def pipeline_from_state(state: State) -> tuple[str | None, list[Any], dict[str, np.ndarray]]:
-    """The fitted pipeline the workflow state holds: (table, transformers, parameters)."""
+def apply_fitted(table: Table, state: State) -> Table:
+    """``table`` through the pipeline the workflow state holds, if it was fitted on the same
+    table (else unchanged)."""
     meta = state.meta.get("pipeline")
-    if not meta:
-        return None, [], {}
+    if not meta or meta["query"]["table"] != table.name:
+        return table
     args = PipelineArgs.model_validate(meta)
-    prefix = "pipeline."
-    params = {k[len(prefix) :]: v for k, v in state.arrays.items() if k.startswith(prefix)}
-    return args.query.table, list(args.steps), params
+    params = {k[9:]: v for k, v in state.arrays.items() if k.startswith("pipeline.")}
+    return apply_pipeline(table, list(args.steps), params)
 
 
 def _constant(t: Imputer, column: str, spec: TableSpec) -> float:
@@ -253,17 +252,9 @@ class Preprocess(Operation):
             return {"mean": mean, "scale": np.where(std == 0, 1.0, std)}
         # The rest need order statistics: the zoom of orderstats, every target at once.
         columns, ranks = _targets(t, count)
-        search = Search.begin(ranks)
-        for stage in range(STAGES):
-            zoom = {
-                "stage": np.array([stage], dtype=np.int64),
-                "lows": np.array(search.lows, dtype=np.uint64),
-                "columns": np.array(columns, dtype=np.int64),
-            }
-            total, _ = yield {**ask, **zoom}
-            search = search.narrow(total["counts"])
+        values = yield from zoom(ranks, {**ask, "columns": np.array(columns, dtype=np.int64)})
         found: list[list[float]] = [[] for _ in t.columns]
-        for c, v in zip(columns, search.values(), strict=True):
+        for c, v in zip(columns, values, strict=True):
             found[c].append(v)
         n = [round(c) for c in count]
         if isinstance(t, Imputer):  # the median

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from consortium.analytics.dag import Dag, compile_workflow
-from consortium.analytics.scheduler import JobResult, Scheduler, flat_metrics
+from consortium.analytics.scheduler import JobResult, Scheduler
 from consortium.analytics.settings import AnalyticsSettings
 from consortium.analytics.tables import Table, load_table
 from consortium.analytics.worker import KEYS, Worker
@@ -82,10 +82,9 @@ class Coordinator:
             for worker in workers:
                 with contextlib.suppress(TransportClosed):
                     ctx.send(STOP, worker)
+        metrics = {f"{r.job.id}.{k}": float(v) for r in results for k, v in r.metrics.items()}
         model = {k: np.asarray(v) for k, v in scheduler.state.arrays.items()}
-        return Outcome(
-            metrics=flat_metrics(results), rounds_completed=len(results), model=model or None
-        )
+        return Outcome(metrics=metrics, rounds_completed=len(results), model=model or None)
 
 
 def results_document(settings: AnalyticsSettings, results: list[JobResult]) -> dict[str, Any]:

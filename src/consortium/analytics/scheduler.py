@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,9 +81,8 @@ class _Answers:
         if masked is None or masked.dtype != np.uint64 or masked.shape != (self.total.size, LIMBS):
             return "the answer's masked sums have the wrong shape"
         self.total.add(masked)
-        prefix = "plain."
         self.plain[msg.sender] = {
-            k[len(prefix) :]: v for k, v in msg.tensors.items() if k.startswith(prefix)
+            k[6:]: v for k, v in msg.tensors.items() if k.startswith("plain.")
         }
         return None
 
@@ -195,7 +194,3 @@ class Scheduler:
                 raise JobFailed(job.id, party, answers.errors[party]) from None
             raise
         return answers
-
-
-def flat_metrics(results: Sequence[JobResult]) -> dict[str, float]:
-    return {f"{r.job.id}.{k}": float(v) for r in results for k, v in r.metrics.items()}
