@@ -19,7 +19,7 @@ slot's offset and overflow the headroom unnoticed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from math import prod
 from typing import TYPE_CHECKING, Any
 
@@ -68,34 +68,28 @@ class Packing:
         return k
 
 
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class PackedArray:
     """Ciphertexts each holding ``packing.slots(key)`` values; the sum of ``count``
     packed vectors of ``shape``. Supports ``+`` with another packed array only."""
 
-    __slots__ = ("ciphertexts", "count", "packing", "public_key", "shape")
+    public_key: PublicKey
+    ciphertexts: list[Any]
+    _: KW_ONLY
+    packing: Packing
+    shape: tuple[int, ...]
+    count: int = 1
 
-    def __init__(
-        self,
-        public_key: PublicKey,
-        ciphertexts: list[Any],
-        *,
-        packing: Packing,
-        shape: tuple[int, ...],
-        count: int = 1,
-    ) -> None:
+    def __post_init__(self) -> None:
+        packing, count = self.packing, self.count
         if not 1 <= count <= packing.max_summands:
             raise PackingOverflow(
                 f"{count} summands exceed the {packing.headroom_bits} bits of headroom "
                 f"({packing.max_summands} at most): give the packing more headroom_bits"
             )
-        expected = -(-prod(shape) // packing.slots(public_key))
-        if len(ciphertexts) != expected:
-            raise ValueError(f"{prod(shape)} values need {expected} packed ciphertexts")
-        self.public_key = public_key
-        self.ciphertexts = list(ciphertexts)
-        self.packing = packing
-        self.shape = tuple(shape)
-        self.count = count
+        expected = -(-prod(self.shape) // packing.slots(self.public_key))
+        if len(self.ciphertexts) != expected:
+            raise ValueError(f"{prod(self.shape)} values need {expected} packed ciphertexts")
 
     def __repr__(self) -> str:
         return (

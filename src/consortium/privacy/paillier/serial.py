@@ -138,7 +138,9 @@ def packed_from_array(
     if cts.ndim != 1:
         raise InvalidCiphertext()
     try:
-        return PackedArray(public_key, cts.tolist(), packing=packing, shape=shape, count=count)
+        return PackedArray(
+            public_key, cts.tolist(), packing=packing, shape=tuple(shape), count=count
+        )
     except ValueError as exc:
         raise InvalidCiphertext() from exc
 
