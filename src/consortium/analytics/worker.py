@@ -19,11 +19,10 @@ import logging
 import secrets
 import zlib
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
-from consortium.analytics.operations import LocalData, Partial, State, args_from_wire, dumps
+from consortium.analytics.operations import LocalData, State, args_from_wire, dumps
 from consortium.analytics.settings import AnalyticsSettings
 from consortium.analytics.tables import Table
 from consortium.errors import ConfigError, ConsortiumError
@@ -115,44 +114,30 @@ class Worker:
         )
         partial = op.local(args, request, data)
         names = sorted(partial.sums)
-        vectors = [self._released(ctx, msg, args, op, partial, n, len(parties)) for n in names]
+        vectors = [np.asarray(partial.sums[n].values, dtype=np.float64).ravel() for n in names]
+        dp = getattr(args, "dp", None)
+        if dp is not None:  # charge each statistic, then add this party's share of its noise
+            each = Budget(dp.epsilon / op.releases(args), dp.delta / op.releases(args))
+            for i, name in enumerate(names):
+                for table in op.cost(args):
+                    self.accountant.charge(table, each, what=f"job {job!r} ({name})")
+                stat = partial.sums[name]
+                vectors[i] = vectors[i] + noise_share(
+                    dp.mechanism,
+                    self._noise_rng(ctx, msg.round),
+                    sensitivity=stat.l2 if dp.mechanism == "gaussian" else stat.l1,
+                    cost=each,
+                    parties=len(parties),
+                    shape=vectors[i].shape,
+                )
         flat = np.concatenate(vectors) if vectors else np.zeros(0)
         masked = self.masking.mask(flat, nonce=msg.round, parties=sorted(parties))
         layout = [[n, int(v.size)] for n, v in zip(names, vectors, strict=True)]
         tensors = {"masked": masked, **{f"plain.{k}": v for k, v in partial.plain.items()}}
         return {"layout": dumps(layout)}, tensors
 
-    def _released(
-        self,
-        ctx: PartyContext,
-        msg: Message,
-        args: Any,
-        op: Any,
-        partial: Partial,
-        name: str,
-        parties: int,
-    ) -> np.ndarray:
-        """One statistic as released: with this party's share of the DP noise, if any."""
-        stat = partial.sums[name]
-        values = np.asarray(stat.values, dtype=np.float64).ravel()
-        dp = getattr(args, "dp", None)
-        if dp is None:
-            return values
-        k = op.releases(args)
-        each = Budget(dp.epsilon / k, dp.delta / k)
-        for table in op.cost(args):
-            self.accountant.charge(table, each, what=f"job {msg.meta.get('job')!r} ({name})")
+    def _noise_rng(self, ctx: PartyContext, nonce: int) -> np.random.Generator:
+        """A fresh generator for one statistic's noise (see NoiseSettings)."""
         if self.settings.noise.randomness == "seeded":
-            rng = ctx.rng(msg.round, _NOISE_KEY)
-        else:
-            rng = np.random.default_rng(secrets.randbits(128))
-        sensitivity = stat.l2 if dp.mechanism == "gaussian" else stat.l1
-        noise = noise_share(
-            dp.mechanism,
-            rng,
-            sensitivity=sensitivity,
-            cost=each,
-            parties=parties,
-            shape=values.shape,
-        )
-        return values + noise
+            return ctx.rng(nonce, _NOISE_KEY)
+        return np.random.default_rng(secrets.randbits(128))
