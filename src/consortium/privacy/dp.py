@@ -93,11 +93,9 @@ def gaussian_sigma(sensitivity: float, epsilon: float, delta: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Mechanism:
-    """A noise mechanism: its scale from (sensitivity, ε, δ) and one party's share of it.
-
-    ``scale`` takes the L1 sensitivity for Laplace and the L2 sensitivity for Gaussian;
-    ``share(rng, scale, parties, shape)`` draws one of ``parties`` shares whose sum has the
-    mechanism's distribution."""
+    """A noise mechanism: ``scale(sensitivity, ε, δ)`` (L1 sensitivity for Laplace, L2 for
+    Gaussian) and ``share(rng, scale, parties, shape)``, one of ``parties`` shares whose sum
+    has the mechanism's distribution."""
 
     needs_delta: bool
     scale: Callable[[float, float, float], float]
@@ -150,12 +148,9 @@ def noise_share(
 
 
 class Accountant:
-    """Privacy budgets per data source, under sequential composition.
-
-    ``charge(source, cost, what=...)`` spends ``cost`` or raises :class:`BudgetExceeded`
-    naming the source, what was asked, what is spent and what is left; a refused charge
-    spends nothing. Thread-safe.
-    """
+    """Privacy budgets per data source, under sequential composition. :meth:`charge` spends
+    a cost or raises :class:`BudgetExceeded` naming the source, what was asked, what is spent
+    and what is left; a refused charge spends nothing. Thread-safe."""
 
     def __init__(self, budgets: Mapping[str, Budget]) -> None:
         self._budgets = dict(budgets)

@@ -98,11 +98,9 @@ def _nacl() -> Any:
 
 
 def random_scalar() -> int:
-    """A secret scalar from the OS's CSPRNG, clamped as X25519 uses it: a multiple of 8
-    in ``[2^254, 2^255)``, with 251 random bits.
-
-    Never derive it from the job's seed: every party knows that seed.
-    """
+    """A secret scalar from the OS's CSPRNG, clamped as X25519 uses it: a multiple of 8 in
+    ``[2^254, 2^255)``, with 251 random bits. Never derive it from the job's seed: every
+    party knows that seed."""
     return (1 << 254) | (secrets.randbits(251) << 3)
 
 
@@ -201,10 +199,8 @@ def _canonical(points: np.ndarray) -> bool:
 
 def blind(points: np.ndarray, scalar: int) -> np.ndarray:
     """``scalar · P`` for each point (rows of ``uint8 (n, 32)``, u-coordinates), in the same
-    order, by X25519; ``scalar`` is clamped (see :func:`random_scalar`).
-
-    A row that is not canonical or whose product is of small order raises :class:`PsiError`.
-    """
+    order, by X25519; ``scalar`` is clamped (see :func:`random_scalar`). :class:`PsiError`
+    for a row that is not canonical or whose product is of small order."""
     mult = _nacl().crypto_scalarmult
     if not _clamped(scalar):
         raise ValueError("scalars are clamped: multiples of 8 in [2^254, 2^255)")
@@ -231,9 +227,8 @@ def blind(points: np.ndarray, scalar: int) -> np.ndarray:
 def _shuffled_and_blinded(
     ids: Sequence[str | bytes], domain: str, key: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A secret order of ``ids`` (position -> row) and the ids in that order, hashed and
-    blinded by ``key``. The order comes from the OS's CSPRNG: the other party must not be
-    able to undo it."""
+    """A secret order of ``ids`` (position -> row), drawn from the OS's CSPRNG so that the
+    other party cannot undo it, and the ids in that order, hashed and blinded by ``key``."""
     if len(set(ids)) != len(ids):
         raise ValueError("ids must be unique")
     order = np.random.Generator(np.random.PCG64(secrets.randbits(128))).permutation(len(ids))
@@ -241,11 +236,9 @@ def _shuffled_and_blinded(
 
 
 class PsiSender:
-    """The side that learns only the final intersection (a VFL member).
-
-    ``key`` is this side's secret scalar (see :func:`random_scalar`); by default a fresh one.
-    Give one only to reproduce an exchange, e.g. in a test: the scalar must never be known
-    to the receiver."""
+    """The side that learns only the final intersection (a VFL member). ``key``, this side's
+    secret scalar, is fresh by default; give one only to reproduce an exchange in a test:
+    the receiver must never know it."""
 
     def __init__(self, ids: Sequence[str | bytes], *, domain: str, key: int | None = None) -> None:
         if key is not None and not _clamped(key):

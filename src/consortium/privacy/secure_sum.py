@@ -151,12 +151,9 @@ def dh_shared_seed(private: int, peer_public: bytes, pair: tuple[str, str]) -> b
 
 
 class MaskingParty:
-    """A party's side of secure summation.
-
-    ``private`` defaults to a fresh secret from the operating system; pass one only in
-    tests. After :meth:`agree` with the other parties' public keys, :meth:`mask` turns a
-    vector into its masked limbs for one sum among ``parties``.
-    """
+    """A party's side of secure summation: after :meth:`agree` with the other parties'
+    public keys, :meth:`mask` turns a vector into its masked limbs for one sum. ``private``
+    defaults to a fresh secret from the operating system; pass one only in tests."""
 
     def __init__(self, name: str, *, private: int | None = None) -> None:
         self.name = name

@@ -63,12 +63,9 @@ def encrypt(
     encoding: Encoding | None = None,
     obfuscators: ObfuscatorPool | None = None,
 ) -> EncryptedArray:
-    """Encrypt numbers (a scalar or any array) under ``public_key`` at
-    ``encoding.precision`` fractional bits (32 by default).
-
-    With ``obfuscators`` (a pool for this key), each encryption takes a precomputed ``r^n``
-    and costs one multiplication; without, it computes a fresh one.
-    """
+    """Encrypt numbers (a scalar or any array) at ``encoding.precision`` fractional bits (32
+    by default). With ``obfuscators`` (a pool for this key) each encryption takes a
+    precomputed ``r^n`` and costs one multiplication; without, it computes a fresh one."""
     enc = Encoding() if encoding is None else encoding
     ints = enc.encode(values)
     flat = ints.ravel().tolist()
@@ -86,12 +83,8 @@ def encrypt(
 
 
 def decrypt(private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
-    """The float64 values of ``encrypted``.
-
-    Raises :class:`~consortium.privacy.paillier.InvalidCiphertext` for anything not under
-    this key and :class:`~consortium.privacy.paillier.EncodingOverflow` for a result
-    outside the representable range.
-    """
+    """The float64 values of ``encrypted``: :class:`InvalidCiphertext` for anything not
+    under this key, :class:`EncodingOverflow` for a result outside the representable range."""
     return Encoding.decode(decrypt_encoded(private_key, encrypted), encrypted.exponent)
 
 
@@ -103,12 +96,9 @@ def decrypt_encoded(private_key: PrivateKey, encrypted: EncryptedArray) -> np.nd
 
 
 def decrypt_residues(private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
-    """The plaintext residues in ``[0, n)`` of ``encrypted``, with no reading of signs or
-    overflow.
-
-    This is what the arbiter returns for masked values: a residue of ``value + mask`` is
-    uniform in ``[0, n)`` and only the masking party can unmask it.
-    """
+    """The plaintext residues in ``[0, n)`` of ``encrypted``, signs and overflow unread:
+    what the arbiter returns for masked values (a residue of ``value + mask`` is uniform in
+    ``[0, n)`` and only the masking party can unmask it)."""
     return object_array(_residues(private_key, encrypted), encrypted.shape)
 
 
@@ -126,10 +116,7 @@ def _is_integral(arr: np.ndarray) -> bool:
 
 class EncryptedArray:
     """Ciphertexts of fixed-point values at ``exponent`` fractional bits, in a given shape.
-
-    Build one with :func:`encrypt` or ``serial.ciphertexts_from_array``; the
-    constructor itself trusts its arguments.
-    """
+    Made by :func:`encrypt` or ``ciphertexts_from_array``: the constructor trusts its input."""
 
     __slots__ = ("_c", "bound", "derived", "encoding", "exponent", "public_key")
     __array_ufunc__ = None  # numpy hands binary operators (ndarray @ self) over to us

@@ -28,11 +28,9 @@ _INT64_SAFE = float(2**62)  # below this a float64 converts to int64 without ove
 
 
 def max_int(n: Any) -> int:
-    """The largest magnitude a signed value may have under modulus ``n``: ``n // 3``.
-
-    A third, not a half: the band ``(n // 3, n - n // 3)`` is kept free so that results
-    which overflow by a moderate amount are detected instead of wrapping silently.
-    """
+    """The largest magnitude of a signed value under modulus ``n``: ``n // 3``. A third, not
+    a half: the band ``(n // 3, n - n // 3)`` stays free so that results which overflow by
+    a moderate amount are detected instead of wrapping silently."""
     return int(n) // 3
 
 
@@ -84,10 +82,8 @@ def from_residues(residues: Iterable[Any], n: Any) -> list[int]:
 @dataclass(frozen=True, slots=True)
 class Encoding:
     """Fixed-point encoding with ``precision`` fractional bits (resolution ``2^-precision``).
-
     32 bits keep about 9 decimal places of a value near 1 while keeping the exponents of
-    ciphertext-times-plaintext products (whose cost grows with their length) short.
-    """
+    ciphertext-times-plaintext products (whose cost grows with their length) short."""
 
     precision: int = 32
 
@@ -96,12 +92,9 @@ class Encoding:
             raise ValueError(f"precision must be in [0, 4096] bits, got {self.precision}")
 
     def encode(self, values: Any, exponent: int | None = None) -> np.ndarray:
-        """``round(values * 2^exponent)`` as an object array of Python ints.
-
-        ``exponent`` defaults to ``precision``. Integer inputs are encoded exactly; floats
-        are rounded to the nearest multiple of ``2^-exponent``. Non-finite values raise
-        :class:`EncodingOverflow`.
-        """
+        """``round(values * 2^exponent)`` (``exponent`` defaults to ``precision``) as an
+        object array of Python ints: integers exactly, floats to the nearest multiple of
+        ``2^-exponent``; :class:`EncodingOverflow` for non-finite values."""
         e = self.precision if exponent is None else exponent
         if e < 0:
             raise ValueError(f"exponent must be non-negative, got {e}")

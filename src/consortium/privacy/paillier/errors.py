@@ -25,10 +25,8 @@ class PaillierError(ConsortiumError):
 
 
 class InvalidCiphertext(PaillierError):
-    """A ciphertext, key or serialised buffer was rejected, or could not be decrypted.
-
-    The same message for every cause, on purpose.
-    """
+    """A ciphertext, key or serialised buffer was rejected, or could not be decrypted: the
+    same message for every cause, on purpose."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -42,14 +40,10 @@ class InvalidPublicKey(PaillierError):
 
 
 class EncodingOverflow(PaillierError, OverflowError):
-    """A value or a result leaves the range the fixed-point encoding can represent.
-
-    Lower the precision (fewer fractional bits), scale the data down, or use a larger key.
-    """
+    """A value or a result leaves the range the fixed-point encoding can represent: lower
+    the precision (fewer fractional bits), scale the data down, or use a larger key."""
 
 
 class PackingOverflow(EncodingOverflow):
-    """A packed slot would overflow: a value is too wide or too many sums were taken.
-
-    Give the packing more ``headroom_bits`` or more ``value_bits``.
-    """
+    """A packed slot would overflow: a value is too wide or too many sums were taken. Give
+    the packing more ``headroom_bits`` or more ``value_bits``."""

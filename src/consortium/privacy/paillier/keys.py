@@ -144,10 +144,8 @@ class PaillierKeypair:
     def generate(
         cls, bits: int = DEFAULT_KEY_BITS, *, allow_small: bool = False
     ) -> PaillierKeypair:
-        """A fresh keypair with an ``n`` of exactly ``bits`` bits (2048 by default).
-
-        Keys under :data:`MIN_KEY_BITS` are refused unless ``allow_small`` (tests only).
-        """
+        """A fresh keypair with an ``n`` of exactly ``bits`` bits; keys under
+        :data:`MIN_KEY_BITS` are refused unless ``allow_small`` (tests only)."""
         if bits % 2 or bits < 128:
             raise ValueError(f"key size must be an even number of bits >= 128, got {bits}")
         if bits < MIN_KEY_BITS and not allow_small:

@@ -136,11 +136,9 @@ def split_across(rows: int, terms: int, bits: int, parts: int) -> str:
 def multiexp(
     bases: Sequence[Any], exponents: Sequence[int], modulus: Any, *, window: int | None = None
 ) -> Any:
-    """``prod_j bases[j]^exponents[j] mod modulus`` by the bucket method.
-
-    Bases must be units mod ``modulus`` when any exponent is negative (ciphertexts are).
-    ``window`` (bits per digit) defaults to :func:`best_window`.
-    """
+    """``prod_j bases[j]^exponents[j] mod modulus`` by the bucket method, ``window`` bits a
+    digit (:func:`best_window` by default). Bases must be units mod ``modulus`` when any
+    exponent is negative (ciphertexts are)."""
     terms = [(b, int(e)) for b, e in zip(bases, exponents, strict=True)]
     result = _buckets([(b, e) for b, e in terms if e > 0], modulus, window)
     negative = [(b, -e) for b, e in terms if e < 0]

@@ -96,13 +96,11 @@ class FixedBase:
 
 class ObfuscatorPool:
     """Precomputed obfuscators for one public key, each handed out once.
-
     ``ObfuscatorPool(public_key, size=1000)`` computes 1,000 now, in this process;
     ``fill(count, parallel=..., wait=False)`` has worker processes compute more while the
     party waits for the others (:meth:`take` waits for them only when it needs them). Pass
     the pool as ``obfuscators=`` to ``encrypt``, ``encrypt_packed``, ``rerandomize`` or
-    ``ciphertexts_to_array``. Thread-safe.
-    """
+    ``ciphertexts_to_array``. Thread-safe."""
 
     __slots__ = ("_fixed", "_generation", "_items", "_lock", "_pending", "method", "public_key")
 

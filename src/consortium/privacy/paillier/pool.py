@@ -44,10 +44,8 @@ class ParallelPaillier:
     ``ParallelPaillier(workers=4)`` owns a process pool (started on first use, closed by
     :meth:`close` or ``with``); ``ParallelPaillier(executor=ex)`` borrows one.
     ``chunks_per_worker`` (for obfuscators and decryptions, whose chunks cost no extra
-    work) trades load balance against per-task overhead. Workers are
-    spawned, so a script that uses this must guard its entry point with
-    ``if __name__ == "__main__":`` (the launcher and the CLI do).
-    """
+    work) trades load balance against per-task overhead. Workers are spawned, so a script
+    using this must guard its entry point with ``if __name__ == "__main__":``."""
 
     def __init__(
         self,

@@ -78,11 +78,9 @@ def random_unit(n: Any) -> Any:
 
 
 def obfuscator(n: Any, nsq: Any) -> Any:
-    """A fresh ``r^n mod n^2`` for a uniform unit r: the costly part of an encryption.
-
-    Each obfuscator must be used for one encryption only: two ciphertexts sharing r reveal
-    the difference of their plaintexts to anyone (their quotient is g^(m1 - m2)).
-    """
+    """A fresh ``r^n mod n^2`` for a uniform unit r: the costly part of an encryption. Use
+    each for one encryption only: two ciphertexts sharing r reveal the difference of their
+    plaintexts to anyone (their quotient is g^(m1 - m2))."""
     return gmpy2().powmod(random_unit(n), n, nsq)
 
 

@@ -79,12 +79,10 @@ def ciphertexts_to_array(
     rerandomize: bool | None = None,
     obfuscators: ObfuscatorPool | None = None,
 ) -> np.ndarray:
-    """An encrypted array as ``uint8`` of shape ``encrypted.shape + (width,)``.
-
-    ``rerandomize`` defaults to ``encrypted.derived``: results computed from someone
-    else's ciphertexts get fresh randomness before they leave (from ``obfuscators`` when
-    given). Send ``encrypted.exponent`` alongside.
-    """
+    """An encrypted array as ``uint8`` of shape ``encrypted.shape + (width,)``; send
+    ``encrypted.exponent`` alongside. ``rerandomize`` defaults to ``encrypted.derived``:
+    results computed from someone else's ciphertexts get fresh randomness before they leave
+    (from ``obfuscators`` when given)."""
     if encrypted.derived if rerandomize is None else rerandomize:
         encrypted = encrypted.rerandomize(obfuscators)
     return integers_to_array(encrypted.ciphertexts, encrypted.public_key.ciphertext_bytes)
@@ -115,10 +113,8 @@ def ciphertexts_from_array(
     encoding: Encoding | None = None,
     bound: int | None = None,
 ) -> EncryptedArray:
-    """Load and validate ciphertexts serialised by :func:`ciphertexts_to_array`.
-
-    ``bound``, when the protocol guarantees one, restores early overflow checks.
-    """
+    """Load and validate ciphertexts serialised by :func:`ciphertexts_to_array`. ``bound``,
+    when the protocol guarantees one, restores early overflow checks."""
     if not 0 <= exponent <= 65_536:  # a hostile exponent must not make decoding explode
         raise InvalidCiphertext()
     cts = _ciphertexts(public_key, arr)
