@@ -7,8 +7,6 @@ With ``quiet=True`` only warnings and a failed run's error are printed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -26,20 +24,15 @@ from consortium.tracking.records import EventValue, Model, RoundRecord, RunInfo,
 __all__ = ["ConsoleSink"]
 
 _WARNING_EVENTS = frozenset({"dropout", "party_failed", "retry", "timeout", "warning"})
+_SHOWN_METRICS = 3  # of the latest round's, beside the progress bar
 
 
 class ConsoleSink:
-    """Shows a run's progress on a rich console (standard error unless one is given).
+    """Shows a run's progress on a rich console (standard error unless one is given)."""
 
-    ``max_metrics`` caps how many of the latest metrics the progress bar shows.
-    """
-
-    def __init__(
-        self, *, console: Console | None = None, quiet: bool = False, max_metrics: int = 3
-    ) -> None:
+    def __init__(self, *, console: Console | None = None, quiet: bool = False) -> None:
         self.console = console if console is not None else Console(stderr=True)
         self.quiet = quiet
-        self.max_metrics = max_metrics
         self._info: RunInfo | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -71,9 +64,12 @@ class ConsoleSink:
     def round(self, record: RoundRecord) -> None:
         if self._progress is None or self._task is None:
             return
-        self._progress.update(
-            self._task, advance=1, description=self._describe(record), refresh=True
-        )
+        shown = list(record.metrics.items())[:_SHOWN_METRICS]
+        parts = [f"round {record.round}"]
+        parts += [f"{escape(name)}={_number(value)}" for name, value in shown]
+        if record.failures:
+            parts.append(f"[yellow]{len(record.failures)} failed[/]")
+        self._progress.update(self._task, advance=1, description="  ".join(parts), refresh=True)
 
     def event(self, name: str, **fields: EventValue) -> None:
         is_warning = name in _WARNING_EVENTS or fields.get("level") == "warning"
@@ -103,14 +99,6 @@ class ConsoleSink:
             self._progress.stop()
             self._progress = None
 
-    def _describe(self, record: RoundRecord) -> str:
-        shown = list(record.metrics.items())[: self.max_metrics]
-        parts = [f"round {record.round}"]
-        parts += [f"{escape(name)}={_number(value)}" for name, value in shown]
-        if record.failures:
-            parts.append(f"[yellow]{len(record.failures)} failed[/]")
-        return "  ".join(parts)
-
     def _table(self, summary: RunSummary) -> Table:
         info = self._info
         title = f"{info.job_name} {info.run_id}" if info is not None else "run"
@@ -126,7 +114,8 @@ class ConsoleSink:
         table.add_row("rounds", f"{summary.rounds_completed}{planned}")
         table.add_row("duration", f"{summary.duration_s:.1f} s")
         if summary.dropouts:
-            table.add_row("dropouts", escape(_join(summary.dropouts)))
+            dropouts = ", ".join(f"{party} ({why})" for party, why in summary.dropouts.items())
+            table.add_row("dropouts", escape(dropouts))
         if summary.error:
             table.add_row("error", escape(summary.error))
         if info is not None:
@@ -136,7 +125,3 @@ class ConsoleSink:
 
 def _number(value: float) -> str:
     return f"{value:.6g}"
-
-
-def _join(reasons: Mapping[str, str]) -> str:
-    return ", ".join(f"{party} ({reason})" for party, reason in reasons.items())

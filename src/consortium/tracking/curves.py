@@ -5,10 +5,6 @@ matplotlib is optional (the ``plot`` extra) and imported only when a plot is dra
 figure is built with the object-oriented API on an Agg canvas, so drawing a plot never
 switches the process-wide pyplot backend (which would break, say, inline plots in a
 notebook that runs a job).
-
-Each row of the figure is divided among its own panels (see
-:func:`~consortium.tracking.panels.row_lengths`), so every cell holds a panel: five panels
-are a row of three over a row of two wider ones.
 """
 
 from __future__ import annotations
@@ -99,13 +95,11 @@ def plot_curves(
     job: Mapping[str, Any] | None = None,
     title: str = "",
 ) -> bool:
-    """Draw the curves of ``records`` into ``path`` (a PNG, written atomically), with
-    titles that name the rows each metric was computed on where the resolved ``job``
-    says so.
+    """Draw the curves of ``records`` into ``path`` (a PNG, written atomically), titled
+    with the rows each metric was computed on where the resolved ``job`` says so.
 
-    Returns False, after a debug message, when no metric gets a panel. Raises
-    :class:`~consortium.errors.ConfigError` (:data:`PLOT_MISSING`) when matplotlib is
-    not installed.
+    Returns False when no metric gets a panel. Raises :class:`~consortium.errors.ConfigError`
+    (:data:`PLOT_MISSING`) when matplotlib is not installed.
     """
     panels = choose_panels(records, job)
     if not panels:
@@ -124,8 +118,7 @@ def _draw_panel(axes: Any, panel: Panel) -> None:
     for line in panel.lines:
         marker = "o" if len(line.rounds) < _MARKERS_BELOW else None
         axes.plot(line.rounds, line.values, marker=marker, markersize=3, label=line.label)
-    if panel.band is not None:  # after the median, which the legend names first
-        band = panel.band
+    if (band := panel.band) is not None:  # after the median, which the legend names first
         color = axes.lines[0].get_color()
         axes.fill_between(
             band.rounds, band.low, band.high, color=color, alpha=0.25, label="min-max"

@@ -115,7 +115,19 @@ class RunDirectory:
                 save_model(self.path / MODEL_FILE, model)
         finally:
             # The summary is written even if the model cannot be: it holds the metrics.
-            self._write_summary(info, summary)
+            document = {
+                "run_id": info.run_id,
+                "job": info.job_name,
+                "job_hash": info.job_hash,
+                "status": summary.status,
+                "metrics": {name: float(value) for name, value in summary.metrics.items()},
+                "rounds": summary.rounds_completed,
+                "duration_s": float(summary.duration_s),
+                "dropouts": dict(summary.dropouts),
+                "error": summary.error,
+            }
+            text = json.dumps(document, indent=2, default=_json_default) + "\n"
+            _write_atomically(self.path / SUMMARY_FILE, text)
         if not self._curves:
             return
         # The plot is only a view of metrics.jsonl, which is safe on disk already, so a
@@ -132,21 +144,6 @@ class RunDirectory:
             if handle is not None:
                 handle.close()
         self._metrics = self._events = None
-
-    def _write_summary(self, info: RunInfo, summary: RunSummary) -> None:
-        document = {
-            "run_id": info.run_id,
-            "job": info.job_name,
-            "job_hash": info.job_hash,
-            "status": summary.status,
-            "metrics": {name: float(value) for name, value in summary.metrics.items()},
-            "rounds": summary.rounds_completed,
-            "duration_s": float(summary.duration_s),
-            "dropouts": dict(summary.dropouts),
-            "error": summary.error,
-        }
-        text = json.dumps(document, indent=2, default=_json_default) + "\n"
-        _write_atomically(self.path / SUMMARY_FILE, text)
 
     def _open(self, handle: IO[str] | None) -> IO[str]:
         if handle is None:
@@ -167,12 +164,12 @@ class RunReport:
 
 
 def read_report(run_dir: Path) -> RunReport:
-    """Read ``run_dir``'s ``metrics.jsonl``, ``job.yaml`` and ``summary.json``.
+    """Read ``run_dir``'s ``metrics.jsonl``, ``job.yaml`` and ``summary.json``. A run that
+    never finished has no summary: its title says ``unfinished`` and its run id is the
+    folder's name.
 
     Raises :class:`~consortium.errors.ConfigError`, naming the file, when ``run_dir`` or
-    its ``metrics.jsonl`` is missing or unreadable, or ``job.yaml`` or ``summary.json`` is
-    there but unreadable. A run that never finished has no summary; its title says
-    ``unfinished`` and its run id is the folder's name.
+    its ``metrics.jsonl`` is missing or unreadable, or another file is there but unreadable.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -188,13 +185,11 @@ def read_report(run_dir: Path) -> RunReport:
 
 
 def draw_report(run_dir: Path) -> Path | None:
-    """Draw ``run_dir/curves.png`` (again) from the run directory's files (see
-    :func:`read_report`); the resolved job names the rows each metric was computed on.
-    Returns the picture's path, or None when no metric gets a panel (an analytics run
-    records none).
+    """Draw ``run_dir/curves.png`` (again) from the files :func:`read_report` reads.
+    Returns its path, or None when no metric gets a panel (an analytics run records none).
 
-    Raises :class:`~consortium.errors.ConfigError` as :func:`read_report` does, and
-    when matplotlib is not installed.
+    Raises :class:`~consortium.errors.ConfigError` as :func:`read_report` does, and when
+    matplotlib is not installed.
     """
     report = read_report(run_dir)
     path = Path(run_dir) / CURVES_FILE

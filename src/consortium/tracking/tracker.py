@@ -112,7 +112,7 @@ class Tracker:
 
     def start(self, info: RunInfo) -> None:
         with self._lock:
-            self._check_open("start")
+            self._check("start", running=False)
             if self._started_at is not None:
                 raise ConsortiumError("Tracker.start() was already called; one tracker per run")
             self._started_at = self._clock.now()
@@ -120,7 +120,7 @@ class Tracker:
 
     def round(self, record: RoundRecord) -> None:
         with self._lock:
-            self._check_running("round")
+            self._check("round")
             self._rounds_completed += 1
             self._last_metrics = record.metrics
             self._dropouts.update(record.failures)
@@ -128,12 +128,12 @@ class Tracker:
 
     def event(self, name: str, **fields: EventValue) -> None:
         with self._lock:
-            self._check_running("event")
+            self._check("event")
             self._dispatch("event", lambda sink: sink.event(name, **fields))
 
     def finish(self, summary: RunSummary, model: Model | None = None) -> None:
         with self._lock:
-            self._check_running("finish")
+            self._check("finish")
             self._finished = True
             self._dispatch("finish", lambda sink: sink.finish(summary, model))
 
@@ -176,15 +176,12 @@ class Tracker:
             error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__,
         )
 
-    def _check_open(self, method: str) -> None:
+    def _check(self, method: str, *, running: bool = True) -> None:
         if self._closed:
             raise ConsortiumError(f"Tracker.{method}() after close(); start a new tracker")
-
-    def _check_running(self, method: str) -> None:
-        self._check_open(method)
-        if self._started_at is None:
+        if running and self._started_at is None:
             raise ConsortiumError(f"Tracker.{method}() before start(); call start(info) first")
-        if self._finished:
+        if running and self._finished:
             raise ConsortiumError(f"Tracker.{method}() after finish(); the run has ended")
 
     def _dispatch(
