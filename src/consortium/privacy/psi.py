@@ -35,15 +35,16 @@ Curve25519 (order ``8·l``) or on its quadratic twist (order ``4·l'``, ``l'`` a
 prime), and every secret scalar is *clamped* (RFC 7748: a multiple of 8 in ``[2^254,
 2^255)``), so a small-order component of either group is multiplied away and what is left
 lies in the subgroup of prime order ``l`` or ``l'`` (Bernstein, "Curve25519: new
-Diffie-Hellman speed records", PKC 2006, on twist security). A point of small order gives the all-zero result,
-which libsodium refuses; a u-coordinate that is not canonical (the top bit set, or at least
-``2^255 - 19``) is refused before a key touches it. Blinding by X25519 costs about a third of
-a scalar multiplication in Edwards form with its subgroup check, the reason for the choice.
+Diffie-Hellman speed records", PKC 2006, on twist security). A point of small order gives
+the all-zero result, which libsodium refuses; a u-coordinate that is not canonical (the top
+bit set, or at least ``2^255 - 19``) is refused before a key touches it. Blinding by X25519
+costs about a third of a scalar multiplication in Edwards form with its subgroup check,
+the reason for the choice.
 
-Two tiers: :class:`PsiSender` and :class:`PsiReceiver` are the protocol's two roles, pure
-and without I/O (callers move the arrays, ``uint8`` of shape ``(n, 32)``); below them,
-:func:`hash_ids`, :func:`blind` and :func:`random_scalar` are the raw primitives. Every
-failure on data from another party raises one opaque :class:`PsiError`.
+Two tiers: :class:`PsiSender` and :class:`PsiReceiver`, the protocol's two roles, pure and
+without I/O (callers move the ``uint8 (n, 32)`` arrays), over the raw primitives
+:func:`hash_ids`, :func:`blind` and :func:`random_scalar`. Every failure on data from
+another party raises one opaque :class:`PsiError`.
 """
 
 from __future__ import annotations
@@ -88,13 +89,9 @@ class PsiError(Exception):
 
 
 def _nacl() -> Any:
-    try:
-        import nacl.bindings as bindings
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError(
-            "private set intersection needs PyNaCl (libsodium): pip install pynacl"
-        ) from exc
-    return bindings
+    import nacl.bindings  # PyNaCl (libsodium), a dependency: ~60 ms to load, so on first use
+
+    return nacl.bindings
 
 
 def random_scalar() -> int:

@@ -268,14 +268,11 @@ class EncryptedArray:
     def sum(self, axis: int | None = None) -> EncryptedArray:
         """The encrypted sum over ``axis`` (all elements when ``None``)."""
         nsq = self.public_key.nsq
-        c = self._c.ravel() if axis is None else self._c
-        count = c.size if axis is None else c.shape[axis]
-        if count == 0:
+        c, ax = (self._c.ravel(), 0) if axis is None else (self._c, axis)
+        if c.shape[ax] == 0:
             raise ValueError("cannot sum an empty encrypted array")
-        out = np.frompyfunc(lambda x, y: x * y % nsq, 2, 1).reduce(
-            c, axis=0 if axis is None else axis
-        )
-        return self._like(out, bound=None if self.bound is None else self.bound * count)
+        out = np.frompyfunc(lambda x, y: x * y % nsq, 2, 1).reduce(c, axis=ax)
+        return self._like(out, bound=None if self.bound is None else self.bound * c.shape[ax])
 
     def rerandomize(self, obfuscators: ObfuscatorPool | None = None) -> EncryptedArray:
         """The same plaintexts under fresh randomness (one new ``r^n`` per ciphertext)."""

@@ -136,13 +136,9 @@ def _bits(bound: int | None) -> str:
 def _layout(bound: int, key_bits: int, size: int) -> tuple[int, int]:
     """(bits per slot, values per packed ciphertext) for values of magnitude at most
     ``bound``, or (0, 1) where packing would not save a ciphertext."""
-    if size < 2:
-        return 0, 1
     width = max(1, (2 * bound).bit_length())  # v + B in [0, 2B] fits
     per = (key_bits - 1) // width  # P < 2^(W per) <= 2^(bits - 1) <= n
-    if per < 2:
-        return 0, 1
-    return width, per
+    return (width, per) if size >= 2 and per >= 2 else (0, 1)
 
 
 def _pack(
