@@ -1,23 +1,15 @@
-"""The arbitered mode: training on Paillier ciphertexts, the arbiter holding the key (the
-arithmetic is in :mod:`consortium.vertical.encrypted`, the arbiter in
-:mod:`consortium.vertical.arbiter`).
+"""The arbitered mode: training on Paillier ciphertexts, the arbiter holding the key. The
+scheme and its arithmetic are in :mod:`consortium.vertical.encrypted`, the arbiter in
+:mod:`consortium.vertical.arbiter`, what each role sees in :mod:`consortium.vertical.visibility`.
 
 Before the alignment the master has the arbiter make the keys (``vfl.he.keys``); the
-arbiter sends the public key to the master and every member. For a training batch
-
-1. the master names the rows (``vfl.forward``) and every member returns ``[[X_p W_p]]``
-   (``vfl.he.forward.reply``);
-2. the master adds them and its own plaintext part ``X_0 W_0 + b`` into ``[[z]]``, forms
-   the scaled gradient ``[[s d]]`` with the labels, re-randomises it and sends it to every
-   member (``vfl.he.residual``);
-3. every party computes its encrypted gradient (the master's ``[X_0 1]^T [[s d]]``, a
-   member's ``X_p^T [[s d]]``), masks it and has the arbiter decrypt it; unmasks, divides
-   by ``s`` and steps; a member then says so (``vfl.he.stepped``);
-4. the master waits until every member has stepped, so that the next batch's outputs come
-   from the updated weights.
-
-The master never holds ``z``, a member's output or a member's gradient in the clear during
-training; to score held-out rows it has the arbiter decrypt the masked outputs, so it learns
+arbiter sends the public key to the master and every member. For a training batch the
+master names the rows (``vfl.forward``); every member returns ``[[X_p W_p]]``
+(``vfl.he.forward.reply``); the master forms ``[[s d]]`` and sends it to every member
+(``vfl.he.residual``); every party has its masked gradient decrypted by the arbiter
+(``vfl.he.decrypt``) and steps, a member then says so (``vfl.he.stepped``). The master waits
+until every member has stepped, so that the next batch's outputs come from the updated
+weights. To score held-out rows it has the arbiter decrypt the masked outputs, and learns
 the outputs of the rows it predicts for (the point of predicting), and nothing else.
 """
 

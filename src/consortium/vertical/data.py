@@ -88,12 +88,6 @@ def _bindings(job: Any) -> dict[str, Any]:
     return {"member": _DefaultBinding()}
 
 
-def _roles_of(job: Any, role: str) -> list[str]:
-    """``[role]`` if the topology has it. What a party holds follows its role, whatever
-    program it runs (the vertical programs find each other by role too)."""
-    return [role] if role in job.spec.topology.roles else []
-
-
 class VerticalBinder:
     """The vertical protocol's data binder (see the module's docstring)."""
 
@@ -144,15 +138,12 @@ class VerticalBinder:
                         f"{source}: data.roles.{role}.{name}: not used by the vertical protocol "
                         "(the master splits the aligned records with data.test_fraction)"
                     )
-        for role in _roles_of(job, "member"):
-            binding = bindings.get(role)
-            if binding is None or binding.columns is None:
-                raise ConfigError(
-                    f"{source}: data.roles.{role}.columns: members hold feature columns"
-                )
-        for role in _roles_of(job, "arbiter"):
-            if role in bindings:
-                raise ConfigError(f"{source}: data.roles.{role}: the arbiter holds no data")
+        # what a party holds follows its role, whatever program it runs
+        member = bindings.get("member")
+        if "member" in roles and (member is None or member.columns is None):
+            raise ConfigError(f"{source}: data.roles.member.columns: members hold feature columns")
+        if "arbiter" in bindings:
+            raise ConfigError(f"{source}: data.roles.arbiter: the arbiter holds no data")
 
     def bind(self, job: Any, parties: Collection[str] | None) -> dict[str, VerticalData]:
         spec = job.spec

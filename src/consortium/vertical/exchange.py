@@ -1,16 +1,12 @@
 """The seams through which the vertical state machines talk, so that each can be driven in
-a test without a network.
-
-A member's state machines answer one message at a time and send through an
-:class:`Outbox`: a :class:`~consortium.runtime.PartyContext` in a run, a recorder in a test.
-The master's modes start every exchange and wait for its replies through an
-:class:`Exchange`: :class:`ContextExchange` in a run (the party's mailbox, the round
-deadline, every expected party needed: vertical training cannot go on without one), in a
-test a stand-in that hands the messages to member state machines on the same thread.
+a test without a network: a member's modes send through an :class:`Outbox` (a
+:class:`~consortium.runtime.PartyContext` in a run, a recorder in a test); the master's
+start every exchange and wait for its replies through an :class:`Exchange`
+(:class:`ContextExchange` in a run; in a test, a stand-in that hands the messages to the
+members' programs on the same thread).
 
 Each reply is *read* as it arrives (:class:`Expect`): the reader checks it and returns what
 the mode needs; a reply it refuses (``RunFailed``) is a failure that names its sender.
-The readers for what every mode receives are here too.
 """
 
 from __future__ import annotations
@@ -62,13 +58,7 @@ class Outbox(Protocol):
     def name(self) -> str: ...
 
     def send(
-        self,
-        kind: str,
-        to: str,
-        *,
-        round: int = 0,
-        meta: Mapping[str, MetaValue] | None = None,
-        tensors: Mapping[str, np.ndarray] | None = None,
+        self, kind: str, to: str, *, round: int, tensors: Mapping[str, np.ndarray] | None = None
     ) -> None: ...
 
     def reply(
@@ -111,21 +101,11 @@ class ContextExchange:
         self.ctx = ctx
         self.timeout = timeout
         self.round = 0
+        self.send = ctx.send
 
     def new_round(self) -> int:
         self.round += 1
         return self.round
-
-    def send(
-        self,
-        kind: str,
-        to: str,
-        *,
-        round: int,
-        meta: Mapping[str, MetaValue] | None = None,
-        tensors: Mapping[str, np.ndarray] | None = None,
-    ) -> None:
-        self.ctx.send(kind, to, round=round, meta=meta, tensors=tensors)
 
     def collect(self, round: int, *expects: Expect) -> list[list[Any]]:
         """The first expectation is waited for with the others' replies kept as they come

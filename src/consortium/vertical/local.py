@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from consortium.errors import RunFailed
-from consortium.runtime import derive_seed
+from consortium.runtime import PartyContext, derive_seed
 from consortium.tracking import save_model
 from consortium.vertical.align import fit_standardizer
 from consortium.vertical.data import VerticalData
@@ -94,18 +94,16 @@ class MemberPart:
 
 
 def member_part(
-    data: VerticalData,
+    ctx: PartyContext,
     rows: np.ndarray,
     *,
     n_train: int,
     width: int,
-    settings: VerticalSettings,
-    seed: int,
-    rank: int,
-    saved: Mapping[str, np.ndarray] | None = None,
+    saved: Mapping[str, np.ndarray] | None,
 ) -> MemberPart:
-    """A party's part over its ``rows`` of the aligned records, its columns standardised
-    with the mean and scale of the training rows (loaded from ``saved``, if given)."""
+    """A party's part over its ``rows`` of the aligned records: its columns, standardised
+    with the mean and scale of the training rows, and its bottom (loaded from ``saved``)."""
+    data: VerticalData = ctx.data
     assert data.x is not None
     x = data.x[rows].astype(np.float64)
     if saved is not None:
@@ -114,9 +112,10 @@ def member_part(
         mean, scale = fit_standardizer(x[:n_train])
     else:
         mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
-    model = data.model
-    net_seed = derive_seed(seed, NET_KEY, rank)
-    bottom = model.kind.bottom(model.args, data, width=width, settings=settings, seed=net_seed)
+    seed = derive_seed(ctx.seed, NET_KEY, ctx.party.rank)
+    bottom = data.model.kind.bottom(
+        data.model.args, data, width=width, settings=ctx.settings, seed=seed
+    )
     if saved is not None:
         bottom.load({k: v for k, v in saved.items() if k not in ("mean", "scale")})
     x = (x - mean) / scale
@@ -146,20 +145,13 @@ class MasterPart:
 
 
 def master_part(
-    data: VerticalData,
-    rows: np.ndarray,
-    *,
-    n_train: int,
-    width: int,
-    members: int,
-    settings: VerticalSettings,
-    seed: int,
-    rank: int,
-    saved: Mapping[str, np.ndarray] | None = None,
+    ctx: PartyContext, rows: np.ndarray, *, n_train: int, width: int, members: int
 ) -> MasterPart:
     """The master's part over its ``rows`` of the aligned records, with a top over
-    ``members`` outputs and its own (loaded from ``saved``, if given)."""
+    ``members`` outputs and its own (loaded from its saved part when the job predicts)."""
+    data: VerticalData = ctx.data
     assert data.y is not None
+    saved = saved_part(ctx.settings, ctx.name)
     own = None
     if data.x is not None:
         own_saved = None
@@ -167,21 +159,10 @@ def master_part(
             own_saved = {
                 k.removeprefix("bottom."): v for k, v in saved.items() if not k.startswith("top.")
             }
-        own = member_part(
-            data,
-            rows,
-            n_train=n_train,
-            width=width,
-            settings=settings,
-            seed=seed,
-            rank=rank,
-            saved=own_saved,
-        )
-    model = data.model
+        own = member_part(ctx, rows, n_train=n_train, width=width, saved=own_saved)
+    seed = derive_seed(ctx.seed, TOP_KEY)
     parts = members + (own is not None)
-    top = model.kind.top(
-        model.args, data, parts=parts, settings=settings, seed=derive_seed(seed, TOP_KEY)
-    )
+    top = data.model.kind.top(data.model.args, data, parts=parts, settings=ctx.settings, seed=seed)
     if saved is not None:
         top.load({k.removeprefix("top."): v for k, v in saved.items() if k.startswith("top.")})
     return MasterPart(y=data.y[rows], top=top, own=own)

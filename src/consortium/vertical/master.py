@@ -21,7 +21,7 @@ from consortium.runtime import JOIN, PROGRAMS, STOP, Outcome, PartyContext, gath
 from consortium.vertical.align import EPOCH_KEY, SPLIT_KEY, align_as_master
 from consortium.vertical.data import VerticalData
 from consortium.vertical.exchange import ContextExchange, Exchange, Expect
-from consortium.vertical.local import MasterPart, master_part, save_part, saved_part
+from consortium.vertical.local import MasterPart, master_part, save_part
 from consortium.vertical.messages import Kind
 from consortium.vertical.modes import MODES, Rounds, mode_name
 from consortium.vertical.parts import score
@@ -89,15 +89,11 @@ class Master:
             if ctx.tracker is not None:
                 ctx.tracker.event("aligned", records=len(alignment.rows), train=alignment.n_train)
             part = master_part(
-                data,
+                ctx,
                 alignment.rows,
                 n_train=alignment.n_train,
                 width=width,
                 members=len(self.members),
-                settings=settings,
-                seed=ctx.seed,
-                rank=ctx.party.rank,
-                saved=saved_part(settings, ctx.name),
             )
             if settings.task == "predict":
                 scores = mode.predict(io, part, np.arange(len(alignment.rows)))

@@ -35,6 +35,7 @@ class Member:
     """Holds some columns of the aligned records and its bottom of the model."""
 
     def __init__(self, ctx: PartyContext) -> None:
+        self.ctx = ctx
         self.settings: VerticalSettings = ctx.settings
         self.data: VerticalData = ctx.data
         self.stage = MemberStage.OFFER
@@ -49,8 +50,6 @@ class Member:
         self.part: MemberPart | None = None
         self._psi: PsiSender | None = None
         self._alignment: Message | None = None  # answered once the mode is ready
-        self.seed, self.rank = ctx.seed, ctx.party.rank
-        self.domain = ctx.job_id
         self._shared: dict[str, Callable[[Outbox, Message], None]] = {
             Kind.PSI_OFFER: self._offer,
             Kind.ALIGN: self._align,
@@ -91,7 +90,7 @@ class Member:
         return True
 
     def _offer(self, out: Outbox, msg: Message) -> None:
-        self._psi = PsiSender(self.data.ids, domain=self.domain)
+        self._psi = PsiSender(self.data.ids, domain=self.ctx.job_id)
         reblinded = self._psi.reblind(msg.tensors["points"])
         out.reply(msg, Kind.PSI_REPLY, tensors={"ids": self._psi.blinded(), "points": reblinded})
         self.stage = MemberStage.ALIGN
@@ -102,16 +101,8 @@ class Member:
         n_train, width = msg.meta.get("train"), msg.meta.get("width")
         if not isinstance(n_train, int) or not isinstance(width, int) or width < 1:
             raise RunFailed(f"{msg.kind} from {msg.sender}: train and width must be integers")
-        self.part = member_part(
-            self.data,
-            rows,
-            n_train=n_train,
-            width=width,
-            settings=self.settings,
-            seed=self.seed,
-            rank=self.rank,
-            saved=saved_part(self.settings, out.name),
-        )
+        saved = saved_part(self.settings, self.ctx.name)
+        self.part = member_part(self.ctx, rows, n_train=n_train, width=width, saved=saved)
         self.mode.aligned(self.part)
         self._alignment = msg
         self.stage = MemberStage.KEY  # ready as soon as the mode is

@@ -155,13 +155,26 @@ def _tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(arr, dtype=np.float32))  # a writable float32 copy
 
 
-class TorchBottom:
-    """A party's bottom network and its optimiser."""
+class _TorchPart:
+    """A party's network and its optimiser."""
 
     def __init__(self, net: torch.nn.Module, *, lr: float, momentum: float, l2: float) -> None:
         self.net = net
         self.opt = _Sgd(net.parameters(), lr=lr, momentum=momentum, l2=l2)
-        self._out: torch.Tensor | None = None
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().numpy().copy() for k, v in self.net.state_dict().items()}
+
+    def load(self, state: Mapping[str, np.ndarray]) -> None:
+        import torch
+
+        self.net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+
+
+class TorchBottom(_TorchPart):
+    """A party's bottom network and its optimiser."""
+
+    _out: torch.Tensor | None = None  # the last training output, for backward
 
     def forward(self, x: np.ndarray, *, train: bool) -> np.ndarray:
         import torch
@@ -190,16 +203,8 @@ class TorchBottom:
         self.opt.step()
         self._out = None
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {k: v.detach().numpy().copy() for k, v in self.net.state_dict().items()}
 
-    def load(self, state: Mapping[str, np.ndarray]) -> None:
-        import torch
-
-        self.net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
-
-
-class TorchTop:
+class TorchTop(_TorchPart):
     """The master's combination of the bottoms' outputs, its top network and the loss."""
 
     def __init__(
@@ -212,10 +217,9 @@ class TorchTop:
         momentum: float,
         l2: float,
     ) -> None:
-        self.net = net
+        super().__init__(net, lr=lr, momentum=momentum, l2=l2)
         self.combine = COMBINERS.get(combine)
         self.task = task
-        self.opt = _Sgd(net.parameters(), lr=lr, momentum=momentum, l2=l2)
 
     def _loss(self, out: torch.Tensor, y: np.ndarray) -> torch.Tensor:
         import torch
@@ -250,14 +254,6 @@ class TorchTop:
                 return values
             probs: np.ndarray = torch.softmax(out, dim=1).numpy().astype(np.float64)
         return probs
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {k: v.detach().numpy().copy() for k, v in self.net.state_dict().items()}
-
-    def load(self, state: Mapping[str, np.ndarray]) -> None:
-        import torch
-
-        self.net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
 
 
 def central_network(
