@@ -23,10 +23,9 @@ of course subtract its own inputs from the total; any smaller coalition learns n
 the others' individual vectors. The aggregator relays the public keys; an aggregator that
 *replaces* them (an active attack) is outside this model.
 
-Two tiers: :class:`MaskingParty` (a party's side: key pair, pair seeds, masking) and
-:class:`MaskedSum` (the aggregator's side: add masked vectors, decode the total), over the
-raw primitives :func:`encode_fixed`, :func:`decode_fixed`, :func:`mask_stream` and the
-Diffie-Hellman functions. Every failure on another party's data raises :class:`SecureSumError`.
+Two tiers: :class:`MaskingParty` (a party's side) and :class:`MaskedSum` (the aggregator's)
+over the raw primitives (fixed-point limbs, mask streams, Diffie-Hellman). Every failure on
+another party's data raises :class:`SecureSumError`.
 """
 
 from __future__ import annotations

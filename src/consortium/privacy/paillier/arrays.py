@@ -146,7 +146,6 @@ class EncryptedArray:
         self.bound = bound
         self.derived = derived
 
-    # ----- shape -------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self._c.shape)
@@ -195,7 +194,6 @@ class EncryptedArray:
     def reshape(self, *shape: Any) -> EncryptedArray:
         return self._like(self._c.reshape(*shape), bound=self.bound, derived=self.derived)
 
-    # ----- arithmetic --------------------------------------------------------------
     def aligned(self, exponent: int) -> EncryptedArray:
         """The same values at a larger ``exponent`` (each ciphertext raised to 2^shift)."""
         shift = exponent - self.exponent

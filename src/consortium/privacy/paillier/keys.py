@@ -8,15 +8,12 @@ four times faster than the textbook formula.
 Who holds what in the vertical protocols: the arbiter generates the keypair and keeps the
 private key; the public key travels to the other parties (``serial.public_key_to_array``),
 who encrypt and compute on ciphertexts but can never decrypt.
-
-Keys hold key material and decrypt raw ciphertexts (:meth:`PrivateKey.raw_decrypt`); the
-recipes above them (``encrypt``, ``decrypt``, ``encrypt_packed``, ...) encode numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consortium.privacy.paillier import primitives
@@ -34,33 +31,24 @@ DEFAULT_KEY_BITS = 2048
 MIN_KEY_BITS = 2048
 
 
+@dataclass(frozen=True, slots=True, repr=False)
 class PublicKey:
-    """A Paillier public key: the modulus ``n`` (and ``g = n + 1``)."""
+    """A Paillier public key: the modulus ``n`` (and ``g = n + 1``). Keys from the network
+    must come through ``serial.public_key_from_array``, which validates them."""
 
-    __slots__ = ("_max_int", "_n", "_nsq")
+    n: Any  # the modulus, a gmpy2 mpz
+    nsq: Any = field(init=False, compare=False)  # n^2: ciphertexts are units below it
+    max_int: int = field(init=False, compare=False)  # the largest signed encoded magnitude
 
-    def __init__(self, n: int) -> None:
-        """Wrap a modulus as given. Keys from the network must go through
-        ``serial.public_key_from_array``, which validates them."""
-        g = gmpy2()
-        self._n = g.mpz(n)
-        self._nsq = self._n * self._n
-        self._max_int = max_int(self._n)
-
-    @property
-    def n(self) -> Any:
-        """The modulus (a gmpy2 ``mpz``)."""
-        return self._n
-
-    @property
-    def nsq(self) -> Any:
-        """``n^2``: ciphertexts are units below it."""
-        return self._nsq
+    def __post_init__(self) -> None:
+        n = gmpy2().mpz(self.n)
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "nsq", n * n)
+        object.__setattr__(self, "max_int", max_int(n))
 
     @property
     def bits(self) -> int:
-        """The length of ``n`` in bits."""
-        return int(self._n.bit_length())
+        return int(self.n.bit_length())
 
     @property
     def plaintext_bytes(self) -> int:
@@ -70,23 +58,12 @@ class PublicKey:
     @property
     def ciphertext_bytes(self) -> int:
         """Bytes of a serialised ciphertext: ``ceil(bits(n^2) / 8)``."""
-        return (int(self._nsq.bit_length()) + 7) // 8
-
-    @property
-    def max_int(self) -> int:
-        """The largest magnitude of a signed encoded value (``n // 3``)."""
-        return self._max_int
+        return (int(self.nsq.bit_length()) + 7) // 8
 
     @property
     def fingerprint(self) -> str:
         """A short SHA-256 digest of ``n``, to name the key in logs and match keys."""
-        return hashlib.sha256(int(self._n).to_bytes(self.plaintext_bytes, "big")).hexdigest()[:16]
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PublicKey) and self._n == other._n
-
-    def __hash__(self) -> int:
-        return hash(("paillier", int(self._n)))
+        return hashlib.sha256(int(self.n).to_bytes(self.plaintext_bytes, "big")).hexdigest()[:16]
 
     def __repr__(self) -> str:
         return f"PublicKey(bits={self.bits}, fingerprint={self.fingerprint})"

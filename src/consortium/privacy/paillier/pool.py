@@ -102,7 +102,6 @@ class ParallelPaillier:
     def _spans(self, total: int) -> list[tuple[int, int]]:
         return _even_spans(total, self.workers * self.chunks_per_worker)
 
-    # ----- obfuscators and encryption ----------------------------------------------
     def obfuscators(
         self, public_key: PublicKey, count: int, *, method: str = "textbook"
     ) -> list[Any]:
@@ -115,9 +114,8 @@ class ParallelPaillier:
     def obfuscators_async(
         self, public_key: PublicKey, count: int, *, method: str = "textbook"
     ) -> list[tuple[Future[bytes], int]]:
-        """Start computing ``count`` obfuscators, in chunks: (future, how many it holds);
-        a future gives its obfuscators as fixed-width rows of ``public_key.ciphertext_bytes``
-        (``rows.split_rows`` reads them)."""
+        """Start computing ``count`` obfuscators: (future, count) chunks, each future's result
+        fixed-width rows of ``public_key.ciphertext_bytes`` (``rows.split_rows`` reads them)."""
         width = public_key.ciphertext_bytes
         n = int(public_key.n)
         return [
@@ -132,7 +130,6 @@ class ParallelPaillier:
         pool = ObfuscatorPool(public_key, size=np.size(values), parallel=self, method="textbook")
         return encrypt(public_key, values, encoding=encoding, obfuscators=pool)
 
-    # ----- decryption --------------------------------------------------------------
     def decrypt_residues(self, private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:
         """``decrypt_residues(private_key, encrypted)``, across the workers."""
         public = private_key.public_key
@@ -164,7 +161,6 @@ class ParallelPaillier:
         """``decrypt(private_key, encrypted)``, across the workers."""
         return Encoding.decode(self.decrypt_encoded(private_key, encrypted), encrypted.exponent)
 
-    # ----- plaintext matrix times encrypted vector ---------------------------------------
     def matvec(
         self, matrix: Any, vector: EncryptedArray, *, method: str = "auto"
     ) -> EncryptedArray:
