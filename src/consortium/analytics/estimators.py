@@ -136,15 +136,19 @@ def _released(state: State, **values: float) -> Finished:
 
 class Estimator(Operation):
     """An estimator: the coordinator asks for sums over the query's rows (``sums``), as
-    many times as it needs."""
+    many times as it needs. ``numeric``: whether ``column`` must be numeric (and, under DP,
+    bounded) or may be any column."""
+
+    numeric: ClassVar[bool] = True
 
     def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
         super().check(args, tables)
         table, column = args.query.table, args.column
         if column is None:
             return
-        check_column(tables[table], table, column, numeric=True)
-        if args.dp is not None and tables[table].columns[column].bounds is None:
+        check_column(tables[table], table, column, numeric=self.numeric or None)
+        bounded = tables[table].columns[column].bounds is not None
+        if self.numeric and args.dp is not None and not bounded:
             raise ValueError(
                 f"column {column!r} needs published bounds for differential privacy "
                 f"(tables.{table}.columns.{column}.bounds)"
@@ -164,11 +168,7 @@ class Estimator(Operation):
 
 class Count(Estimator):
     Args = CountArgs
-
-    def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
-        Operation.check(self, args, tables)
-        if args.column is not None:
-            check_column(tables[args.query.table], args.query.table, args.column)
+    numeric = False
 
     def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
         n = table.n_rows if args.column is None else table.present(args.column).sum()

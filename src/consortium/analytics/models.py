@@ -118,12 +118,6 @@ def _build(meta: Mapping[str, Any]) -> Any:
     )
 
 
-def _model(state: State) -> Any:
-    model = _build(state.meta["model"])
-    model.set_weights({k[6:]: v for k, v in state.arrays.items() if k.startswith("model.")})
-    return model
-
-
 class ModelInit(Operation):
     Args = InitArgs
     placement = "coordinator"
@@ -194,8 +188,10 @@ class Train(Operation):
         order = stable_split(data, len(y), "holdout")
         test = order[: round(args.holdout * len(y))]
         train = np.setdiff1d(np.arange(len(y)), test)
-        model = _model(data.state)
-        y = y.astype(np.int64) if data.state.meta["model"]["n_classes"] else y
+        state = data.state
+        model = _build(state.meta["model"])
+        model.set_weights({k[6:]: v for k, v in state.arrays.items() if k.startswith("model.")})
+        y = y.astype(np.int64) if state.meta["model"]["n_classes"] else y
         if int(request["stage"][0]) == 1:
             model.set_weights({k[4:]: v for k, v in request.items() if k.startswith("new.")})
             scores = model.evaluate(x[test], y[test]) if test.size else {}

@@ -4,8 +4,8 @@ Filters are data: comparisons, ranges, membership and null checks on a column, c
 with ``and``, ``or`` and ``not``. Their JSON form is what travels; in Python they compose
 naturally::
 
-    q = Query(table="patients").where(col("age") >= 40, col("sex").isin(["F"]))
-    q = q.where(~col("bmi").is_null() | (col("bp") > 90))
+    q = Query(table="patients").filter(col("age") >= 40, col("sex").isin(["F"]))
+    q = q.filter(~col("bmi").is_null() | (col("bp") > 90))
 
 Semantics follow pandas: a comparison with a missing value is false, ``!=`` and ``not_in``
 are the negations of ``==`` and ``in`` (so true for a missing value), ``between`` includes

@@ -6,10 +6,7 @@ args as data, refuses a mask nonce it has seen before (a reused mask would revea
 difference of two answers), refuses a sum over fewer parties than ``min_parties`` unless the
 operation is one whose per-party output is meant to be seen, charges every noisy statistic
 to its own accountant before releasing it, adds its share of the noise, and masks the
-statistics for secure summation.
-
-What a worker sees: the other workers' Diffie-Hellman public keys, the workflow state the
-coordinator distributes (results and models meant for everyone), and its own rows.
+statistics for secure summation. (What each role sees: :mod:`consortium.analytics.programs`.)
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ from consortium.runtime import JOIN, STOP, PartyContext, derive_rng
 from consortium.transport import PEER_LOST
 from consortium.wire import Message, MetaValue
 
-__all__ = ["KEYS", "RESULT", "TASK", "Worker", "state_from_wire"]
+__all__ = ["KEYS", "RESULT", "TASK", "Worker"]
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +37,6 @@ KEYS = "analytics.keys"  # coordinator -> workers: every worker's public key
 TASK = "analytics.task"  # coordinator -> workers: one request of one job
 RESULT = "analytics.result"  # workers -> coordinator: masked sums and plain arrays, or error
 _NOISE_KEY = 0xD9  # keeps the seeded noise stream apart from the operation's own stream
-
-
-def state_from_wire(msg: Message) -> State:
-    arrays = {k[6:]: v for k, v in msg.tensors.items() if k.startswith("state.")}
-    meta = json.loads(str(msg.meta.get("state", "{}")))
-    return State(arrays=arrays, meta=meta if isinstance(meta, dict) else {})
 
 
 class Worker:
@@ -106,10 +97,12 @@ class Worker:
         except ValueError as exc:
             raise ConfigError(f"job {job!r}: {exc}") from None
         request = {k[4:]: v for k, v in msg.tensors.items() if k.startswith("req.")}
+        arrays = {k[6:]: v for k, v in msg.tensors.items() if k.startswith("state.")}
+        meta = json.loads(str(msg.meta.get("state", "{}")))
         data = LocalData(
             party=ctx.name,
             tables=self.tables,
-            state=state_from_wire(msg),
+            state=State(arrays=arrays, meta=meta if isinstance(meta, dict) else {}),
             rng=derive_rng(ctx.seed, zlib.crc32(job.encode()), ctx.party.rank),
         )
         partial = op.local(args, request, data)
