@@ -13,9 +13,8 @@ What is logged, in MLflow's terms:
   passed since the last, and at finish (each batch is one request or transaction of
   MLflow's store, however many rounds it holds);
 * at finish: ``final/<name>`` for the final metrics, ``run/duration_s`` and
-  ``run/rounds_completed``; the files of the run directory (``job.yaml``, ``model.npz``,
-  ``curves.png``, ``summary.json``, ``metrics.jsonl``, ``events.jsonl``) as artifacts;
-  run status FINISHED or FAILED;
+  ``run/rounds_completed``; the files the run-directory sink wrote as artifacts; run status
+  FINISHED or FAILED;
 * tags ``consortium.job``, ``consortium.job_hash``, ``consortium.run_id``,
   ``consortium.status`` (``running``, then the summary's status) and ``consortium.error``.
 
@@ -33,10 +32,8 @@ import logging
 import os
 import posixpath
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -94,7 +91,6 @@ class MlflowSink:
         self,
         *,
         settings: MlflowSettings | None = None,
-        wall_clock: Callable[[], float] = time.time,
         flush_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -106,7 +102,7 @@ class MlflowSink:
             raise ConfigError(f"flush_s must be a number of seconds >= 0, got {flush_s!r}")
         self.settings = settings if settings is not None else MlflowSettings()
         self.run_id: str | None = None  # MLflow's id of the run, once started
-        self._wall_clock, self._flush_s, self._clock = wall_clock, flush_s, clock
+        self._flush_s, self._clock = flush_s, clock
         self._client: MlflowClient | None = None
         self._run_dir = Path()
         self._terminated = False
@@ -121,8 +117,14 @@ class MlflowSink:
         if not uri:
             Path(info.run_dir).parent.mkdir(parents=True, exist_ok=True)
             uri = default_tracking_uri(Path(info.run_dir).parent)
-        with _file_store_allowed(uri):
+        allow = urlparse(uri).scheme in ("", "file") and _ALLOW_FILE_STORE not in os.environ
+        if allow:
+            os.environ[_ALLOW_FILE_STORE] = "true"
+        try:
             client = MlflowClient(tracking_uri=uri)
+        finally:
+            if allow:
+                os.environ.pop(_ALLOW_FILE_STORE, None)
         experiment_id = _experiment_id(client, self.settings.experiment or info.job_name)
         tags = {
             "consortium.job": info.job_name,
@@ -173,12 +175,6 @@ class MlflowSink:
             for name in rundir.FILES:
                 if (self._run_dir / name).is_file():
                     client.log_artifact(run_id, str(self._run_dir / name))
-            if model is not None and not (self._run_dir / rundir.MODEL_FILE).is_file():
-                # No run-directory sink wrote the model: save it on the side, so MLflow has it.
-                with tempfile.TemporaryDirectory() as folder:
-                    path = Path(folder) / rundir.MODEL_FILE
-                    rundir.save_model(path, model)
-                    client.log_artifact(run_id, str(path))
         finally:
             client.set_terminated(run_id, "FINISHED" if summary.status == "completed" else "FAILED")
             self._terminated = True
@@ -201,7 +197,7 @@ class MlflowSink:
     def _hold(self, values: Mapping[str, float], *, step: int) -> None:
         from mlflow.entities import Metric
 
-        stamp = int(self._wall_clock() * 1000)
+        stamp = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), stamp, step) for k, v in values.items()]
 
     def _send(self, client: MlflowClient, run_id: str) -> None:
@@ -228,20 +224,6 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
             f"MLflow experiment {name!r} is deleted; restore it or choose another experiment"
         )
     return str(found.experiment_id)
-
-
-@contextmanager
-def _file_store_allowed(uri: str) -> Iterator[None]:
-    """Let MLflow 3 open a local file store in the block; MLflow caches each store by URI,
-    so the client keeps working after it."""
-    if urlparse(uri).scheme not in ("", "file") or _ALLOW_FILE_STORE in os.environ:
-        yield
-        return
-    os.environ[_ALLOW_FILE_STORE] = "true"
-    try:
-        yield
-    finally:
-        os.environ.pop(_ALLOW_FILE_STORE, None)
 
 
 def _limit(name: str, fallback: int) -> int:

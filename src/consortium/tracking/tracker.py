@@ -40,27 +40,23 @@ logger = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
-    """Something that records a run. Every method is called under the tracker's lock."""
+    """Something that records a run; every method is called under the tracker's lock.
 
-    def start(self, info: RunInfo) -> None:
-        """The run begins."""
-        ...
+    :meth:`start` as the run begins; :meth:`round` as each round closes; :meth:`event` when
+    something worth noting happens (a dropout, a party joined, a warning); :meth:`finish`
+    when the run ended, completed or failed, with the final model if any; :meth:`close`
+    once, after ``finish`` if any, to release files, displays and connections.
+    """
 
-    def round(self, record: RoundRecord) -> None:
-        """A round has closed."""
-        ...
+    def start(self, info: RunInfo) -> None: ...
 
-    def event(self, name: str, **fields: EventValue) -> None:
-        """Something worth noting happened: a dropout, a party joined, a warning."""
-        ...
+    def round(self, record: RoundRecord) -> None: ...
 
-    def finish(self, summary: RunSummary, model: Model | None) -> None:
-        """The run ended, completed or failed; ``model`` is the final model, if any."""
-        ...
+    def event(self, name: str, **fields: EventValue) -> None: ...
 
-    def close(self) -> None:
-        """Release files, displays and connections. Called once, after ``finish`` if any."""
-        ...
+    def finish(self, summary: RunSummary, model: Model | None) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
