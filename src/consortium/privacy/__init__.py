@@ -1,13 +1,8 @@
-"""Privacy side libraries used by the federated programs.
-
-Each lives in its own module or subpackage and loads its heavy dependencies only when
-used; import them by their full names. Among them:
-
-- :mod:`consortium.privacy.paillier`: additively homomorphic Paillier encryption for the
-  vertical protocols (encrypted residuals, encrypted gradients, masked decryption). Needs the
-  ``paillier`` extra (``pip install 'consortium[paillier]'``).
-
-Nothing here imports from the programs, the runtime or the transports.
+"""Privacy side libraries used by the federated programs, each imported by its full name
+and loading its heavy dependencies only when used: :mod:`.paillier` (additively homomorphic
+encryption for the vertical protocols; the ``paillier`` extra), :mod:`.psi` (private set
+intersection), :mod:`.secure_sum` (pairwise-masked sums) and :mod:`.dp` (differential
+privacy). Nothing here imports from the programs, the runtime or the transports.
 """
 
 from __future__ import annotations

@@ -187,11 +187,9 @@ def _points(arr: np.ndarray) -> np.ndarray:
 def _canonical(points: np.ndarray) -> bool:
     """Every row is a u-coordinate below ``2^255 - 19`` (so the top bit is clear too)."""
     top = points[:, 31]
-    if np.any(top > 0x7F):
-        return False
     # at least 2^255 - 19: 0x7f on top, 0xff in between, at least 0xed at the bottom
     high = (top == 0x7F) & np.all(points[:, 1:31] == 0xFF, axis=1) & (points[:, 0] >= 0xED)
-    return not bool(np.any(high))
+    return not bool(np.any(top > 0x7F) or np.any(high))
 
 
 def blind(points: np.ndarray, scalar: int) -> np.ndarray:

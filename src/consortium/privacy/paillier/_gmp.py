@@ -1,8 +1,6 @@
-"""Lazy access to gmpy2, so that importing Consortium never needs it.
-
-gmpy2 (LGPL, a wrapper of GMP) does all big-integer arithmetic here. It is an optional
-dependency: the ``paillier`` extra. Every function that computes calls :func:`gmpy2` first;
-when the package is missing, the error says how to install it.
+"""Lazy access to gmpy2 (LGPL, a wrapper of GMP), which does all big-integer arithmetic
+here: an optional dependency (the ``paillier`` extra), so importing Consortium never needs
+it, and its absence is reported, with how to install it, on first use.
 """
 
 from __future__ import annotations

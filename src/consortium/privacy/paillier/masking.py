@@ -105,9 +105,10 @@ def mask(encrypted: EncryptedArray, *, bound: int | None = None) -> tuple[Encryp
         if bound < 0:
             raise ValueError(f"bound must be non-negative, got {bound}")
         if encrypted.bound is None or encrypted.bound > bound:
+            have = "unknown" if encrypted.bound is None else f"{encrypted.bound.bit_length()} bits"
             raise EncodingOverflow(
-                f"the values' proven bound ({_bits(encrypted.bound)}) exceeds the public "
-                f"bound they are packed by ({_bits(bound)})"
+                f"the values' proven bound ({have}) exceeds the public bound they are packed "
+                f"by ({int(bound).bit_length()} bits)"
             )
         width, per = _layout(bound, public.bits, len(cts))
         offset = bound if width else 0
@@ -127,10 +128,6 @@ def mask(encrypted: EncryptedArray, *, bound: int | None = None) -> tuple[Encryp
     )
     secret = Mask(public, encrypted.exponent, encrypted.shape, wire, residues, width, per, offset)
     return masked, secret
-
-
-def _bits(bound: int | None) -> str:
-    return "unknown" if bound is None else f"{int(bound).bit_length()} bits"
 
 
 def _layout(bound: int, key_bits: int, size: int) -> tuple[int, int]:

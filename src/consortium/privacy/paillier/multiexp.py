@@ -64,9 +64,8 @@ _DIGIT_BYTES = 1 << 24
 
 def naive_multiexp(bases: Sequence[Any], exponents: Sequence[int], modulus: Any) -> Any:
     """``prod b^e mod modulus`` with one ``powmod`` per term (negative ``e`` invert ``b``)."""
-    g = gmpy2()
-    powmod = g.powmod
-    acc = g.mpz(1)
+    powmod = gmpy2().powmod
+    acc = gmpy2().mpz(1)
     for b, e in zip(bases, exponents, strict=True):
         if e:
             acc = acc * powmod(b, e, modulus) % modulus

@@ -1,8 +1,6 @@
-"""Big integers as fixed-width big-endian byte rows, the form in which ciphertexts, residues
-and obfuscators cross the boundary to worker processes (see :mod:`.pool`).
-
-A row is ``width`` bytes, most significant first; a blob is rows laid end to end. Values
-must fit their width: :func:`join_rows` raises ``OverflowError`` for one that does not.
+"""Big integers as fixed-width big-endian byte rows (``width`` bytes, most significant
+first), laid end to end in a blob: the form in which ciphertexts, residues and obfuscators
+cross the boundary to worker processes (see :mod:`.pool`) and go on the wire (``serial``).
 """
 
 from __future__ import annotations
@@ -22,5 +20,5 @@ def split_rows(blob: bytes, width: int) -> list[Any]:
 
 
 def join_rows(values: Iterable[Any], width: int) -> bytes:
-    """``values`` as ``width``-byte big-endian rows, laid end to end."""
+    """``values`` as ``width``-byte rows, laid end to end; OverflowError for one too wide."""
     return b"".join(int(v).to_bytes(width, "big") for v in values)
