@@ -25,7 +25,6 @@ from typing import Any, Literal
 from consortium.analytics.workflow import (
     Finalize,
     Initialize,
-    Iterate,
     Parallel,
     RoundRobin,
     Sequential,
@@ -155,9 +154,7 @@ def _compile(
                 after = (job_id,)
         elif isinstance(step, Sequential):
             after = _compile(list(step.steps), f"{name}/", after, workers, jobs)
-        elif isinstance(step, Iterate):
+        else:  # Iterate, the last kind of step
             for i in range(step.times):
                 after = _compile(list(step.steps), f"{name}#{i}/", after, workers, jobs)
-        else:  # pragma: no cover - the Step union admits no other type
-            raise TypeError(f"unknown step {step!r}")
     return after

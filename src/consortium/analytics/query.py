@@ -24,10 +24,9 @@ from consortium.analytics.tables import Table, TableSpec
 from consortium.spec import Strict
 
 __all__ = [
-    "AllOf",
-    "AnyOf",
     "Between",
     "Col",
+    "Combine",
     "Compare",
     "Filter",
     "IsIn",
@@ -43,11 +42,11 @@ Scalar = float | str
 class _Composable(Strict):
     """``&``, ``|`` and ``~`` on filters."""
 
-    def __and__(self, other: Filter) -> AllOf:
-        return AllOf(op="and", of=[self, other])  # type: ignore[list-item]
+    def __and__(self, other: Filter) -> Combine:
+        return Combine(op="and", of=[self, other])  # type: ignore[list-item]
 
-    def __or__(self, other: Filter) -> AnyOf:
-        return AnyOf(op="or", of=[self, other])  # type: ignore[list-item]
+    def __or__(self, other: Filter) -> Combine:
+        return Combine(op="or", of=[self, other])  # type: ignore[list-item]
 
     def __invert__(self) -> Not:
         return Not(op="not", of=self)  # type: ignore[arg-type]
@@ -76,13 +75,10 @@ class IsNull(_Composable):
     op: Literal["is_null", "not_null"] = "is_null"
 
 
-class AllOf(_Composable):
-    op: Literal["and"] = "and"
-    of: list[Filter] = Field(min_length=1)
+class Combine(_Composable):
+    """Filters that must all hold (``and``) or of which one must (``or``)."""
 
-
-class AnyOf(_Composable):
-    op: Literal["or"] = "or"
+    op: Literal["and", "or"]
     of: list[Filter] = Field(min_length=1)
 
 
@@ -98,8 +94,8 @@ _TAGS = {
     "not_in": "in",
     "is_null": "null",
     "not_null": "null",
-    "and": "and",
-    "or": "or",
+    "and": "combine",
+    "or": "combine",
     "not": "not",
 }
 
@@ -114,8 +110,7 @@ Filter = Annotated[
     | Annotated[Between, Tag("between")]
     | Annotated[IsIn, Tag("in")]
     | Annotated[IsNull, Tag("null")]
-    | Annotated[AllOf, Tag("and")]
-    | Annotated[AnyOf, Tag("or")]
+    | Annotated[Combine, Tag("combine")]
     | Annotated[Not, Tag("not")],
     Discriminator(
         _tag,
@@ -123,7 +118,7 @@ Filter = Annotated[
         custom_error_message="a filter's op must be one of: " + ", ".join(_TAGS),
     ),
 ]
-for _model in (AllOf, AnyOf, Not):
+for _model in (Combine, Not):
     _model.model_rebuild()
 
 
@@ -219,7 +214,7 @@ def check_column(spec: TableSpec, table: str, column: str, *, numeric: bool | No
 
 
 def _check_filter(f: Any, spec: TableSpec, table: str) -> None:
-    if isinstance(f, AllOf | AnyOf):
+    if isinstance(f, Combine):
         for g in f.of:
             _check_filter(g, spec, table)
         return
@@ -258,10 +253,9 @@ def _codes(table: Table, column: str, values: Sequence[Scalar]) -> list[int]:
 
 
 def _evaluate(f: Any, table: Table) -> np.ndarray:
-    if isinstance(f, AllOf):
-        return np.logical_and.reduce([_evaluate(g, table) for g in f.of])
-    if isinstance(f, AnyOf):
-        return np.logical_or.reduce([_evaluate(g, table) for g in f.of])
+    if isinstance(f, Combine):
+        reduce = np.logical_and.reduce if f.op == "and" else np.logical_or.reduce
+        return reduce([_evaluate(g, table) for g in f.of])
     if isinstance(f, Not):
         return ~_evaluate(f.of, table)
     values = table.columns[f.column]
