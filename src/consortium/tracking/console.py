@@ -83,7 +83,7 @@ class ConsoleSink:
             self.console.print(f"[dim]{escape(text)}[/]", highlight=False)
 
     def finish(self, summary: RunSummary, model: Model | None) -> None:
-        self._stop()
+        self.close()
         if summary.status == "failed":
             self.console.print(
                 f"[bold red]run failed[/] {escape(summary.error or '')}".rstrip(), highlight=False
@@ -92,9 +92,6 @@ class ConsoleSink:
             self.console.print(self._table(summary))
 
     def close(self) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None

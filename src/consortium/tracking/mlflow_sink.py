@@ -143,7 +143,6 @@ class MlflowSink:
         self._sent_at = self._clock()
 
     def round(self, record: RoundRecord) -> None:
-        client, run_id = self._started()
         values: dict[str, float] = {_key(name): v for name, v in record.metrics.items()}
         for party, metrics in record.party_metrics.items():
             values.update({_key(f"party/{party}/{name}"): v for name, v in metrics.items()})
@@ -152,7 +151,7 @@ class MlflowSink:
         values["round/failures"] = len(record.failures)
         self._hold(values, step=record.round)
         if self._clock() - self._sent_at >= self._flush_s:
-            self._send(client, run_id)
+            self._send()
 
     def event(self, name: str, **fields: EventValue) -> None:
         """Events are not sent one by one; ``events.jsonl`` is logged as an artifact."""
@@ -166,7 +165,7 @@ class MlflowSink:
             values["run/duration_s"] = summary.duration_s
             values["run/rounds_completed"] = summary.rounds_completed
             self._hold(values, step=summary.rounds_completed)
-            self._send(client, run_id)
+            self._send()
             tags = [RunTag("consortium.status", summary.status)]
             if summary.error:
                 error = _cut(summary.error, _limit("MAX_TAG_VAL_LENGTH", 5000))
@@ -185,7 +184,7 @@ class MlflowSink:
         if self._client is not None and self.run_id is not None and not self._terminated:
             self._terminated = True
             try:
-                self._send(self._client, self.run_id)
+                self._send()
             finally:
                 self._client.set_terminated(self.run_id, "KILLED")
 
@@ -200,8 +199,9 @@ class MlflowSink:
         stamp = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), stamp, step) for k, v in values.items()]
 
-    def _send(self, client: MlflowClient, run_id: str) -> None:
+    def _send(self) -> None:
         """Log the held metrics, in as few batches as MLflow takes."""
+        client, run_id = self._started()
         pending, self._pending = self._pending, []
         self._sent_at = self._clock()
         for chunk in _chunks(pending, _limit("MAX_METRICS_PER_BATCH", 1000)):

@@ -1,8 +1,6 @@
 """What ``curves.png`` shows: which metrics get a panel, what each panel's title says, and
 how the panels fill the figure's rows. Pure Python over the round records and the resolved
-job (no matplotlib), so the choice can be checked on its own.
-
-Rules:
+job (no matplotlib), so the choice can be checked on its own. Rules:
 
 * one panel per global metric, then one per per-party metric;
 * no panel for a duration (``train_seconds``, any ``*_seconds`` or ``*_s``): timing noise;

@@ -1,11 +1,8 @@
 """What a run records: its identity, one record per round, events, a final summary and
-the model.
-
-This is the whole vocabulary between the runtime and the tracking sinks: plain numbers,
+the model; the whole vocabulary between the runtime and the tracking sinks. Plain numbers,
 strings and named arrays, so every sink can serialise them without knowing about parties
-or transports. The helpers give runs sortable ids, turn a resolved job into the hash and
-flat parameters that :class:`RunInfo` carries, read ``metrics.jsonl`` back and write files
-atomically.
+or transports. The helpers make sortable run ids and the hash and flat parameters of a
+job, read ``metrics.jsonl`` back and write files atomically.
 """
 
 from __future__ import annotations
@@ -124,7 +121,6 @@ class RunSummary:
 
     status: RunStatus
     metrics: Mapping[str, float]
-    """Final metrics."""
     rounds_completed: int
     duration_s: float
     dropouts: Mapping[str, str]

@@ -1,21 +1,17 @@
 """The run directory: the files that are the results of a run.
 
-Layout of ``run_dir``:
+* ``job.yaml``: the resolved job, written at start;
+* ``metrics.jsonl``: one JSON object per round, flushed line by line so a crash keeps
+  finished rounds;
+* ``events.jsonl``: one JSON object per event, ``{"time": unix seconds, "event": name,
+  "fields": {...}}``;
+* ``summary.json``: written at finish, completed or failed;
+* ``model.npz``: the final model, arrays by name, in numpy's ``.npz`` format with no
+  pickled objects;
+* ``curves.png``: the metrics over rounds, drawn at finish from the files above when
+  matplotlib is installed; :func:`draw_report` draws it again from them.
 
-``job.yaml``
-    The resolved job, written at start.
-``metrics.jsonl``
-    One JSON object per round, flushed line by line so a crash keeps finished rounds.
-``events.jsonl``
-    One JSON object per event: ``{"time": unix seconds, "event": name, "fields": {...}}``.
-``summary.json``
-    Written at finish, completed or failed; atomically (temp file + ``os.replace``).
-``model.npz``
-    The final model, arrays by name, in numpy's ``.npz`` format with no pickled objects.
-``curves.png``
-    The metrics over rounds, drawn at finish from the files above when matplotlib is
-    installed; :func:`draw_report` draws it again from them.
-
+All but the two logs are written atomically (a temporary file, then ``os.replace``).
 Non-finite metric values are written as ``NaN``/``Infinity``, as Python's ``json`` does,
 rather than dropped: a diverged loss is a result too.
 """
@@ -156,7 +152,6 @@ class RunReport:
     """What ``curves.png`` is drawn from: a run directory's files, read back."""
 
     records: list[RoundRecord]
-    """The rounds of ``metrics.jsonl``."""
     job: Mapping[str, Any]
     """The resolved job of ``job.yaml`` (empty when there is none)."""
     title: str
@@ -214,24 +209,21 @@ def save_model(path: Path, model: Model) -> None:
 
     Written member by member with ``np.lib.format.write_array(allow_pickle=False)`` rather
     than ``np.savez(file, **model)``: that refuses layers named ``file`` and would pickle
-    object arrays. Object arrays are refused here. The file is replaced atomically.
+    object arrays. Object arrays are refused here, and the file is left as it was.
     """
-    arrays: dict[str, np.ndarray] = {}
-    for name, value in model.items():
-        if not isinstance(name, str) or not name:
-            raise ConsortiumError(f"model array names must be non-empty strings, got {name!r}")
-        array = np.asarray(value)
-        if array.dtype.hasobject:
-            raise ConsortiumError(
-                f"model array {name!r} has dtype {array.dtype}; only numeric arrays are saved "
-                "(never pickled objects)"
-            )
-        arrays[name] = array
     with (
         replacing(path) as temporary,
         zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive,
     ):
-        for name, array in arrays.items():
+        for name, value in model.items():
+            if not isinstance(name, str) or not name:
+                raise ConsortiumError(f"model array names must be non-empty strings, got {name!r}")
+            array = np.asarray(value)
+            if array.dtype.hasobject:
+                raise ConsortiumError(
+                    f"model array {name!r} has dtype {array.dtype}; only numeric arrays are "
+                    "saved (never pickled objects)"
+                )
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
 

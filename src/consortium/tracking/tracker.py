@@ -1,17 +1,12 @@
 """The sink interface, the :class:`Tracker` that fans each call out to its sinks, and
 :func:`build_tracker`, which builds a run's tracker through the :data:`SINKS` registry.
 
-Sinks come in two kinds:
-
-* **required** sinks (the run directory) hold the results of the run. Their failures are
-  raised to the caller, because results must never be lost silently.
-* **optional** sinks (console, MLflow) are conveniences. One that raises is logged and
-  disabled; the run goes on with the others.
-
-Calls reach the sinks in a fixed order: required sinks first, then optional ones, each
-group in the order given. Sinks may rely on it: the MLflow sink logs the files the
-run-directory sink wrote in the same ``finish`` call, and the console's final table, last,
-is the last thing printed.
+Required sinks (the run directory) hold the results of the run: their failures are raised,
+because results must never be lost silently. Optional sinks (console, MLflow) are
+conveniences: one that raises is logged and disabled, and the run goes on. Calls reach the
+required sinks first, then the optional ones, each group in the order given. Sinks rely on
+it: the MLflow sink logs the files the run directory wrote in the same ``finish``, and the
+console's final table, last, is the last thing printed.
 """
 
 from __future__ import annotations
@@ -67,9 +62,7 @@ class _Entry:
 
 
 class Tracker:
-    """Fans every call out to its sinks, in order: ``required`` first, then ``optional``.
-
-    Use it as a context manager: leaving the block on an exception after :meth:`start`
+    """Fans every call out to its sinks (see the module docs). Use it as a context manager: leaving the block on an exception after :meth:`start`
     and before :meth:`finish` records a failed summary (if even that fails, it is logged
     and the block's own exception goes on), and leaving it in any way closes every sink.
     """
