@@ -11,7 +11,7 @@ once, after the last epoch, instead of once per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -19,18 +19,10 @@ from consortium.errors import ConfigError
 from consortium.ml._checks import check_positive_int
 from consortium.ml.model import Correction, check_fit_args, check_weights
 
-__all__ = ["AffineModel", "EpochRunner", "GradientHook", "batch_bounds"]
+__all__ = ["AffineModel", "EpochRunner"]
 
 #: ``(run_one_epoch, loss_of_the_last_epoch)``, made by a subclass for one ``fit`` call.
 EpochRunner = tuple[Callable[[], None], Callable[[], float]]
-#: Adds a correction to ``grad`` (already scaled by the step size) in place.
-GradientHook = Callable[[np.ndarray], None]
-
-
-def batch_bounds(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` of each minibatch of ``n`` rows, the last one possibly shorter."""
-    for start in range(0, n, batch_size):
-        yield start, min(start + batch_size, n)
 
 
 class AffineModel:
@@ -48,8 +40,6 @@ class AffineModel:
         self._theta = np.zeros((self.n_features + 1, self.n_outputs), dtype=np.float32)
         self._grad = np.empty_like(self._theta)
 
-    # -- state ---------------------------------------------------------------------------
-
     def get_weights(self) -> dict[str, np.ndarray]:
         return {"W": self._theta[:-1].copy(), "b": self._theta[-1].copy()}
 
@@ -64,8 +54,6 @@ class AffineModel:
 
     def num_parameters(self) -> int:
         return int(self._theta.size)
-
-    # -- training ------------------------------------------------------------------------
 
     def fit(
         self,
@@ -89,8 +77,8 @@ class AffineModel:
         rows[:, d] = 1.0
         xs = np.empty_like(rows)
         ts = np.empty_like(targets)
-        hook = None if correction is None else self._hook(correction, float(lr))
-        run_epoch, last_loss = self._runner(xs, ts, int(batch_size), float(lr), hook)
+        update = self._update(float(lr), correction)
+        run_epoch, last_loss = self._runner(xs, ts, int(batch_size), float(lr), update)
         for _ in range(int(epochs)):
             order = rng.permutation(n)
             # mode="clip" skips the bounds check (and its buffering): order is a permutation
@@ -120,24 +108,32 @@ class AffineModel:
                 target[...] = arr
         return out
 
-    def _hook(self, correction: Correction, lr: float) -> GradientHook:
-        """grad += lr * (mu * (theta - anchor) + shift), allocation-free per step."""
-        theta = self._theta
+    def _update(self, lr: float, correction: Correction | None) -> Callable[[], None]:
+        """The update once a batch has left its gradient, scaled by ``lr``, in ``self._grad``:
+        add ``lr * (mu * (theta - anchor) + shift)``, decay ``W`` by ``l2``, subtract. It
+        allocates nothing."""
+        theta, grad, w = self._theta, self._grad, self._theta[:-1]
+        correction = correction or Correction()
         anchor = self._as_theta(correction.anchor or {}, "anchor")
         shift = self._as_theta(correction.shift or {}, "shift")
         pull = np.float32(lr * correction.mu)
         scaled_shift = None if shift is None else (shift * np.float32(lr))
         scratch = np.empty_like(theta)
+        decay = np.float32(1.0 - lr * self.l2)
+        shrink = self.l2 > 0.0
 
-        def hook(grad: np.ndarray) -> None:
+        def update() -> None:
             if anchor is not None and pull:
                 np.subtract(theta, anchor, out=scratch)
                 np.multiply(scratch, pull, out=scratch)
-                grad += scratch
+                np.add(grad, scratch, out=grad)
             if scaled_shift is not None:
-                grad += scaled_shift
+                np.add(grad, scaled_shift, out=grad)
+            if shrink:
+                np.multiply(w, decay, out=w)
+            np.subtract(theta, grad, out=theta)
 
-        return hook
+        return update
 
     def _features(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 2 or x.shape[1] != self.n_features:
@@ -156,9 +152,9 @@ class AffineModel:
         raise NotImplementedError
 
     def _runner(
-        self, xs: np.ndarray, ts: np.ndarray, batch_size: int, lr: float, hook: GradientHook | None
+        self, xs: np.ndarray, ts: np.ndarray, batch_size: int, lr: float, update: Callable[[], None]
     ) -> EpochRunner:
         """The SGD epoch over the shuffled buffers ``xs`` (rows with a column of ones) and
-        ``ts`` (targets), calling ``hook(grad)`` before each step, and the mean loss of the
-        epoch last run."""
+        ``ts`` (targets), calling ``update()`` once each batch's gradient is in ``self._grad``,
+        and the mean loss of the epoch last run."""
         raise NotImplementedError

@@ -7,20 +7,30 @@ the penalty is applied as weight decay. Same allocation-free inner loop as ``log
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from consortium.errors import ConfigError
-from consortium.ml._affine import AffineModel, EpochRunner, GradientHook, batch_bounds
+from consortium.ml._affine import AffineModel, EpochRunner
 from consortium.ml.model import MODELS, r2_score
 
-__all__ = ["LinearRegression", "build_linreg"]
+__all__ = ["LinearRegression"]
 
 
+@MODELS.decorator("linreg")
 class LinearRegression(AffineModel):
     """Least-squares regression of one target; weights ``W`` (features, 1) and ``b`` (1,),
-    float32, initialised to zero."""
+    float32, initialised to zero (so ``seed`` is unused)."""
 
-    def __init__(self, *, n_features: int, l2: float = 0.0) -> None:
+    def __init__(
+        self, *, n_features: int, n_classes: int | None = None, seed: int = 0, l2: float = 0.0
+    ) -> None:
+        if n_classes is not None:
+            raise ConfigError(
+                f"linreg needs a regression dataset, got one with {n_classes} classes; "
+                "use logreg for classification"
+            )
         super().__init__(n_features=n_features, n_outputs=1, l2=l2)
 
     def _targets(self, y: np.ndarray) -> np.ndarray:
@@ -30,16 +40,14 @@ class LinearRegression(AffineModel):
         return np.ascontiguousarray(target, dtype=np.float32).reshape(-1, 1)
 
     def _runner(
-        self, xs: np.ndarray, ts: np.ndarray, batch_size: int, lr: float, hook: GradientHook | None
+        self, xs: np.ndarray, ts: np.ndarray, batch_size: int, lr: float, update: Callable[[], None]
     ) -> EpochRunner:
         n = len(ts)
         theta, grad = self._theta, self._grad
-        w = theta[:-1]
-        decay = np.float32(1.0 - lr * self.l2)
-        shrink = self.l2 > 0.0
         residuals = np.empty_like(ts)  # prediction minus target, for every row
         batches = []
-        for start, stop in batch_bounds(n, batch_size):
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
             xb = xs[start:stop]
             step = np.float32(2.0 * lr / (stop - start))
             batches.append((xb, xb.T, ts[start:stop], residuals[start:stop], step))
@@ -51,11 +59,7 @@ class LinearRegression(AffineModel):
                 subtract(r, tb, out=r)
                 dot(xbt, r, out=grad)
                 multiply(grad, step, out=grad)
-                if hook is not None:
-                    hook(grad)
-                if shrink:
-                    multiply(w, decay, out=w)
-                subtract(theta, grad, out=theta)
+                update()
 
         def last_loss() -> float:
             return float(np.square(residuals.astype(np.float64)).mean())
@@ -73,16 +77,3 @@ class LinearRegression(AffineModel):
         predicted = self.predict(x).astype(np.float64)
         mse = float(np.mean((predicted - target) ** 2))
         return {"loss": mse, "r2": r2_score(predicted, target)}
-
-
-@MODELS.decorator("linreg")
-def build_linreg(
-    *, n_features: int, n_classes: int | None, seed: int, l2: float = 0.0
-) -> LinearRegression:
-    """Linear regression; ``seed`` is unused (the weights start at zero)."""
-    if n_classes is not None:
-        raise ConfigError(
-            f"linreg needs a regression dataset, got one with {n_classes} classes; "
-            "use logreg for classification"
-        )
-    return LinearRegression(n_features=n_features, l2=l2)

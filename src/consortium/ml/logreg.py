@@ -4,39 +4,37 @@ The model is ``p = softmax(x @ W + b)`` trained on the mean cross-entropy plus
 ``l2 / 2 * ||W||^2`` by minibatch SGD. The gradient of a batch of ``B`` rows is
 ``x.T @ (p - onehot(y)) / B`` (the bias takes the column sums), and the penalty is applied as
 weight decay, ``W <- (1 - lr * l2) W``, which is the same step.
-
-The inner loop is written for speed: one float32 matrix product for the logits (the bias is
-a row of ``theta`` multiplied by a column of ones), a softmax made stable by subtracting the
-row maximum, the one-hot targets subtracted in place, and one product for the gradient, every
-step writing into preallocated buffers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from consortium.errors import ConfigError
-from consortium.ml._affine import AffineModel, EpochRunner, GradientHook, batch_bounds
+from consortium.ml._affine import AffineModel, EpochRunner
 from consortium.ml.model import MODELS, accuracy
 
-__all__ = ["SoftmaxRegression", "build_logreg"]
+__all__ = ["SoftmaxRegression"]
 
 
+@MODELS.decorator("logreg")
 class SoftmaxRegression(AffineModel):
     """Softmax regression over ``n_classes`` classes; weights ``W`` (features, classes) and
-    ``b`` (classes,), float32, initialised to zero."""
+    ``b`` (classes,), float32, initialised to zero, the unique symmetric start of this convex
+    problem (so ``seed`` is unused)."""
 
-    def __init__(self, *, n_features: int, n_classes: int | None, l2: float = 0.0) -> None:
+    def __init__(
+        self, *, n_features: int, n_classes: int | None, seed: int = 0, l2: float = 0.0
+    ) -> None:
         if n_classes is None or n_classes < 2:
             raise ConfigError(
                 f"logreg needs a classification dataset with at least 2 classes, got "
                 f"n_classes={n_classes!r}; use linreg for regression"
             )
         super().__init__(n_features=n_features, n_outputs=n_classes, l2=l2)
-
-    @property
-    def n_classes(self) -> int:
-        return self.n_outputs
+        self.n_classes = self.n_outputs
 
     def _labels(self, y: np.ndarray) -> np.ndarray:
         labels = np.asarray(y)
@@ -53,20 +51,18 @@ class SoftmaxRegression(AffineModel):
         return onehot
 
     def _runner(
-        self, xs: np.ndarray, ts: np.ndarray, batch_size: int, lr: float, hook: GradientHook | None
+        self, xs: np.ndarray, ts: np.ndarray, batch_size: int, lr: float, update: Callable[[], None]
     ) -> EpochRunner:
         n, k = len(ts), int(ts.shape[1])
         theta, grad = self._theta, self._grad
-        w = theta[:-1]
-        decay = np.float32(1.0 - lr * self.l2)
-        shrink = self.l2 > 0.0
         shifted = np.empty_like(ts)  # logits minus their row maximum, for every row
         sums = np.empty((n, 1), dtype=np.float32)  # sum over classes of exp(shifted)
         logits = np.empty((min(batch_size, n), k), dtype=np.float32)
         peaks = np.empty((min(batch_size, n), 1), dtype=np.float32)
         batches = []
-        for start, stop in batch_bounds(n, batch_size):
-            rows, size = slice(start, stop), stop - start
+        for start in range(0, n, batch_size):
+            size = min(batch_size, n - start)
+            rows = slice(start, start + size)
             views = (xs[rows], xs[rows].T, ts[rows], shifted[rows], sums[rows])
             batches.append((*views, logits[:size], peaks[:size], np.float32(lr / size)))
         dot, subtract, multiply, divide, exp = np.dot, np.subtract, np.multiply, np.divide, np.exp
@@ -83,11 +79,7 @@ class SoftmaxRegression(AffineModel):
                 subtract(z, tb, out=z)  # batch size times d loss / d logits
                 dot(xbt, z, out=grad)
                 multiply(grad, step, out=grad)
-                if hook is not None:
-                    hook(grad)
-                if shrink:
-                    multiply(w, decay, out=w)
-                subtract(theta, grad, out=theta)
+                update()
 
         def last_loss() -> float:
             # cross-entropy of a row: log(sum_j exp(shifted_j)) - shifted_label
@@ -115,12 +107,3 @@ class SoftmaxRegression(AffineModel):
         logp = self.log_proba(x)
         loss = float(-logp[np.arange(len(labels)), labels].mean())
         return {"loss": loss, "accuracy": accuracy(np.argmax(logp, axis=1), labels)}
-
-
-@MODELS.decorator("logreg")
-def build_logreg(
-    *, n_features: int, n_classes: int | None, seed: int, l2: float = 0.0
-) -> SoftmaxRegression:
-    """Softmax regression; ``seed`` is unused (the weights start at zero, which is the
-    unique symmetric start of this convex problem)."""
-    return SoftmaxRegression(n_features=n_features, n_classes=n_classes, l2=l2)
