@@ -158,7 +158,7 @@ class _SklearnLinear:
         self._load(estimator)
         for _ in range(epochs):
             estimator.partial_fit(features, target, **args)
-        self._store(estimator)
+        self.set_weights({"coef": estimator.coef_, "intercept": estimator.intercept_})
         return epochs * len(target)
 
     def _load(self, estimator: Any) -> None:
@@ -166,14 +166,6 @@ class _SklearnLinear:
         estimator.coef_ = self._coef.copy()
         estimator.intercept_ = self._intercept.copy()
         estimator.n_features_in_ = self.n_features
-
-    def _store(self, estimator: Any) -> None:
-        self._coef = np.array(estimator.coef_, dtype=np.float64, order="C").reshape(
-            self._coef.shape
-        )
-        self._intercept = np.array(estimator.intercept_, dtype=np.float64).reshape(
-            self._intercept.shape
-        )
 
     def _targets(self, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -320,7 +312,7 @@ class LogisticRegressionModel(_LinearClassifier):
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             estimator.fit(x, y, sample_weight=weight)
-        self._store(estimator)
+        self.set_weights({"coef": estimator.coef_, "intercept": estimator.intercept_})
         return float(np.max(estimator.n_iter_))
 
 
