@@ -129,8 +129,6 @@ class TorchModel:
         self._device = floating[0].device if floating else torch.device("cpu")
         self._input_dtype = _numpy_dtype(floating[0].dtype) if floating else np.dtype(np.float32)
 
-    # -- state ---------------------------------------------------------------------------
-
     def get_weights(self) -> dict[str, np.ndarray]:
         """Parameters and buffers by ``state_dict`` name, copied to numpy, dtypes kept."""
         out: dict[str, np.ndarray] = {}
@@ -152,8 +150,6 @@ class TorchModel:
     def num_parameters(self) -> int:
         """Trainable scalars (buffers such as running statistics are not counted)."""
         return sum(p.numel() for p in self.module.parameters() if p.requires_grad)
-
-    # -- training ------------------------------------------------------------------------
 
     def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         target_dtype = np.dtype(np.int64) if self.task == "classification" else self._input_dtype
@@ -257,6 +253,7 @@ class TorchModel:
             raise ValueError(f"cannot evaluate on x of shape {x.shape} and y of shape {y.shape}")
         xt, yt = self._tensors(x, y)
         self.module.eval()
+        classify = self.task == "classification"
         total = 0.0
         outputs = []
         with torch.no_grad():
@@ -264,17 +261,11 @@ class TorchModel:
                 stop = start + self.eval_batch_size
                 out = self.module(xt[start:stop])
                 total += float(self._loss(out, yt[start:stop])) * len(out)
-                if self.task == "classification":
-                    outputs.append(out.argmax(dim=1).cpu().numpy())
-                else:
-                    outputs.append(out.reshape(-1).cpu().numpy())
+                outputs.append((out.argmax(dim=1) if classify else out.reshape(-1)).cpu().numpy())
         predicted = np.concatenate(outputs)
-        metrics = {"loss": total / len(y)}
-        if self.task == "classification":
-            metrics["accuracy"] = accuracy(predicted, y)
-        else:
-            metrics["r2"] = r2_score(predicted.astype(np.float64), y)
-        return metrics
+        if classify:
+            return {"loss": total / len(y), "accuracy": accuracy(predicted, y)}
+        return {"loss": total / len(y), "r2": r2_score(predicted.astype(np.float64), y)}
 
 
 def _classifier(name: str, *, n_classes: int | None, seed: int, **args: Any) -> TorchModel:
