@@ -30,7 +30,7 @@ import numpy as np
 
 from consortium.errors import ConfigError
 
-__all__ = ["BANK", "BUREAU", "PROTECTED", "columns", "read_german_credit"]
+__all__ = ["BANK", "BUREAU", "PROTECTED", "read_german_credit"]
 
 BANK = (
     "status_of_existing_checking_account",
@@ -82,30 +82,25 @@ def _table() -> Path:
     )
 
 
-def columns(rows: list[dict[str, str]]) -> list[str]:
-    """The name of every encoded column, in order (``attribute`` or ``attribute=category``)."""
+def read_german_credit(path: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Features (1,000 x 61, float32), labels (1 = bad risk) and the name of every encoded
+    column, in order (``attribute`` or ``attribute=category``)."""
+    source = _table() if path is None else path
+    with source.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    attributes = (*BANK, *BUREAU, *PROTECTED)
+    if not rows or set(rows[0]) != {*attributes, LABEL}:
+        raise ValueError(f"{source} does not hold the German credit table's columns")
     names = []
-    for attribute in (*BANK, *BUREAU, *PROTECTED):
+    for attribute in attributes:
         if attribute in NUMERIC:
             names.append(attribute)
         else:
             names += [f"{attribute}={c}" for c in sorted({r[attribute] for r in rows})]
-    return names
-
-
-def read_german_credit(path: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Features (1,000 x 61, float32), labels (1 = bad risk) and the column names."""
-    source = _table() if path is None else path
-    with source.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    expected = {*BANK, *BUREAU, *PROTECTED, LABEL}
-    if not rows or set(rows[0]) != expected:
-        raise ValueError(f"{source} does not hold the German credit table's columns")
-    names = columns(rows)
     x = np.zeros((len(rows), len(names)), np.float32)
     index = {name: j for j, name in enumerate(names)}
     for i, row in enumerate(rows):
-        for attribute in (*BANK, *BUREAU, *PROTECTED):
+        for attribute in attributes:
             if attribute in NUMERIC:
                 x[i, index[attribute]] = float(row[attribute])
             else:

@@ -65,13 +65,6 @@ def _inputs(
     return y, parties, np.random.default_rng(check_seed(seed))
 
 
-def _groups(owner: np.ndarray, n_parties: int) -> list[np.ndarray]:
-    """Row indices of each party, sorted, from a row -> party assignment."""
-    counts = np.bincount(owner, minlength=n_parties)
-    rows = np.argsort(owner, kind="stable").astype(np.int64)  # stable: ascending rows per party
-    return np.split(rows, np.cumsum(counts)[:-1])
-
-
 @PARTITIONERS.decorator("iid")
 def iid(y: np.ndarray, *, n_parties: int, seed: int) -> list[np.ndarray]:
     """Shuffle the rows and cut them into ``n_parties`` parts whose sizes differ by at most 1."""
@@ -118,8 +111,10 @@ def dirichlet(
             bounds[-1] = len(rows)  # the cumulative sum may end a hair below 1
             sizes = np.diff(bounds, prepend=0)
             owner[rng.permutation(rows)] = np.repeat(party_ids, sizes)
-        if np.bincount(owner, minlength=parties).min() >= least:
-            return _groups(owner, parties)
+        counts = np.bincount(owner, minlength=parties)
+        if counts.min() >= least:
+            rows = np.argsort(owner, kind="stable").astype(np.int64)  # ascending within a party
+            return np.split(rows, np.cumsum(counts)[:-1])
     raise ConfigError(
         f"dirichlet(alpha={concentration}) gave some party fewer than {least} rows in "
         f"{tries} draws; raise alpha, lower min_size or n_parties, or raise max_tries"

@@ -16,15 +16,11 @@ __all__ = ["standardize", "train_test_split"]
 def _stratified_counts(class_sizes: np.ndarray, total: int) -> np.ndarray:
     """Split ``total`` among classes in proportion to their sizes (largest remainder method,
     ties to the smaller class index), so that the counts sum to exactly ``total``."""
-    sizes = np.asarray(class_sizes, dtype=np.int64)
-    n = int(sizes.sum())
-    exact = sizes * total / n
+    exact = class_sizes * total / class_sizes.sum()
     counts = np.floor(exact).astype(np.int64)
-    short = total - int(counts.sum())
-    if short > 0:
-        # stable sort on the negated remainders: largest remainder first, ties by index
-        order = np.argsort(-(exact - counts), kind="stable")
-        counts[order[:short]] += 1
+    # stable sort on the negated remainders: largest remainder first, ties by index
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: total - int(counts.sum())]] += 1
     return counts
 
 
@@ -51,8 +47,7 @@ def train_test_split(
     if stratify and ds.task == "classification":
         assert ds.n_classes is not None
         by_class = [np.flatnonzero(ds.y == k) for k in range(ds.n_classes)]
-        sizes = np.array([len(rows) for rows in by_class], dtype=np.int64)
-        quotas = _stratified_counts(sizes, n_test)
+        quotas = _stratified_counts(np.bincount(ds.y, minlength=ds.n_classes), n_test)
         test_parts, train_parts = [], []
         for rows, quota in zip(by_class, quotas, strict=True):
             shuffled = rng.permutation(rows)
@@ -78,7 +73,6 @@ def standardize(train: Dataset, test: Dataset) -> tuple[Dataset, Dataset]:
     std = np.where(np.ptp(x, axis=0) == 0.0, 1.0, x.std(axis=0))
 
     def scaled(ds: Dataset) -> Dataset:
-        z = ((ds.x - mean) / std).astype(np.float32)
-        return dataclasses.replace(ds, x=z)
+        return dataclasses.replace(ds, x=((ds.x - mean) / std).astype(np.float32))
 
     return scaled(train), scaled(test)
