@@ -1,9 +1,7 @@
 """What a run records: a run directory, progress on the console, MLflow.
 
-The runtime calls a :class:`Tracker` (``start``, ``round``, ``event``, ``finish``,
-``close``), which fans each call out to its sinks. Importing this package imports neither
-mlflow nor matplotlib; each is imported when first used. :func:`draw_report` (the
-``consortium report`` command) draws a run directory's ``curves.png`` again.
+Importing this package imports neither mlflow nor matplotlib; each is imported when first
+used.
 """
 
 from consortium.tracking.console import ConsoleSink

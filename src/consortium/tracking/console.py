@@ -9,14 +9,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consortium.tracking.records import EventValue, Model, RoundRecord, RunInfo, RunSummary
@@ -34,8 +27,7 @@ class ConsoleSink:
         self.console = console if console is not None else Console(stderr=True)
         self.quiet = quiet
         self._info: RunInfo | None = None
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
+        self._progress: Progress | None = None  # with one task: the rounds
 
     def start(self, info: RunInfo) -> None:
         self._info = info
@@ -56,20 +48,19 @@ class ConsoleSink:
             auto_refresh=self.console.is_terminal,
             redirect_stdout=False,
         )
-        self._task = self._progress.add_task(
-            "starting", total=info.rounds if info.rounds > 0 else None
-        )
+        self._progress.add_task("starting", total=info.rounds if info.rounds > 0 else None)
         self._progress.start()
 
     def round(self, record: RoundRecord) -> None:
-        if self._progress is None or self._task is None:
+        if self._progress is None:
             return
         shown = list(record.metrics.items())[:_SHOWN_METRICS]
         parts = [f"round {record.round}"]
         parts += [f"{escape(name)}={_number(value)}" for name, value in shown]
         if record.failures:
             parts.append(f"[yellow]{len(record.failures)} failed[/]")
-        self._progress.update(self._task, advance=1, description="  ".join(parts), refresh=True)
+        (task,) = self._progress.task_ids
+        self._progress.update(task, advance=1, description="  ".join(parts), refresh=True)
 
     def event(self, name: str, **fields: EventValue) -> None:
         is_warning = name in _WARNING_EVENTS or fields.get("level") == "warning"

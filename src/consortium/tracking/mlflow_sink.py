@@ -1,8 +1,7 @@
 """Runs in MLflow: params, per-round metrics, final metrics, tags and artifacts.
 
 mlflow is optional (the ``mlflow`` extra, ``mlflow-skinny`` is enough). It is imported when
-an :class:`MlflowSink` is built, so a missing install fails before the run rather than
-during it, and never when ``consortium.tracking`` is imported.
+an :class:`MlflowSink` is built, so a missing install fails before the run, not during it.
 
 What is logged, in MLflow's terms:
 
@@ -36,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
 
 from consortium.errors import ConfigError, ConsortiumError
@@ -230,8 +229,7 @@ def _limit(name: str, fallback: int) -> int:
     """One of MLflow's limits, from the installed MLflow when it defines it."""
     from mlflow.utils import validation
 
-    value: Any = getattr(validation, name, fallback)
-    return int(value)
+    return int(getattr(validation, name, fallback))
 
 
 def _key(name: str) -> str:

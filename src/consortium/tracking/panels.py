@@ -1,15 +1,7 @@
-"""What ``curves.png`` shows: which metrics get a panel, what each panel's title says, and
-how the panels fill the figure's rows. Pure Python over the round records and the resolved
-job (no matplotlib), so the choice can be checked on its own. Rules:
-
-* one panel per global metric, then one per per-party metric;
-* no panel for a duration (``train_seconds``, any ``*_seconds`` or ``*_s``): timing noise;
-* no panel for a metric that keeps one value (each party's example count, a fixed number
-  of replies): that is a number, not a curve;
-* a per-party panel shows one line per party, in party-name order, for up to
-  :data:`MAX_PARTY_LINES` parties, and past that the median with a min-max band;
-* a title names the metric and, where the job says it, the rows it was computed on
-  (:class:`MetricRows`).
+"""What ``curves.png`` shows: which metrics get a panel (:func:`choose_panels`), what each
+panel's title says (:class:`MetricRows`), and how the panels fill the figure's rows
+(:func:`row_lengths`). Pure Python over the round records and the resolved job (no
+matplotlib), so the choice can be checked on its own.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ __all__ = ["Band", "Line", "MetricRows", "Panel", "choose_panels", "is_duration"
 MAX_COLUMNS = 3
 """The most panels in one row of the figure."""
 MAX_PARTY_LINES = 5
-"""The most parties drawn one line each; more are drawn as a median and a min-max band."""
+"""The most parties drawn one line each."""
 
 # What Model.evaluate and the vertical master's score return: computed on evaluation rows.
 _EVALUATION_METRICS = frozenset({"loss", "accuracy", "r2"})
@@ -172,8 +164,13 @@ class MetricRows:
 def choose_panels(
     records: Sequence[RoundRecord], job: Mapping[str, Any] | None = None
 ) -> list[Panel]:
-    """The panels of ``records``, described with the resolved ``job`` when given.
+    """The panels of ``records``, titled with the metric and, where the resolved ``job``
+    says it, the rows it was computed on.
 
+    One panel per global metric and one per per-party metric, but none for a duration
+    (timing noise) nor for a metric that keeps one value (a number, not a curve). A
+    per-party panel has a line per party, in party-name order, for up to
+    :data:`MAX_PARTY_LINES` parties, and past that their median within a min-max band.
     Order: the global metrics computed on known rows, then the ``federated_*`` ones (in
     the order of the metrics they federate), the other global metrics, then the per-party
     metrics computed on known rows, then the others; first seen first within each group.

@@ -62,9 +62,11 @@ class _Entry:
 
 
 class Tracker:
-    """Fans every call out to its sinks (see the module docs). Use it as a context manager: leaving the block on an exception after :meth:`start`
-    and before :meth:`finish` records a failed summary (if even that fails, it is logged
-    and the block's own exception goes on), and leaving it in any way closes every sink.
+    """Fans every call out to its sinks (see the module docs).
+
+    Use it as a context manager: leaving the block on an exception after :meth:`start` and
+    before :meth:`finish` records a failed summary (if even that fails, it is logged and the
+    block's own exception goes on), and leaving it in any way closes every sink.
     """
 
     def __init__(
