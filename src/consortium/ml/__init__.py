@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from consortium.ml._affine import LinearRegression, SoftmaxRegression
 from consortium.ml.datasets import (
     DATASETS,
     Dataset,
@@ -18,8 +19,6 @@ from consortium.ml.datasets import (
     load_dataset,
     regression,
 )
-from consortium.ml.linreg import LinearRegression
-from consortium.ml.logreg import SoftmaxRegression
 from consortium.ml.model import (
     MODELS,
     Correction,
