@@ -1,33 +1,16 @@
-"""Record alignment: the private set intersection run by the master with every member, the
-master's split of the aligned records, its batch schedule, and local standardisation.
-
-The master runs :class:`~consortium.privacy.psi.PsiReceiver` once per member (see
-:mod:`consortium.privacy.psi` for who learns what), intersects the matches, puts the shared
-records in its own row order, picks the test records, and sends each member the positions
-of the aligned records in that member's own shuffled list. From then on every request names
-the aligned positions it is about.
+"""What the aligned records are to the master: its split of them into training and test
+records, its batch schedule, and each party's standardisation of its own columns (the
+alignment itself, the private set intersection, is the master's: see
+:mod:`consortium.vertical.master`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from consortium.errors import RunFailed
-from consortium.privacy.psi import Match, PsiError, PsiReceiver, intersect
-from consortium.vertical.exchange import Exchange, Expect
-from consortium.vertical.messages import Kind
-from consortium.wire import Message
-
-__all__ = [
-    "Alignment",
-    "align_as_master",
-    "batches",
-    "fit_standardizer",
-    "split_records",
-]
+__all__ = ["Alignment", "batches", "fit_standardizer", "split_records"]
 
 SPLIT_KEY = 0x5B17  # keeps the master's train/test draw apart from its other random streams
 EPOCH_KEY = 0xE90C
@@ -72,59 +55,3 @@ def fit_standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = values.mean(axis=0)
     scale = np.where(np.ptp(values, axis=0) == 0.0, 1.0, values.std(axis=0))
     return mean, scale
-
-
-def align_as_master(
-    io: Exchange,
-    members: Sequence[str],
-    *,
-    ids: Sequence[str],
-    domain: str,
-    test_fraction: float,
-    width: int,
-    rng: np.random.Generator,
-    predict: bool = False,
-) -> Alignment:
-    """Run the intersection with every member and send each its aligned positions (all in
-    round 0); ``rng`` draws the test records.
-
-    With ``predict``, no record trains: every aligned record is one to predict for.
-    """
-    receiver = PsiReceiver(ids, domain=domain)
-    offer = receiver.offer()
-    for member in members:
-        io.send(Kind.PSI_OFFER, member, round=0, tensors={"points": offer})
-
-    def match(msg: Message) -> Match:
-        try:
-            return receiver.match(msg.tensors["ids"], msg.tensors["points"])
-        except (PsiError, KeyError):
-            raise RunFailed("invalid intersection reply") from None
-
-    (matches,) = io.collect(0, Expect(Kind.PSI_REPLY, tuple(members), match))
-    rows, positions = intersect(matches)
-    if len(rows) == 0:
-        raise RunFailed("the parties share no records: the private intersection is empty")
-    if predict:
-        order, n_train = np.arange(len(rows)), 0
-    else:
-        order, n_train = split_records(len(rows), test_fraction, rng)
-    for member, pos in zip(members, positions, strict=True):
-        io.send(
-            Kind.ALIGN,
-            member,
-            round=0,
-            meta={"train": n_train, "width": width},
-            tensors={"positions": pos[order]},
-        )
-
-    def features(msg: Message) -> int:
-        count = msg.meta.get("features")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise RunFailed(f"features must be a positive integer, got {count!r}")
-        return count
-
-    (counts,) = io.collect(0, Expect(Kind.READY, tuple(members), features))
-    return Alignment(
-        rows=rows[order], n_train=n_train, features=dict(zip(members, counts, strict=True))
-    )

@@ -1,12 +1,16 @@
 """The master's program (the hub's driver): what every mode does, around the mode's own
 steps (:mod:`consortium.vertical.modes`).
 
-The master waits for every party to join, lets its mode prepare (the arbitered mode has the
-arbiter make the keys), aligns the records with every member, builds its part (standardised
-columns, its bottom, the top; loaded from its saved part to predict), then trains (or, with
-``algorithm.task: predict``, predicts for every aligned record) through its mode, and
-finally has every member save its part and saves its own. Every wait has the round
-deadline and needs every member: vertical training cannot go on without one.
+The master waits for every party to join and lets its mode prepare (the arbitered mode has
+the arbiter make the keys). It aligns the records: it runs
+:class:`~consortium.privacy.psi.PsiReceiver` once per member (see
+:mod:`consortium.privacy.psi` for who learns what), intersects the matches, puts the shared
+records in its own row order, picks the test records, and sends each member the positions
+of the aligned records in that member's own shuffled list; from then on every request names
+the aligned positions it is about. It builds its part (loaded from its saved part to
+predict), trains (or, with ``algorithm.task: predict``, predicts for every aligned record)
+through its mode, and finally has every member save its part and saves its own. Every wait
+has the round deadline and needs every member: vertical training cannot go on without one.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import functools
 import numpy as np
 
 from consortium.errors import RunFailed, TransportClosed
+from consortium.privacy.psi import Match, PsiError, PsiReceiver, intersect
 from consortium.runtime import JOIN, PROGRAMS, STOP, Outcome, PartyContext, gather
-from consortium.vertical.align import EPOCH_KEY, SPLIT_KEY, align_as_master
+from consortium.vertical.align import EPOCH_KEY, SPLIT_KEY, Alignment, split_records
 from consortium.vertical.data import VerticalData
 from consortium.vertical.exchange import ContextExchange, Exchange, Expect
 from consortium.vertical.local import MasterPart, master_part, save_part
@@ -26,6 +31,7 @@ from consortium.vertical.messages import Kind
 from consortium.vertical.modes import MODES, Rounds, mode_name
 from consortium.vertical.parts import score
 from consortium.vertical.settings import VerticalSettings
+from consortium.wire import Message
 
 __all__ = ["Master"]
 
@@ -39,7 +45,7 @@ class Master:
         if self.data.y is None:
             raise RunFailed(f"the master {ctx.name} holds no labels")
         self.mode = MODES.get(mode_name(self.settings))
-        self.members: list[str] = []
+        self.members: tuple[str, ...] = ()
 
     def run(self, ctx: PartyContext) -> Outcome:
         everyone = [*ctx.peers("member"), *ctx.peers("arbiter")]
@@ -64,7 +70,7 @@ class Master:
         align, build the master's part, train (or predict), and have every member save its
         part. ``ctx`` gives the master's name, peers, seed, clock and tracker."""
         settings, data = self.settings, self.data
-        self.members = ctx.peers("member")
+        self.members = tuple(ctx.peers("member"))
         arbiters = ctx.peers("arbiter")
         width = data.model.kind.width(data.model.args, data)
         mode = self.mode.master(
@@ -76,16 +82,7 @@ class Master:
         )
         try:
             mode.prepare(io)
-            alignment = align_as_master(
-                io,
-                self.members,
-                ids=data.ids,
-                domain=ctx.job_id,
-                test_fraction=data.test_fraction,
-                width=width,
-                rng=ctx.rng(SPLIT_KEY),
-                predict=settings.task == "predict",
-            )
+            alignment = self._align(io, ctx, width)
             if ctx.tracker is not None:
                 ctx.tracker.event("aligned", records=len(alignment.rows), train=alignment.n_train)
             part = master_part(
@@ -112,12 +109,48 @@ class Master:
         finally:
             mode.close()
 
+    def _align(self, io: Exchange, ctx: PartyContext, width: int) -> Alignment:
+        """The intersection with every member, then each member's aligned positions (all in
+        round 0). To predict, no record trains: every aligned record is one to predict for."""
+        receiver = PsiReceiver(self.data.ids, domain=ctx.job_id)
+        offer = receiver.offer()
+        for member in self.members:
+            io.send(Kind.PSI_OFFER, member, round=0, tensors={"points": offer})
+
+        def match(msg: Message) -> Match:
+            try:
+                return receiver.match(msg.tensors["ids"], msg.tensors["points"])
+            except (PsiError, KeyError):
+                raise RunFailed("invalid intersection reply") from None
+
+        (matches,) = io.collect(0, Expect(Kind.PSI_REPLY, self.members, match))
+        rows, positions = intersect(matches)
+        if len(rows) == 0:
+            raise RunFailed("the parties share no records: the private intersection is empty")
+        if self.settings.task == "predict":
+            order, n_train = np.arange(len(rows)), 0
+        else:
+            order, n_train = split_records(len(rows), self.data.test_fraction, ctx.rng(SPLIT_KEY))
+        meta = {"train": n_train, "width": width}
+        for member, pos in zip(self.members, positions, strict=True):
+            io.send(Kind.ALIGN, member, round=0, meta=meta, tensors={"positions": pos[order]})
+
+        def features(msg: Message) -> int:
+            count = msg.meta.get("features")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise RunFailed(f"features must be a positive integer, got {count!r}")
+            return count
+
+        (counts,) = io.collect(0, Expect(Kind.READY, self.members, features))
+        features_of = dict(zip(self.members, counts, strict=True))
+        return Alignment(rows=rows[order], n_train=n_train, features=features_of)
+
     def _finish(self, io: Exchange, part: MasterPart, name: str) -> dict[str, np.ndarray]:
         """Every member saves its own part; the master saves (and returns) its own."""
         step = io.new_round()
         for member in self.members:
             io.send(Kind.FINISH, member, round=step)
-        io.collect(step, Expect(Kind.FINISH_REPLY, tuple(self.members)))
+        io.collect(step, Expect(Kind.FINISH_REPLY, self.members))
         state = part.state()
         save_part(self.settings, name, state)
         return state

@@ -18,7 +18,7 @@ of tabular features.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -89,9 +89,16 @@ class _BasicBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
-def _stride(height: int, width: int) -> int:
-    """Halve the grid only while both sides stay at least 2 after halving."""
-    return 2 if min(height, width) >= 4 else 1
+def _stages(widths: list[int], grid: tuple[int, int]) -> Iterator[tuple[int, int, int]]:
+    """``(in channels, out channels, stride)`` of the first block at each width: those after
+    the first halve the grid while both its sides stay at least 2 after halving."""
+    height, width = grid
+    cin = widths[0]
+    for i, cout in enumerate(widths):
+        stride = 2 if i > 0 and min(height, width) >= 4 else 1
+        yield cin, cout, stride
+        height, width = -(-height // stride), -(-width // stride)
+        cin = cout
 
 
 class ResNet(nn.Module):
@@ -112,23 +119,18 @@ class ResNet(nn.Module):
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
             raise ConfigError(f"blocks must be a positive integer, got {blocks!r}")
         self.grid = _grid(in_features, image_shape)
-        height, width = self.grid
         self.stem = nn.Sequential(
             nn.Conv2d(1, widths[0], 3, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(),
         )
         layers: list[nn.Module] = []
-        cin = widths[0]
-        for i, cout in enumerate(widths):
-            for j in range(blocks):
-                stride = _stride(height, width) if i > 0 and j == 0 else 1
-                layers.append(_BasicBlock(cin, cout, stride))
-                height, width = -(-height // stride), -(-width // stride)
-                cin = cout
+        for cin, cout, stride in _stages(widths, self.grid):
+            layers.append(_BasicBlock(cin, cout, stride))
+            layers += [_BasicBlock(cout, cout, 1) for _ in range(blocks - 1)]
         self.stages = nn.Sequential(*layers)
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, out_features)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], out_features)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,23 +201,18 @@ class EfficientNet(nn.Module):
         if not 0.0 < float(se_ratio) <= 1.0:
             raise ConfigError(f"se_ratio must lie in (0, 1], got {se_ratio!r}")
         self.grid = _grid(in_features, image_shape)
-        height, width = self.grid
         stem = widths[0]
         self.stem = nn.Sequential(
             nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.SiLU()
         )
-        blocks: list[nn.Module] = []
-        cin = stem
-        for i, cout in enumerate(widths):
-            stride = _stride(height, width) if i > 0 else 1
-            blocks.append(
+        self.blocks = nn.Sequential(
+            *(
                 _MBConv(cin, cout, expand=expand, stride=stride, se_ratio=float(se_ratio))
+                for cin, cout, stride in _stages(widths, self.grid)
             )
-            height, width = -(-height // stride), -(-width // stride)
-            cin = cout
-        self.blocks = nn.Sequential(*blocks)
+        )
         self.head = nn.Sequential(
-            nn.Conv2d(cin, head, 1, bias=False),
+            nn.Conv2d(widths[-1], head, 1, bias=False),
             nn.BatchNorm2d(head),
             nn.SiLU(),
             nn.AdaptiveAvgPool2d(1),
