@@ -72,10 +72,6 @@ class DpArgs(Strict):
             raise ValueError("the laplace mechanism takes no delta")
         return self
 
-    @property
-    def cost(self) -> Budget:
-        return Budget(self.epsilon, self.delta)
-
 
 class QueryArgs(Strict):
     """Args of every operation that reads a table."""
@@ -167,7 +163,7 @@ class Operation:
         query = getattr(args, "query", None)
         if dp is None or query is None:
             return {}
-        return {query.table: dp.cost}
+        return {query.table: Budget(dp.epsilon, dp.delta)}
 
     def releases(self, args: Any) -> int:
         """How many statistics the operation releases under DP (its ε and δ are split

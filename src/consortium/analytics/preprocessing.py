@@ -182,22 +182,6 @@ def _constant(t: Imputer, column: str, spec: TableSpec) -> float:
     return float(t.fill_value)  # type: ignore[arg-type]
 
 
-def _targets(t: Any, counts: np.ndarray) -> tuple[list[int], tuple[int, ...]]:
-    """The order statistics ``t`` needs, as (column index, rank) pairs."""
-    columns: list[int] = []
-    ranks: list[int] = []
-    for j, n in enumerate(round(c) for c in counts):
-        if isinstance(t, Imputer):
-            wanted = quantile_ranks(max(n, 1), [0.5])
-        elif isinstance(t, Binning) and t.strategy == "quantile":
-            wanted = quantile_ranks(max(n, 1), list(np.linspace(0, 1, t.bins + 1)))
-        else:
-            wanted = (0, max(n - 1, 0))
-        columns += [j] * len(wanted)
-        ranks += list(wanted)
-    return columns, tuple(ranks)
-
-
 class Preprocess(Operation):
     """Fits a pipeline of transformers across the workers (see the module docstring)."""
 
@@ -250,21 +234,27 @@ class Preprocess(Operation):
             total, _ = yield {**ask, "mean": mean}
             std = np.sqrt(total["squares"] / count)
             return {"mean": mean, "scale": np.where(std == 0, 1.0, std)}
-        # The rest need order statistics: the zoom of orderstats, every target at once.
-        columns, ranks = _targets(t, count)
-        values = yield from zoom(ranks, {**ask, "columns": np.array(columns, dtype=np.int64)})
-        found: list[list[float]] = [[] for _ in t.columns]
-        for c, v in zip(columns, values, strict=True):
-            found[c].append(v)
+        # The rest need order statistics, found by the zoom of orderstats all at once.
         n = [round(c) for c in count]
+        qs: list[float] | None = None  # None: the minimum and the maximum
         if isinstance(t, Imputer):  # the median
-            return {"fill": [numpy_quantile(m, [0.5], v)[0] for m, v in zip(n, found, strict=True)]}
+            qs = [0.5]
+        elif isinstance(t, Binning) and t.strategy == "quantile":
+            qs = list(np.linspace(0, 1, t.bins + 1))
+        wanted = [quantile_ranks(max(m, 1), qs) if qs else (0, max(m - 1, 0)) for m in n]
+        columns = [j for j, ranks in enumerate(wanted) for _ in ranks]
+        request = {**ask, "columns": np.array(columns, dtype=np.int64)}
+        values = yield from zoom(tuple(r for ranks in wanted for r in ranks), request)
+        found = [[v for c, v in zip(columns, values, strict=True) if c == j] for j in range(len(n))]
+        if qs is not None:
+            found = [numpy_quantile(m, qs, v) for m, v in zip(n, found, strict=True)]
+        if isinstance(t, Imputer):
+            return {"fill": [v[0] for v in found]}
         if isinstance(t, MinMaxScaler):
             return {"min": [v[0] for v in found], "max": [v[1] for v in found]}
         if t.strategy == "uniform":
             return {"edges": [np.linspace(v[0], v[1], t.bins + 1) for v in found]}
-        qs = list(np.linspace(0, 1, t.bins + 1))
-        return {"edges": [numpy_quantile(m, qs, v) for m, v in zip(n, found, strict=True)]}
+        return {"edges": found}
 
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         i = int(request["step"][0])

@@ -161,10 +161,10 @@ class Scheduler:
                 return finished
             if job.on_coordinator:
                 raise RunFailed(f"job {job.id!r} runs on the coordinator but asked the workers")
-            answers = self._ask(job, request)
-            reply = (answers.totals(), answers.plain)
+            reply = self._ask(job, request)
 
-    def _ask(self, job: Job, request: Arrays) -> _Answers:
+    def _ask(self, job: Job, request: Arrays) -> tuple[Arrays, dict[str, dict[str, np.ndarray]]]:
+        """Send ``request`` to the job's workers; their total and plain arrays."""
         nonce = next(self._nonce)
         tensors = {f"req.{k}": np.asarray(v) for k, v in request.items()}
         tensors.update({f"state.{k}": np.asarray(v) for k, v in self.state.arrays.items()})
@@ -193,4 +193,4 @@ class Scheduler:
                 party = sorted(answers.errors)[0]
                 raise JobFailed(job.id, party, answers.errors[party]) from None
             raise
-        return answers
+        return answers.totals(), answers.plain
