@@ -25,7 +25,7 @@ from consortium.tracking.records import (
     hash_job,
     new_run_id,
 )
-from consortium.tracking.rundir import RunDirectory, RunReport, draw_report, read_report, save_model
+from consortium.tracking.rundir import RunDirectory, draw_report, read_report, save_model
 from consortium.tracking.tracker import SINKS, Sink, Tracker, build_tracker
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "RoundRecord",
     "RunDirectory",
     "RunInfo",
-    "RunReport",
     "RunSummary",
     "Sink",
     "Tracker",

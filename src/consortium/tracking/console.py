@@ -90,7 +90,7 @@ class ConsoleSink:
     def _table(self, summary: RunSummary) -> Table:
         info = self._info
         title = f"{info.job_name} {info.run_id}" if info is not None else "run"
-        table = Table(title=escape(title), show_header=True, header_style="bold")
+        table = Table(title=escape(title), header_style="bold")
         table.add_column("metric")
         table.add_column("value", overflow="fold")
         for name, value in summary.metrics.items():

@@ -30,7 +30,6 @@ __all__ = [
     "ParamValue",
     "RoundRecord",
     "RunInfo",
-    "RunStatus",
     "RunSummary",
     "default_run_dir",
     "flatten_params",
@@ -48,8 +47,6 @@ Model = Mapping[str, np.ndarray]
 
 ParamValue = str | int | float | bool
 """A flat setting as MLflow takes it."""
-
-RunStatus = Literal["completed", "failed"]
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -119,7 +116,7 @@ class RoundRecord:
 class RunSummary:
     """How a run ended. A failed run still has a summary, so partial results are kept."""
 
-    status: RunStatus
+    status: Literal["completed", "failed"]
     metrics: Mapping[str, float]
     rounds_completed: int
     duration_s: float
@@ -185,9 +182,7 @@ def default_run_dir(base: Path, job_name: str, run_id: str) -> Path:
 
 def hash_job(resolved_job: Mapping[str, Any]) -> str:
     """The sha256 hex digest of a resolved job, stable across key order and processes."""
-    canonical = json.dumps(
-        resolved_job, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
-    )
+    canonical = json.dumps(resolved_job, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -211,10 +211,7 @@ def save_model(path: Path, model: Model) -> None:
     than ``np.savez(file, **model)``: that refuses layers named ``file`` and would pickle
     object arrays. Object arrays are refused here, and the file is left as it was.
     """
-    with (
-        replacing(path) as temporary,
-        zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive,
-    ):
+    with replacing(path) as temporary, zipfile.ZipFile(temporary, "w") as archive:
         for name, value in model.items():
             if not isinstance(name, str) or not name:
                 raise ConsortiumError(f"model array names must be non-empty strings, got {name!r}")
