@@ -73,13 +73,8 @@ def encrypt(
     residues = to_residues(flat, n)
     obfs = fresh_obfuscators(public_key, len(residues), obfuscators)
     cts = [primitives.raw_encrypt(m, n, nsq, r) for m, r in zip(residues, obfs, strict=True)]
-    return EncryptedArray(
-        public_key,
-        object_array(cts, ints.shape),
-        exponent=enc.precision,
-        encoding=enc,
-        bound=max_abs(flat),
-    )
+    c = object_array(cts, ints.shape)
+    return EncryptedArray(public_key, c, exponent=enc.precision, encoding=enc, bound=max_abs(flat))
 
 
 def decrypt(private_key: PrivateKey, encrypted: EncryptedArray) -> np.ndarray:

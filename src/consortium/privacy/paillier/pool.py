@@ -135,8 +135,7 @@ class ParallelPaillier:
         public = private_key.public_key
         if encrypted.public_key != public:
             raise InvalidCiphertext()
-        width = public.ciphertext_bytes
-        out_width = public.plaintext_bytes
+        width, out_width = public.ciphertext_bytes, public.plaintext_bytes
         blob = join_rows(encrypted.ciphertext_list(), width)
         p, q = private_key.primes
         futures = [
@@ -172,8 +171,7 @@ class ParallelPaillier:
         return matvec_with(matrix, vector, lambda rows: self._multiexp(vector, rows, method))
 
     def _multiexp(self, vector: EncryptedArray, rows: list[list[int]], method: str) -> list[Any]:
-        nsq = vector.public_key.nsq
-        width = vector.public_key.ciphertext_bytes
+        nsq, width = vector.public_key.nsq, vector.public_key.ciphertext_bytes
         cts = vector.ciphertext_list()
         parts = min(self.workers, max(len(rows), len(cts)))
         how = (
