@@ -15,10 +15,10 @@ both ends, and the filters of a query must all hold.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
-from pydantic import Discriminator, Field, Tag
+from pydantic import BeforeValidator, Field
 
 from consortium.analytics.tables import Table, TableSpec
 from consortium.spec import Strict
@@ -87,38 +87,23 @@ class Not(_Composable):
     of: Filter
 
 
-_TAGS = {
-    **{op: "compare" for op in ("==", "!=", "<", "<=", ">", ">=")},
-    "between": "between",
-    "in": "in",
-    "not_in": "in",
-    "is_null": "null",
-    "not_null": "null",
-    "and": "combine",
-    "or": "combine",
-    "not": "not",
-}
+_FILTERS: tuple[type[_Composable], ...] = (Compare, Between, IsIn, IsNull, Combine, Not)
+_OPS = [op for model in _FILTERS for op in get_args(model.model_fields["op"].annotation)]
 
 
-def _tag(value: Any) -> str | None:
+def _known_op(value: Any) -> Any:
     op = value.get("op") if isinstance(value, dict) else getattr(value, "op", None)
-    return _TAGS.get(op) if isinstance(op, str) else None
+    if op not in _OPS:
+        raise ValueError("a filter's op must be one of: " + ", ".join(_OPS))
+    return value
 
 
 Filter = Annotated[
-    Annotated[Compare, Tag("compare")]
-    | Annotated[Between, Tag("between")]
-    | Annotated[IsIn, Tag("in")]
-    | Annotated[IsNull, Tag("null")]
-    | Annotated[Combine, Tag("combine")]
-    | Annotated[Not, Tag("not")],
-    Discriminator(
-        _tag,
-        custom_error_type="unknown_filter",
-        custom_error_message="a filter's op must be one of: " + ", ".join(_TAGS),
-    ),
+    Compare | Between | IsIn | IsNull | Combine | Not,
+    Field(discriminator="op"),
+    BeforeValidator(_known_op),
 ]
-for _model in (Combine, Not):
+for _model in _FILTERS:
     _model.model_rebuild()
 
 

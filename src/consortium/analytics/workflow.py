@@ -32,10 +32,8 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    Discriminator,
     Field,
     PositiveInt,
-    Tag,
     model_validator,
 )
 
@@ -118,26 +116,16 @@ class Iterate(_Step):
     steps: list[Step] = Field(min_length=1)
 
 
-def _kind(value: Any) -> Any:
-    return value.get("step") if isinstance(value, dict) else getattr(value, "step", None)
-
-
 def _known_step(value: Any) -> Any:
-    if _kind(value) not in STEP_TYPES:
-        raise ValueError(
-            f"unknown step type {_kind(value)!r}; choose one of: {', '.join(STEP_TYPES)}"
-        )
+    kind = value.get("step") if isinstance(value, dict) else getattr(value, "step", None)
+    if kind not in STEP_TYPES:
+        raise ValueError(f"unknown step type {kind!r}; choose one of: {', '.join(STEP_TYPES)}")
     return value
 
 
 Step = Annotated[
-    Annotated[Initialize, Tag("initialize")]
-    | Annotated[Parallel, Tag("parallel")]
-    | Annotated[RoundRobin, Tag("round_robin")]
-    | Annotated[Sequential, Tag("sequential")]
-    | Annotated[Iterate, Tag("iterate")]
-    | Annotated[Finalize, Tag("finalize")],
-    Discriminator(_kind),
+    Initialize | Parallel | RoundRobin | Sequential | Iterate | Finalize,
+    Field(discriminator="step"),
     BeforeValidator(_known_step),
 ]
 Sequential.model_rebuild()
