@@ -62,7 +62,7 @@ def integers_to_array(values: Any, width: int) -> np.ndarray:
 
 
 def integers_from_array(arr: Any, width: int) -> np.ndarray:
-    """The inverse of :func:`integers_to_array`: an object array of gmpy2 integers.
+    """The inverse of :func:`integers_to_array`, an object array of gmpy2 integers;
     :class:`InvalidCiphertext` for anything but a ``uint8`` array of ``width``-byte rows."""
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim < 1:
         raise InvalidCiphertext()
