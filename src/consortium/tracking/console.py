@@ -56,7 +56,7 @@ class ConsoleSink:
             return
         shown = list(record.metrics.items())[:_SHOWN_METRICS]
         parts = [f"round {record.round}"]
-        parts += [f"{escape(name)}={_number(value)}" for name, value in shown]
+        parts += [f"{escape(name)}={value:.6g}" for name, value in shown]
         if record.failures:
             parts.append(f"[yellow]{len(record.failures)} failed[/]")
         (task,) = self._progress.task_ids
@@ -94,7 +94,7 @@ class ConsoleSink:
         table.add_column("metric")
         table.add_column("value", overflow="fold")
         for name, value in summary.metrics.items():
-            table.add_row(escape(name), _number(value))
+            table.add_row(escape(name), f"{value:.6g}")
         table.add_section()
         style = "green" if summary.status == "completed" else "bold red"
         table.add_row("status", f"[{style}]{summary.status}[/]")
@@ -109,7 +109,3 @@ class ConsoleSink:
         if info is not None:
             table.add_row("run dir", escape(str(info.run_dir)))
         return table
-
-
-def _number(value: float) -> str:
-    return f"{value:.6g}"

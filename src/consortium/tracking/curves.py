@@ -43,11 +43,9 @@ _MARKERS_BELOW = 30  # points on a line; more are drawn without a marker each
 
 
 def curves_figure(panels: Sequence[Panel], *, title: str, x_label: str = "round") -> Figure:
-    """The figure of ``panels`` under ``title``: rows of panels as
+    """The figure of ``panels`` under ``title``, in rows as
     :func:`~consortium.tracking.panels.row_lengths` shares them out, on an Agg canvas.
-
-    Raises :class:`ImportError` when matplotlib is not installed.
-    """
+    Raises :class:`ImportError` when matplotlib is not installed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -96,11 +94,9 @@ def plot_curves(
     title: str = "",
 ) -> bool:
     """Draw the curves of ``records`` into ``path`` (a PNG, written atomically), titled
-    with the rows each metric was computed on where the resolved ``job`` says so.
-
-    Returns False when no metric gets a panel. Raises :class:`~consortium.errors.ConfigError`
-    (:data:`PLOT_MISSING`) when matplotlib is not installed.
-    """
+    with the rows each metric was computed on where the resolved ``job`` says so. False
+    when no metric gets a panel. Raises :class:`~consortium.errors.ConfigError`
+    (:data:`PLOT_MISSING`) when matplotlib is not installed."""
     panels = choose_panels(records, job)
     if not panels:
         logger.debug("no metric to draw; %s not drawn", path.name)

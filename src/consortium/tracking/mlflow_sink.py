@@ -1,27 +1,18 @@
 """Runs in MLflow: params, per-round metrics, final metrics, tags and artifacts.
 
-mlflow is optional (the ``mlflow`` extra, ``mlflow-skinny`` is enough). It is imported when
-an :class:`MlflowSink` is built, so a missing install fails before the run, not during it.
-
-What is logged, in MLflow's terms:
-
-* params: ``RunInfo.params`` (keys and values cut to MLflow's length limits);
-* metrics at ``step=round``: each global metric by name, each party metric as
-  ``party/<party>/<name>``, and ``round/duration_s``, ``round/participants``,
-  ``round/failures``; sent in one ``log_batch`` once ``flush_s`` seconds (1 by default) have
-  passed since the last, and at finish (each batch is one request or transaction of
-  MLflow's store, however many rounds it holds);
-* at finish: ``final/<name>`` for the final metrics, ``run/duration_s`` and
-  ``run/rounds_completed``; the files the run-directory sink wrote as artifacts; run status
-  FINISHED or FAILED;
-* tags ``consortium.job``, ``consortium.job_hash``, ``consortium.run_id``,
-  ``consortium.status`` (``running``, then the summary's status) and ``consortium.error``.
+mlflow is optional (the ``mlflow`` extra; ``mlflow-skinny`` is enough) and imported when an
+:class:`MlflowSink` is built, so a missing install fails before the run, not during it.
+Metrics: each global metric by name, ``party/<party>/<name>`` and ``round/*`` at
+``step=round``; ``final/<name>`` and ``run/*`` at finish, with the run directory's files as
+artifacts. The rounds' metrics go out in one ``log_batch`` once ``flush_s`` seconds have
+passed since the last, and at finish: each batch is one request or transaction of
+MLflow's store, however many rounds it holds.
 
 The store is ``MlflowSettings.tracking_uri`` if given, else ``MLFLOW_TRACKING_URI`` if set
 (MLflow's own convention, e.g. a team server), else :func:`default_tracking_uri` next to
-the run directories of the job. MLflow 3 refuses file stores unless
-``MLFLOW_ALLOW_FILE_STORE`` is set; the sink sets it only while it opens a file store
-(MLflow then caches the store), and restores the environment after.
+the run directories of the job. MLflow 3 opens a file store only when
+``MLFLOW_ALLOW_FILE_STORE`` is set; the sink sets it only while it opens one (MLflow then
+caches the store).
 """
 
 from __future__ import annotations
@@ -80,10 +71,8 @@ def default_tracking_uri(base: Path) -> str:
 
 class MlflowSink:
     """Logs one MLflow run per Consortium run. Meant as an optional sink, after the
-    run-directory sink, whose files it logs as artifacts at finish.
-
-    ``flush_s``: the rounds' metrics are sent once this many seconds have passed since the
-    last batch (0: every round), and at finish; ``clock`` measures that time.
+    run-directory sink, whose files it logs as artifacts at finish. ``flush_s``: seconds
+    between batches of the rounds' metrics (0: every round), as ``clock`` measures them.
     """
 
     def __init__(

@@ -132,12 +132,9 @@ class RunSummary:
 
 
 def read_metrics(path: Path) -> list[RoundRecord]:
-    """The rounds recorded in a ``metrics.jsonl`` file, in order.
-
-    A last line cut short (a run killed while writing it) is left out. Raises
-    :class:`~consortium.errors.ConfigError`, naming the file (and the line), when the file
-    is missing or unreadable or a line is not a round record.
-    """
+    """The rounds recorded in a ``metrics.jsonl`` file, in order; a last line cut short (a
+    run killed while writing it) is left out. Raises :class:`~consortium.errors.ConfigError`
+    naming the file (and the line) when it is missing or unreadable, or a line is no round."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:

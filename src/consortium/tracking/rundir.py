@@ -1,19 +1,13 @@
 """The run directory: the files that are the results of a run.
 
-* ``job.yaml``: the resolved job, written at start;
-* ``metrics.jsonl``: one JSON object per round, flushed line by line so a crash keeps
-  finished rounds;
-* ``events.jsonl``: one JSON object per event, ``{"time": unix seconds, "event": name,
-  "fields": {...}}``;
-* ``summary.json``: written at finish, completed or failed;
-* ``model.npz``: the final model, arrays by name, in numpy's ``.npz`` format with no
-  pickled objects;
-* ``curves.png``: the metrics over rounds, drawn at finish from the files above when
-  matplotlib is installed; :func:`draw_report` draws it again from them.
-
-All but the two logs are written atomically (a temporary file, then ``os.replace``).
-Non-finite metric values are written as ``NaN``/``Infinity``, as Python's ``json`` does,
-rather than dropped: a diverged loss is a result too.
+``job.yaml``, the resolved job, at start; ``metrics.jsonl``, a JSON object per round, and
+``events.jsonl``, ``{"time": unix seconds, "event": name, "fields": {...}}`` per event,
+each flushed line by line so a crash keeps what came before; at finish, completed or
+failed, ``summary.json``, ``model.npz`` (arrays by name, no pickled objects) and
+``curves.png``, drawn from the files above when matplotlib is installed (:func:`draw_report`
+draws it again). All but the two logs are written atomically. Non-finite metric values
+are written as ``NaN``/``Infinity``, as Python's ``json`` does, rather than dropped: a
+diverged loss is a result too.
 """
 
 from __future__ import annotations
@@ -57,11 +51,9 @@ FILES = (JOB_FILE, METRICS_FILE, EVENTS_FILE, SUMMARY_FILE, MODEL_FILE, CURVES_F
 
 
 class RunDirectory:
-    """Writes a run's results into ``path``. Meant as the tracker's required sink.
-
-    ``path`` must be the run's ``RunInfo.run_dir``; a folder that already holds a run's
-    metrics or summary is refused rather than overwritten. ``curves``: whether to draw
-    ``curves.png`` at finish (``consortium report`` draws it later either way).
+    """Writes a run's results into ``path``, the run's ``RunInfo.run_dir``; a folder that
+    already holds a run's metrics or summary is refused rather than overwritten. ``curves``:
+    draw ``curves.png`` at finish (``consortium report`` draws it later either way).
     """
 
     def __init__(
@@ -159,12 +151,10 @@ class RunReport:
 
 
 def read_report(run_dir: Path) -> RunReport:
-    """Read ``run_dir``'s ``metrics.jsonl``, ``job.yaml`` and ``summary.json``. A run that
-    never finished has no summary: its title says ``unfinished`` and its run id is the
-    folder's name.
-
-    Raises :class:`~consortium.errors.ConfigError`, naming the file, when ``run_dir`` or
-    its ``metrics.jsonl`` is missing or unreadable, or another file is there but unreadable.
+    """Read ``run_dir``'s ``metrics.jsonl``, ``job.yaml`` and ``summary.json``; without a
+    summary (the run never finished) the title says ``unfinished``, with the folder's name.
+    Raises :class:`~consortium.errors.ConfigError`, naming the file, when ``run_dir`` or its
+    ``metrics.jsonl`` is missing or unreadable, or another file is there but unreadable.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -180,12 +170,10 @@ def read_report(run_dir: Path) -> RunReport:
 
 
 def draw_report(run_dir: Path) -> Path | None:
-    """Draw ``run_dir/curves.png`` (again) from the files :func:`read_report` reads.
-    Returns its path, or None when no metric gets a panel (an analytics run records none).
-
-    Raises :class:`~consortium.errors.ConfigError` as :func:`read_report` does, and when
-    matplotlib is not installed.
-    """
+    """Draw ``run_dir/curves.png`` (again) from the files :func:`read_report` reads; its
+    path, or None when no metric gets a panel (an analytics run records none). Raises
+    :class:`~consortium.errors.ConfigError` as :func:`read_report` does, and when matplotlib
+    is not installed."""
     report = read_report(run_dir)
     path = Path(run_dir) / CURVES_FILE
     return path if plot_curves(report.records, path, job=report.job, title=report.title) else None

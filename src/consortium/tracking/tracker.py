@@ -223,11 +223,8 @@ def build_tracker(
 ) -> Tracker:
     """A tracker writing into ``run_dir`` (required), then logging to MLflow if ``mlflow``
     settings are given and showing progress if ``console`` (optional); ``curves``: draw
-    ``curves.png`` at the end.
-
-    Raises :class:`~consortium.errors.ConfigError` when MLflow is asked for but not
-    installed, before anything runs.
-    """
+    ``curves.png`` at the end. Raises :class:`~consortium.errors.ConfigError` when MLflow
+    is asked for but not installed, before anything runs."""
     optional: list[Sink] = []
     if mlflow is not None:
         optional.append(SINKS.get("mlflow")(settings=mlflow))
