@@ -36,26 +36,20 @@ def check_plugin_args(
     params = _parameters(fn)
     if params is None:  # builtins without a signature: let the call decide
         return
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    named = [p for p in params.values() if p.kind in keyword and p.name not in reserved]
     open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    allowed = [
-        p.name
-        for p in params.values()
-        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        and p.name not in reserved
-    ]
-    choices = ", ".join(sorted(allowed)) or "none"
+    allowed = [p.name for p in named]
     for key in args:
         if key not in allowed and not open_ended:
+            choices = ", ".join(sorted(allowed)) or "none"
             raise ConfigError(
                 f"{kind} {name!r} has no argument {key!r}; valid arguments: {choices}"
             )
     missing = [
         p.name
-        for p in params.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-        and p.default is inspect.Parameter.empty
-        and p.name not in reserved
-        and p.name not in args
+        for p in named
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in args
     ]
     if missing:
         raise ConfigError(f"{kind} {name!r} needs argument(s): {', '.join(missing)}")

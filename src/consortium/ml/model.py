@@ -59,12 +59,10 @@ class Model(Protocol):
     def get_weights(self) -> dict[str, np.ndarray]:
         """The full state (parameters and buffers), in a stable order, as arrays the caller
         may keep: later training never changes them."""
-        ...
 
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         """Replace the state. Raises ValueError naming the array when a name is missing or
         unexpected, or a shape or dtype differs from :meth:`get_weights`."""
-        ...
 
     def fit(
         self,
@@ -81,16 +79,13 @@ class Model(Protocol):
         ``correction`` added to every gradient. Returns at least ``{"loss": mean training
         loss over the last epoch, "steps": number of SGD steps taken}``. A model that cannot
         apply a correction raises ConfigError when given one."""
-        ...
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         """``loss`` and ``accuracy`` for classification; ``loss`` (MSE) and ``r2`` for
         regression."""
-        ...
 
     def num_parameters(self) -> int:
         """The number of trainable scalars."""
-        ...
 
 
 #: ``factory(*, n_features=..., n_classes=..., seed=..., **args) -> Model``
