@@ -81,11 +81,8 @@ __all__ = [
 ]
 
 
-_TORCH_MODULES = frozenset({"CNN", "MLP"})
-
-
 def __getattr__(name: str) -> Any:
-    if name in _TORCH_MODULES:  # imports torch, so only on first use
+    if name in ("CNN", "MLP"):  # imports torch, so only on first use
         from consortium.ml import torch_models
 
         return getattr(torch_models, name)

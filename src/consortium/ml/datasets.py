@@ -46,37 +46,32 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.x.ndim != 2 or self.x.dtype != np.float32:
-            raise ValueError(
-                f"dataset {self.name!r}: x must be a 2-D float32 array, "
-                f"got shape {self.x.shape} dtype {self.x.dtype}"
+        x, y, k = self.x, self.y, self.n_classes
+        problem = None
+        if x.ndim != 2 or x.dtype != np.float32:
+            problem = f"x must be a 2-D float32 array, got shape {x.shape} dtype {x.dtype}"
+        elif y.ndim != 1 or len(y) != len(x):
+            problem = (
+                f"y must be 1-D with one value per row of x, got shape {y.shape} for {len(x)} rows"
             )
-        if self.y.ndim != 1 or len(self.y) != len(self.x):
-            raise ValueError(
-                f"dataset {self.name!r}: y must be 1-D with one value per row of x, "
-                f"got shape {self.y.shape} for {len(self.x)} rows"
+        elif self.task == "classification" and (y.dtype != np.int64 or k is None or k < 2):
+            problem = (
+                "classification needs int64 labels and n_classes >= 2, "
+                f"got dtype {y.dtype} and n_classes={k}"
             )
-        if self.task == "classification":
-            if self.y.dtype != np.int64 or self.n_classes is None or self.n_classes < 2:
-                raise ValueError(
-                    f"dataset {self.name!r}: classification needs int64 labels and "
-                    f"n_classes >= 2, got dtype {self.y.dtype} and n_classes={self.n_classes}"
-                )
-            if len(self.y) and (self.y.min() < 0 or self.y.max() >= self.n_classes):
-                raise ValueError(f"dataset {self.name!r}: labels must lie in [0, {self.n_classes})")
-        elif self.task == "regression":
-            if self.y.dtype != np.float32 or self.n_classes is not None:
-                raise ValueError(
-                    f"dataset {self.name!r}: regression needs float32 targets and "
-                    f"n_classes=None, got dtype {self.y.dtype} and n_classes={self.n_classes}"
-                )
-        else:
-            raise ValueError(f"dataset {self.name!r}: unknown task {self.task!r}")
-        if self.image_shape is not None and int(np.prod(self.image_shape)) != self.x.shape[1]:
-            raise ValueError(
-                f"dataset {self.name!r}: image_shape {self.image_shape} does not match "
-                f"{self.x.shape[1]} features"
+        elif self.task == "classification" and len(y) and (y.min() < 0 or y.max() >= k):
+            problem = f"labels must lie in [0, {k})"
+        elif self.task == "regression" and (y.dtype != np.float32 or k is not None):
+            problem = (
+                "regression needs float32 targets and n_classes=None, "
+                f"got dtype {y.dtype} and n_classes={k}"
             )
+        elif self.task not in ("classification", "regression"):
+            problem = f"unknown task {self.task!r}"
+        elif self.image_shape is not None and int(np.prod(self.image_shape)) != x.shape[1]:
+            problem = f"image_shape {self.image_shape} does not match {x.shape[1]} features"
+        if problem:
+            raise ValueError(f"dataset {self.name!r}: {problem}")
 
     @property
     def n_samples(self) -> int:
@@ -117,8 +112,7 @@ def classification(
 ) -> Dataset:
     """A classification dataset from feature rows ``x`` and labels ``y`` of any type: the
     labels are numbered 0..k-1 in sorted order, the features made float32."""
-    labels = np.asarray(y)
-    classes, codes = np.unique(labels, return_inverse=True)
+    classes, codes = np.unique(np.asarray(y), return_inverse=True)
     return Dataset(
         x=np.ascontiguousarray(x, dtype=np.float32),
         y=codes.astype(np.int64).reshape(-1),

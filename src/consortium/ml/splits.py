@@ -13,17 +13,6 @@ from consortium.ml.datasets import Dataset
 __all__ = ["standardize", "train_test_split"]
 
 
-def _stratified_counts(class_sizes: np.ndarray, total: int) -> np.ndarray:
-    """Split ``total`` among classes in proportion to their sizes (largest remainder method,
-    ties to the smaller class index), so that the counts sum to exactly ``total``."""
-    exact = class_sizes * total / class_sizes.sum()
-    counts = np.floor(exact).astype(np.int64)
-    # stable sort on the negated remainders: largest remainder first, ties by index
-    order = np.argsort(-(exact - counts), kind="stable")
-    counts[order[: total - int(counts.sum())]] += 1
-    return counts
-
-
 def train_test_split(
     ds: Dataset, *, test_fraction: float, seed: int, stratify: bool = True
 ) -> tuple[Dataset, Dataset]:
@@ -47,7 +36,11 @@ def train_test_split(
     if stratify and ds.task == "classification":
         assert ds.n_classes is not None
         by_class = [np.flatnonzero(ds.y == k) for k in range(ds.n_classes)]
-        quotas = _stratified_counts(np.bincount(ds.y, minlength=ds.n_classes), n_test)
+        # largest remainder: each class's exact share of the test rows rounded down, then one
+        # more row for the largest remainders (ties to the smaller class) up to n_test in all
+        exact = np.bincount(ds.y, minlength=ds.n_classes) * n_test / n
+        quotas = np.floor(exact).astype(np.int64)
+        quotas[np.argsort(-(exact - quotas), kind="stable")[: n_test - int(quotas.sum())]] += 1
         test_parts, train_parts = [], []
         for rows, quota in zip(by_class, quotas, strict=True):
             shuffled = rng.permutation(rows)

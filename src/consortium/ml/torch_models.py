@@ -74,17 +74,6 @@ def _rate(dropout: float) -> float:
     return rate
 
 
-def _image_side(n_features: int) -> int:
-    """The side of a square single-channel image of ``n_features`` pixels, or ConfigError."""
-    side = math.isqrt(n_features) if n_features > 0 else 0
-    if side < 1 or side * side != n_features:
-        raise ConfigError(
-            f"cnn takes square single-channel images flattened to side*side features; "
-            f"{n_features} features is not a square (digits has 64 = 8x8, MNIST 784 = 28x28)"
-        )
-    return side
-
-
 class CNN(nn.Module):
     """A small convolutional classifier for square single-channel images given as flat rows.
 
@@ -106,7 +95,12 @@ class CNN(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        side = _image_side(n_features)
+        side = math.isqrt(n_features) if n_features > 0 else 0
+        if side < 1 or side * side != n_features:
+            raise ConfigError(
+                f"cnn takes square single-channel images flattened to side*side features; "
+                f"{n_features} features is not a square (digits has 64 = 8x8, MNIST 784 = 28x28)"
+            )
         widths = _widths(channels, "channels")
         if not _positive(hidden):
             raise ConfigError(f"hidden must be a positive integer, got {hidden!r}")
