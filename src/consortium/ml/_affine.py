@@ -75,15 +75,12 @@ class AffineModel:
         rng: np.random.Generator,
         correction: Correction | None = None,
     ) -> dict[str, float]:
-        x = np.asarray(x)
-        y = np.asarray(y)
+        x, y = np.asarray(x), np.asarray(y)
         check_fit_args(x, y, epochs=epochs, batch_size=batch_size, lr=lr)
         features = self._features(x)
         targets = self._targets(y)
-        n, d = features.shape
-        rows = np.empty((n, d + 1), dtype=np.float32)
-        rows[:, :d] = features
-        rows[:, d] = 1.0
+        n = len(features)
+        rows = np.hstack([features, np.ones((n, 1), dtype=np.float32)])
         xs = np.empty_like(rows)
         ts = np.empty_like(targets)
         update = self._update(float(lr), correction)

@@ -1,14 +1,12 @@
-"""scikit-learn linear models behind the :class:`~consortium.ml.model.Model` contract.
-
-Registered as ``sk_sgd`` (``SGDClassifier`` with the logistic loss), ``sk_logreg``
-(``LogisticRegression``, lbfgs) and ``sk_sgd_regressor`` (``SGDRegressor``, squared error).
-Their state is two float64 arrays in scikit-learn's own layout: ``coef`` of shape
-``(rows, features)`` and ``intercept`` of shape ``(rows,)``, where ``rows`` is 1 for a binary
-classifier and the number of classes otherwise; the regressor has ``coef`` of shape
-``(features,)`` and ``intercept`` of shape ``(1,)``. Every model starts at zero (scikit-learn's
-own start, so the registry's ``seed`` is unused) and keeps no other state between fits: each
-``fit`` builds a fresh estimator, loads the current arrays into it and reads them back, so that
-the same weights and generator give the same result whatever was fitted before.
+"""scikit-learn linear models behind the :class:`~consortium.ml.model.Model` contract:
+``sk_sgd``, ``sk_logreg`` and ``sk_sgd_regressor``. Their state is two float64 arrays in
+scikit-learn's own layout: ``coef`` of shape ``(rows, features)`` and ``intercept`` of shape
+``(rows,)``, where ``rows`` is 1 for a binary classifier and the number of classes otherwise;
+the regressor has ``coef`` of shape ``(features,)`` and ``intercept`` of shape ``(1,)``. Every
+model starts at zero (scikit-learn's own start, so the registry's ``seed`` is unused) and keeps
+no other state between fits: each ``fit`` builds a fresh estimator, loads the current arrays
+into it and reads them back, so that the same weights and generator give the same result
+whatever was fitted before.
 
 - ``sk_sgd`` / ``sk_sgd_regressor``: each epoch is one ``partial_fit`` pass of per-row SGD
   (Bottou (2010), "Large-Scale Machine Learning with Stochastic Gradient Descent", COMPSTAT)

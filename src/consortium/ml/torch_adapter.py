@@ -47,12 +47,9 @@ _SEED_BOUND = 2**63 - 1  # torch.manual_seed takes any 64-bit value; stay in int
 
 @contextlib.contextmanager
 def torch_seeded(seed: int) -> Iterator[None]:
-    """Run the block with torch's global generator seeded to ``seed`` and restored after.
-
-    Exclusive among threads that use it, so seeded blocks on different threads (parties in
-    one process) do not interleave their draws. Build modules inside it for a deterministic
-    initialisation: ``with torch_seeded(seed): net = MyNet()``.
-    """
+    """Run the block with torch's global generator seeded to ``seed`` and restored after, one
+    such block at a time across threads (parties in one process). Build modules inside it for
+    a deterministic initialisation: ``with torch_seeded(seed): net = MyNet()``."""
     import torch
 
     # manual_seed seeds every CUDA device too, so fork (save and restore) all of them
@@ -68,9 +65,7 @@ def _tensor(arr: np.ndarray, dtype: np.dtype[Any]) -> torch.Tensor:
     import torch
 
     data = np.ascontiguousarray(arr, dtype=dtype)
-    if not data.flags.writeable:
-        data = data.copy()
-    return torch.from_numpy(data)
+    return torch.from_numpy(data if data.flags.writeable else data.copy())
 
 
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
