@@ -132,36 +132,29 @@ def _after(t: Any, spec: TableSpec) -> TableSpec:
 def apply_pipeline(table: Table, steps: list[Any], params: Arrays) -> Table:
     """``table`` through the fitted transformers (``params``: ``p<i>.<name>`` arrays)."""
     for i, t in enumerate(steps):
-        table = _apply(
-            table, t, {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(f"p{i}.")}
-        )
+        p = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(f"p{i}.")}
+        columns = dict(table.columns)
+        for j, c in enumerate(t.columns):
+            x = table.columns[c]
+            if isinstance(t, Imputer):
+                filled = x.copy()
+                filled[~table.present(c)] = p["fill"][j]
+                columns[c] = filled.astype(x.dtype)
+            elif isinstance(t, StandardScaler):
+                columns[c] = (x - p["mean"][j]) / p["scale"][j]
+            elif isinstance(t, MinMaxScaler):
+                low, high = t.feature_range
+                span = p["max"][j] - p["min"][j]
+                scale = (high - low) / (span if span != 0 else 1.0)
+                columns[c] = x * scale + (low - p["min"][j] * scale)
+            elif isinstance(t, Binning):
+                codes = np.searchsorted(p["edges"][j][1:-1], x, side="right").astype(np.float64)
+                columns[c] = np.where(np.isnan(x), np.nan, codes)
+            else:
+                for k, cat in enumerate(table.spec.columns[c].categories or []):
+                    columns[f"{c}={cat}"] = (x == k).astype(np.float64)
+        table = Table(name=table.name, spec=_after(t, table.spec), columns=columns)
     return table
-
-
-def _apply(table: Table, t: Any, p: Arrays) -> Table:
-    columns = dict(table.columns)
-    for j, c in enumerate(t.columns):
-        x = table.columns[c]
-        if isinstance(t, Imputer):
-            missing = ~table.present(c)
-            filled = x.copy()
-            filled[missing] = p["fill"][j]
-            columns[c] = filled.astype(x.dtype)
-        elif isinstance(t, StandardScaler):
-            columns[c] = (x - p["mean"][j]) / p["scale"][j]
-        elif isinstance(t, MinMaxScaler):
-            low, high = t.feature_range
-            span = p["max"][j] - p["min"][j]
-            scale = (high - low) / (span if span != 0 else 1.0)
-            columns[c] = x * scale + (low - p["min"][j] * scale)
-        elif isinstance(t, Binning):
-            edges = p["edges"][j]
-            codes = np.searchsorted(edges[1:-1], x, side="right").astype(np.float64)
-            columns[c] = np.where(np.isnan(x), np.nan, codes)
-        else:
-            for k, cat in enumerate(table.spec.columns[c].categories or []):
-                columns[f"{c}={cat}"] = (x == k).astype(np.float64)
-    return Table(name=table.name, spec=_after(t, table.spec), columns=columns)
 
 
 def apply_fitted(table: Table, state: State) -> Table:

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 from collections.abc import Collection, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,7 @@ from consortium.topology import TEMPLATES, ChannelDecl, TopologyDecl
 from consortium.tracking import RunDirectory
 from consortium.wire import Message
 
-__all__ = ["Coordinator", "TableBinder", "results_document", "run_directory"]
+__all__ = ["Coordinator", "TableBinder", "results_document"]
 
 RESULTS_FILE = "results.json"
 DAG_FILE = "dag.json"
@@ -111,18 +110,12 @@ def results_document(settings: AnalyticsSettings, results: list[JobResult]) -> d
     }
 
 
-def run_directory(tracker: Any) -> Path | None:
-    """The run directory the tracker writes into (its run-directory sink), if any."""
-    for sink in getattr(tracker, "sinks", ()):
-        if isinstance(sink, RunDirectory):
-            return sink.path
-    return None
-
-
 def _write(ctx: PartyContext, name: str, document: Mapping[str, Any]) -> None:
-    folder = run_directory(ctx.tracker)
-    if folder is None:
+    """Write ``document`` into the run directory, if the tracker writes one."""
+    sinks = [s for s in getattr(ctx.tracker, "sinks", ()) if isinstance(s, RunDirectory)]
+    if not sinks:
         return
+    folder = sinks[0].path
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".{name}.tmp"
     temporary.write_text(json.dumps(document, indent=2, allow_nan=True) + "\n", encoding="utf-8")

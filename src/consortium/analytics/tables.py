@@ -162,8 +162,7 @@ def _read_parquet(path: Path) -> dict[str, list[Any]]:
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-    table: dict[str, list[Any]] = pq.read_table(path).to_pydict()
-    return table
+    return pq.read_table(path).to_pydict()
 
 
 def _convert(values: list[Any], spec: ColumnSpec, where: str) -> np.ndarray:
