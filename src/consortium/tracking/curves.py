@@ -9,7 +9,6 @@ notebook that runs a job).
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["PLOT_MISSING", "curves_figure", "plot_curves"]
-
-logger = logging.getLogger(__name__)
 
 PLOT_MISSING = (
     "drawing curves.png needs matplotlib, the 'plot' extra: pip install 'consortium[plot]'"
@@ -99,7 +96,6 @@ def plot_curves(
     (:data:`PLOT_MISSING`) when matplotlib is not installed."""
     panels = choose_panels(records, job)
     if not panels:
-        logger.debug("no metric to draw; %s not drawn", path.name)
         return False
     try:
         figure = curves_figure(panels, title=title, x_label=MetricRows(job).x_label)

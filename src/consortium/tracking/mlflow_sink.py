@@ -23,10 +23,10 @@ import os
 import posixpath
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from consortium.errors import ConfigError, ConsortiumError
@@ -45,7 +45,6 @@ MLFLOW_MISSING = "MLflow tracking needs the 'mlflow' extra: pip install 'consort
 
 _ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 _UNSAFE_KEY_CHARS = re.compile(r"[^\w./\- ]")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,10 +123,11 @@ class MlflowSink:
         self._client, self.run_id, self._run_dir = client, run.info.run_id, Path(info.run_dir)
         logger.info("MLflow run %s in experiment %s at %s", self.run_id, experiment_id, uri)
         limit = _limit("MAX_PARAM_VAL_LENGTH", 500)
-        params = {_key(name): _cut(str(value), limit) for name, value in info.params.items()}
+        values = {_key(name): _cut(str(value), limit) for name, value in info.params.items()}
+        params = [Param(k, v) for k, v in values.items()]
         batch = _limit("MAX_PARAMS_TAGS_PER_BATCH", 100)
-        for chunk in _chunks([Param(k, v) for k, v in params.items()], batch):
-            client.log_batch(self.run_id, params=chunk)
+        for start in range(0, len(params), batch):
+            client.log_batch(self.run_id, params=params[start : start + batch])
         self._sent_at = self._clock()
 
     def round(self, record: RoundRecord) -> None:
@@ -192,8 +192,9 @@ class MlflowSink:
         client, run_id = self._started()
         pending, self._pending = self._pending, []
         self._sent_at = self._clock()
-        for chunk in _chunks(pending, _limit("MAX_METRICS_PER_BATCH", 1000)):
-            client.log_batch(run_id, metrics=chunk)
+        batch = _limit("MAX_METRICS_PER_BATCH", 1000)
+        for start in range(0, len(pending), batch):
+            client.log_batch(run_id, metrics=pending[start : start + batch])
 
 
 def _experiment_id(client: MlflowClient, name: str) -> str:
@@ -232,7 +233,3 @@ def _key(name: str) -> str:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
-    return (items[start : start + size] for start in range(0, len(items), size))

@@ -24,7 +24,6 @@ MAX_PARTY_LINES = 5
 
 # What Model.evaluate and the vertical master's score return: computed on evaluation rows.
 _EVALUATION_METRICS = frozenset({"loss", "accuracy", "r2"})
-_SPLIT_WORDS = {"test": "test", "train": "training"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,7 +146,7 @@ class MetricRows:
         holdout = _dig(binding, "holdout")
         if split == "train" and isinstance(holdout, int | float) and holdout > 0:
             return f"{role}'s held-out rows"
-        word = _SPLIT_WORDS.get(split or "")
+        word = {"test": "test", "train": "training"}.get(split or "")
         return f"{role}'s {word} rows" if word else f"{role}'s rows"
 
     def _role_running(self, program: str) -> str:

@@ -62,7 +62,7 @@ class RunDirectory:
         self.path = Path(path)
         self._curves = curves
         self._wall_clock = wall_clock
-        self._info: RunInfo | None = None
+        self._header: dict[str, Any] = {}  # of summary.json: which run, of which job
         self._metrics: IO[str] | None = None
         self._events: IO[str] | None = None
 
@@ -79,7 +79,7 @@ class RunDirectory:
                     f"{self.path} already holds a run ({name}); use a new run id "
                     "(new_run_id()) or another folder"
                 )
-        self._info = info
+        self._header = {"run_id": info.run_id, "job": info.job_name, "job_hash": info.job_hash}
         # through JSON: plain dicts and lists, which yaml.safe_dump accepts
         job = json.loads(json.dumps(info.resolved_job, default=_json_default))
         text = yaml.safe_dump(job, sort_keys=False, allow_unicode=True)
@@ -95,18 +95,13 @@ class RunDirectory:
         _write_line(self._open(self._events), line)
 
     def finish(self, summary: RunSummary, model: Model | None) -> None:
-        info = self._info
-        if info is None:
-            raise ConsortiumError("RunDirectory.finish() before start()")
         try:
             if model is not None:
                 save_model(self.path / MODEL_FILE, model)
         finally:
             # The summary is written even if the model cannot be: it holds the metrics.
             document = {
-                "run_id": info.run_id,
-                "job": info.job_name,
-                "job_hash": info.job_hash,
+                **self._header,
                 "status": summary.status,
                 "metrics": {name: float(value) for name, value in summary.metrics.items()},
                 "rounds": summary.rounds_completed,
