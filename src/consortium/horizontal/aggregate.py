@@ -237,17 +237,17 @@ class WeightedSum:
     so :meth:`add` keeps a reference to each reply (no copy) and folds the held replies
     together once 64 of them, or 2 GiB of them, are held: the accumulator is read and
     written once per fold. :meth:`mean` reads the accumulator and the replies still held
-    in one pass and writes only the mean. With ``compiled`` true (the default) and numba installed (the
-    ``fast`` extra), float32 and float64 tensors of 2**18 elements or more fold through
-    the compiled loop of :mod:`~consortium.horizontal.compiled`; the other tensors, and all
-    of them with ``compiled=False`` or without numba, fold with numpy, a block of columns
-    at a time. ``bench/aggregate.py`` measures both against one matrix-vector product over
-    the same bytes.
+    in one pass and writes only the mean. With ``compiled`` true (the default) and numba
+    installed (the ``fast`` extra), float32 and float64 tensors of 2**18 elements or more
+    fold through the compiled loop of :mod:`~consortium.horizontal.compiled`; the other
+    tensors, and all of them with ``compiled=False`` or without numba, fold with numpy, a
+    block of columns at a time. ``bench/aggregate.py`` measures both against one
+    matrix-vector product over the same bytes.
 
     Because replies are held, the arrays given to :meth:`add` must not be changed until
-    :meth:`mean` (a model's ``get_weights`` and the wire decoder both return arrays that
-    nothing changes later). Memory: the accumulator (8 bytes per element) and the replies
-    held, which stay alive until they are folded.
+    the sum is dropped (a model's ``get_weights`` and the wire decoder both return arrays
+    that nothing changes later). Memory: the accumulator (8 bytes per element) and up to
+    2 GiB of held replies, kept alive until they are folded.
 
     Precision: every tensor accumulates in float64, whatever its dtype (float32 partial
     sums would make the result depend on the reply order at float32 resolution). For N
@@ -306,8 +306,7 @@ class WeightedSum:
     def mean(self) -> dict[str, np.ndarray]:
         """The weighted mean as fresh arrays, each in its tensor's dtype and shape.
 
-        The held replies are read with the accumulator in the same pass, which is written
-        neither: they stay held, so more can be added after a mean."""
+        Neither the accumulator nor the replies held change: more can be added after."""
         if self.total_weight <= 0:
             raise ValueError("no weight was accumulated")
         self._check_intact()

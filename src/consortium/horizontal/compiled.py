@@ -55,7 +55,8 @@ def _fold(acc, rows, weights, block, out, total):  # type: ignore[no-untyped-def
         part = acc[s:e].copy()
         k = 0
         # four replies read side by side: four streams of reads in flight, where one alone
-        # waits on memory at the start of each page (the hardware prefetcher stops there)
+        # waits on memory at the start of each 4 KiB page (the hardware's read-ahead
+        # starts again there)
         while k + 4 <= count:
             x0, x1, x2, x3 = rows[k][s:e], rows[k + 1][s:e], rows[k + 2][s:e], rows[k + 3][s:e]
             w0, w1, w2, w3 = weights[k], weights[k + 1], weights[k + 2], weights[k + 3]
