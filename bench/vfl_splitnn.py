@@ -81,7 +81,7 @@ def run_central(raw: dict[str, Any]) -> dict[str, float]:
         fit_standardizer,
         split_records,
     )
-    from consortium.vertical.align import EPOCH_KEY, SPLIT_KEY
+    from consortium.vertical.local import EPOCH_KEY, SPLIT_KEY
 
     torch.set_num_threads(1)
     loaded = parse_job(copy.deepcopy(raw))

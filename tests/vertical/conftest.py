@@ -22,8 +22,8 @@ from consortium.errors import TransportTimeout
 from consortium.jobs import bind_data, parse_job, run_inproc
 from consortium.runtime import PartyContext, derive_rng, program_for
 from consortium.vertical import batches, fit_standardizer, split_records
-from consortium.vertical.align import EPOCH_KEY, SPLIT_KEY
 from consortium.vertical.exchange import Expect
+from consortium.vertical.local import EPOCH_KEY, SPLIT_KEY
 from consortium.wire import Message
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

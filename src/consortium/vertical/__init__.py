@@ -12,10 +12,17 @@ built, one state machine per mode around what every mode shares, in
 from consortium.runtime import BINDERS as _BINDERS
 from consortium.runtime import PROTOCOLS as _PROTOCOLS
 from consortium.vertical import arbitered, exact, gradient  # noqa: F401 (each registers its mode)
-from consortium.vertical.align import batches, fit_standardizer, split_records
 from consortium.vertical.arbiter import Arbiter
 from consortium.vertical.data import BINDER, VerticalBinder, VerticalData, record_ids
-from consortium.vertical.local import NET_KEY, TOP_KEY, load_part, part_path
+from consortium.vertical.local import (
+    NET_KEY,
+    TOP_KEY,
+    batches,
+    fit_standardizer,
+    load_part,
+    part_path,
+    split_records,
+)
 from consortium.vertical.master import Master
 from consortium.vertical.member import Member
 from consortium.vertical.messages import Kind, MemberStage

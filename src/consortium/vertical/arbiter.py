@@ -1,19 +1,14 @@
 """The arbiter's program: the key holder of the arbitered mode (an actor).
 
 In honest mode the arbiter only joins and waits for the end; any protocol message is an
-error. In arbitered mode (:mod:`consortium.vertical.encrypted`) it answers two requests:
-
-- ``vfl.he.keys`` from the master: generate a Paillier keypair of the job's size, keep the
-  private key in memory (never written, logged or sent), and send the public key to the
-  master and every member;
-- ``vfl.he.decrypt`` from the master or a member: decrypt the masked ciphertexts and return
-  the residues. A residue of ``value + mask`` is uniform in ``Z_n``: the arbiter learns
-  nothing about the value, and only the sender, who drew the mask, can remove it.
-
-The parties are semi-honest (they follow the protocol): an arbiter cannot tell a masked
-ciphertext from an unmasked one, so a party that sent it ``[[d]]`` unmasked would learn
-labels through it. Against such a party the scheme offers no protection; see
-:mod:`consortium.vertical.visibility`.
+error. In arbitered mode (:mod:`consortium.vertical.encrypted`) it makes a Paillier keypair
+of the job's size when the master asks (``vfl.he.keys``), keeps the private key in memory
+(never written, logged or sent) and sends the public key to the master and every member;
+then it decrypts masked ciphertexts for the master and the members (``vfl.he.decrypt``).
+A residue of ``value + mask`` is uniform in ``Z_n``: the arbiter learns nothing about the
+value, and only the sender, who drew the mask, can remove it. An arbiter cannot tell a
+masked ciphertext from an unmasked one, so against a party that does not follow the
+protocol the scheme offers no protection (see :mod:`consortium.vertical.visibility`).
 """
 
 from __future__ import annotations

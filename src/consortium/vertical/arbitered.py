@@ -28,7 +28,6 @@ from consortium.privacy.paillier import (
     Mask,
     public_key_from_array,
 )
-from consortium.vertical.align import Alignment
 from consortium.vertical.encrypted import (
     VALUE_LIMIT_BITS,
     Keyring,
@@ -38,7 +37,7 @@ from consortium.vertical.encrypted import (
     scaled_residual,
 )
 from consortium.vertical.exchange import Exchange, Expect, Outbox, positions
-from consortium.vertical.local import MasterPart
+from consortium.vertical.local import Alignment, MasterPart
 from consortium.vertical.messages import Kind, MemberStage
 from consortium.vertical.modes import MODES, MasterMode, MemberMode, Mode
 from consortium.vertical.parts import LinearBottom, LinearTop

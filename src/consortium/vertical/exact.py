@@ -25,9 +25,8 @@ from collections.abc import Callable
 import numpy as np
 
 from consortium.errors import RunFailed
-from consortium.vertical.align import Alignment
 from consortium.vertical.exchange import Exchange, Expect, Outbox, numbers, scalar
-from consortium.vertical.local import MasterPart, MemberPart
+from consortium.vertical.local import Alignment, MasterPart, MemberPart
 from consortium.vertical.messages import Kind, MemberStage
 from consortium.vertical.modes import MODES, MasterMode, MemberMode, Mode, Rounds
 from consortium.vertical.parts import LinearBottom, LinearTop

@@ -90,7 +90,6 @@ class Exchange(Protocol):
     def collect(self, round: int, *expects: Expect) -> list[list[Any]]:
         """Wait for every reply ``expects`` names, for ``round``, in whatever order they
         come; for each :class:`Expect`, what its reader made of them, in party order."""
-        ...
 
 
 class ContextExchange:

@@ -1,6 +1,7 @@
 """The plain mode: gradient training with outputs and gradients in the clear, of linear
 models and split networks alike (Vepakomma et al., "Split learning for health", 2018;
-for linear models this is minibatch gradient descent on ``z = sum_p X_p W_p + b``).
+for linear models this is minibatch gradient descent on ``z = sum_p X_p W_p + b``): the two
+exchange the same messages and differ only in their parts (``models.MODELS`` builds them).
 
 For every batch the master names the aligned rows (``vfl.forward``), waits for every
 member's output, steps the top, and sends each member the gradient w.r.t. its own output

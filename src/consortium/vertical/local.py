@@ -1,11 +1,12 @@
 """What each party holds once the records are aligned, the same in every mode: its own
 columns of the aligned records, standardised on the training rows; its part of the model;
-and that part saved to (or, to predict, loaded from) its own file.
+and that part saved to (or, to predict, loaded from) its own file. And the master's view of
+the aligned records: which train and which test, and the batches of each epoch.
 
 A member's :class:`MemberPart` is its bottom; the master's :class:`MasterPart` is the top,
-its own bottom when it holds columns, and the labels. Each party standardises only its own
-columns, with the mean and scale of the aligned training rows (saved with its part, so
-that predicting uses the same ones).
+its own columns and bottom when it holds columns, and the labels. Each party standardises
+only its own columns, with the mean and scale of the aligned training rows (saved with its
+part, so that predicting uses the same ones).
 """
 
 from __future__ import annotations
@@ -19,26 +20,75 @@ import numpy as np
 from consortium.errors import RunFailed
 from consortium.runtime import PartyContext, derive_seed
 from consortium.tracking import save_model
-from consortium.vertical.align import fit_standardizer
 from consortium.vertical.data import VerticalData
 from consortium.vertical.parts import Bottom, Top
 from consortium.vertical.settings import VerticalSettings
 
 __all__ = [
+    "EPOCH_KEY",
     "NET_KEY",
+    "SPLIT_KEY",
     "TOP_KEY",
+    "Alignment",
     "MasterPart",
     "MemberPart",
+    "batches",
+    "fit_standardizer",
     "load_part",
     "master_part",
     "member_part",
     "part_path",
     "save_part",
     "saved_part",
+    "split_records",
 ]
 
-NET_KEY = 0xB0770  # seeds each party's bottom network: derive_seed(seed, NET_KEY, rank)
-TOP_KEY = 0x70B  # seeds the master's top network: derive_seed(seed, TOP_KEY)
+# Each key keeps one random stream apart from the others.
+NET_KEY = 0xB0770  # each party's bottom network: derive_seed(seed, NET_KEY, rank)
+TOP_KEY = 0x70B  # the master's top network: derive_seed(seed, TOP_KEY)
+SPLIT_KEY = 0x5B17  # the master's draw of the test records
+EPOCH_KEY = 0xE90C  # the master's batch order, epoch by epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Alignment:
+    """The master's view: its own rows of the aligned records (training rows first), how
+    many train, and how many columns each member holds."""
+
+    rows: np.ndarray
+    n_train: int
+    features: dict[str, int]
+
+
+def split_records(n: int, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """An order of ``n`` aligned records with the training ones first (each part in
+    ascending order), and the training count. At least one record trains; with two or more,
+    at least one tests."""
+    n_test = min(max(round(n * test_fraction), 1 if n > 1 else 0), n - 1)
+    perm = rng.permutation(n)
+    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    return np.concatenate([train, test]), n - n_test
+
+
+def batches(
+    n_train: int, batch_size: int | None, rng: np.random.Generator | None, *, min_size: int = 1
+) -> list[np.ndarray]:
+    """One epoch's batches of training positions, in the order drawn from ``rng`` (in order
+    when it is None). A last batch shorter than ``min_size`` joins the one before it."""
+    order = np.arange(n_train) if rng is None else rng.permutation(n_train)
+    size = n_train if batch_size is None else batch_size
+    out = [order[i : i + size] for i in range(0, n_train, size)]
+    if len(out) > 1 and len(out[-1]) < min_size:
+        out[-2:] = [np.concatenate(out[-2:])]
+    return out
+
+
+def fit_standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of each column of the training rows (a constant column keeps scale 1)."""
+    values = np.asarray(x, dtype=np.float64)
+    mean = values.mean(axis=0)
+    scale = np.where(np.ptp(values, axis=0) == 0.0, 1.0, values.std(axis=0))
+    return mean, scale
 
 
 def part_path(settings: VerticalSettings, party: str) -> Path | None:

@@ -23,10 +23,17 @@ import numpy as np
 from consortium.errors import RunFailed, TransportClosed
 from consortium.privacy.psi import Match, PsiError, PsiReceiver, intersect
 from consortium.runtime import JOIN, PROGRAMS, STOP, Outcome, PartyContext, gather
-from consortium.vertical.align import EPOCH_KEY, SPLIT_KEY, Alignment, split_records
 from consortium.vertical.data import VerticalData
 from consortium.vertical.exchange import ContextExchange, Exchange, Expect
-from consortium.vertical.local import MasterPart, master_part, save_part
+from consortium.vertical.local import (
+    EPOCH_KEY,
+    SPLIT_KEY,
+    Alignment,
+    MasterPart,
+    master_part,
+    save_part,
+    split_records,
+)
 from consortium.vertical.messages import Kind
 from consortium.vertical.modes import MODES, Rounds, mode_name
 from consortium.vertical.parts import score

@@ -9,10 +9,6 @@ mode           job settings                              module
 ``arbitered``  ``mode: arbitered``                       :mod:`~consortium.vertical.arbitered`
 =============  ========================================  =====================================
 
-Plain gradient training serves linear models and split networks alike: the two exchange
-the same messages and differ only in their parts (``models.MODELS`` builds a linear or a
-torch bottom and top), so they share one pair of state machines.
-
 A mode is a pair: a :class:`MasterMode` the master's driver calls through an
 :class:`~consortium.vertical.exchange.Exchange`, and a :class:`MemberMode` the member's
 actor hands the messages of the mode's own kinds to (``messages.ACCEPTS[mode]`` says which,
@@ -33,9 +29,8 @@ from consortium.errors import ConfigError
 from consortium.ml.datasets import Task
 from consortium.registry import Registry
 from consortium.tracking import RoundRecord, Tracker
-from consortium.vertical.align import Alignment, batches
 from consortium.vertical.exchange import Exchange, Expect, Outbox, outputs
-from consortium.vertical.local import MasterPart, MemberPart
+from consortium.vertical.local import Alignment, MasterPart, MemberPart, batches
 from consortium.vertical.messages import Kind, MemberStage
 from consortium.vertical.parts import score
 from consortium.vertical.settings import VerticalSettings

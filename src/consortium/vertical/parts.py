@@ -24,14 +24,7 @@ import numpy as np
 
 from consortium.ml.datasets import Task
 
-__all__ = [
-    "Bottom",
-    "LinearBottom",
-    "LinearTop",
-    "Top",
-    "score",
-    "targets",
-]
+__all__ = ["Bottom", "LinearBottom", "LinearTop", "Top", "score", "targets"]
 
 
 class Bottom(Protocol):
@@ -41,7 +34,6 @@ class Bottom(Protocol):
 
     def backward(self, grad: np.ndarray) -> None:
         """Take one step with the gradient w.r.t. the last training output."""
-        ...
 
     def state(self) -> dict[str, np.ndarray]: ...
 
@@ -55,7 +47,6 @@ class Top(Protocol):
 
     def predict(self, parts: Sequence[np.ndarray]) -> np.ndarray:
         """Scores: values (regression) or class probabilities, shape ``(rows, classes)``."""
-        ...
 
     def state(self) -> dict[str, np.ndarray]: ...
 

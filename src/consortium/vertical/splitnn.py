@@ -25,14 +25,7 @@ from consortium.registry import Registry
 if TYPE_CHECKING:
     import torch
 
-__all__ = [
-    "COMBINERS",
-    "NETS",
-    "TorchBottom",
-    "TorchTop",
-    "build_net",
-    "central_network",
-]
+__all__ = ["COMBINERS", "NETS", "TorchBottom", "TorchTop", "build_net", "central_network"]
 
 NetFactory = Callable[..., "torch.nn.Module"]
 NETS: Registry[NetFactory] = Registry("split network")
