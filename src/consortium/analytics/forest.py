@@ -117,12 +117,12 @@ def predict_forest(trees: list[dict[str, np.ndarray]], x: np.ndarray) -> np.ndar
 
 
 def _merge(plain: Mapping[str, Arrays]) -> dict[str, np.ndarray]:
-    """The workers' trees as one forest (``m.t<i>.*``), in the parties' order."""
+    """The workers' trees as one forest (``forest.t<i>.*``), in the parties' order."""
     merged: dict[str, np.ndarray] = {}
     for party in sorted(plain):
         for tree in unpack_trees(plain[party], ""):
             m = len(merged) // 5
-            merged.update({f"m.t{m}.{f}": v for f, v in tree.items()})
+            merged.update({f"forest.t{m}.{f}": v for f, v in tree.items()})
     return merged
 
 
@@ -170,17 +170,16 @@ class Forest(_Trees):
             accuracy, loss = _per_example(total, "correct"), _per_example(total, "loss")
             scores.append({"fold": fold, "examples": n, "accuracy": accuracy, "loss": loss})
         _, plain = yield {"phase": np.array([0, -1], dtype=np.int64)}
-        merged = _merge(plain)
-        arrays = {f"forest.{k[2:]}": v for k, v in merged.items()}
-        result: dict[str, Any] = {"trees": len(merged) // 5, "folds": scores}
-        metrics: dict[str, float] = {"trees": float(len(merged) // 5)}
+        forest = _merge(plain)
+        result: dict[str, Any] = {"trees": len(forest) // 5, "folds": scores}
+        metrics: dict[str, float] = {"trees": float(len(forest) // 5)}
         if scores:
             n = sum(s["examples"] for s in scores)
             acc = sum(s["accuracy"] * s["examples"] for s in scores) / n
             result["cv_accuracy"] = acc
             metrics["cv_accuracy"] = acc
         meta = {"forest": {"features": list(args.features), "label": args.label}}
-        return Finished(result=result, metrics=metrics, state=state.updated(arrays, meta))
+        return Finished(result=result, metrics=metrics, state=state.updated(forest, meta))
 
     def local(self, args: Any, request: Arrays, data: LocalData) -> Partial:
         x, y, n_classes = _labelled(args, data)
@@ -193,7 +192,7 @@ class Forest(_Trees):
             )
             return Partial(plain=grow_trees(args, x[rows], y[rows], n_classes, seed))
         rows = folds == fold
-        proba = predict_forest(unpack_trees(request, "m."), x[rows])
+        proba = predict_forest(unpack_trees(request, "forest."), x[rows])
         correct = float(np.sum(np.argmax(proba, axis=1) == y[rows]))
         loss = float(-np.sum(np.log(np.clip(proba[np.arange(rows.sum()), y[rows]], 1e-15, None))))
         return Partial(sums=scalar_sums(n=float(rows.sum()), correct=correct, loss=loss))

@@ -14,7 +14,6 @@ code for classification (``logreg``, forests), a number for regression (``linreg
   model from worker to worker (each one's model is then seen, as in any ring). ``train_test``
   holds out a fraction of each worker's rows and scores the new model on them (pooled score).
 * ``export`` (a ``finalize`` step): keep only the named state arrays as the run's model.
-* ``forest`` and ``local_cv``: see :mod:`consortium.analytics.forest`.
 """
 
 from __future__ import annotations

@@ -128,18 +128,17 @@ class TableBinder:
 
     def check(self, job: Any) -> None:
         settings: AnalyticsSettings = job.algorithm
-        workers = [p for p in job.topology.parties if p.role == "worker"]
+        workers = {p.name for p in job.topology.parties if p.role == "worker"}
         if not workers:
             raise ConfigError(f"{job.source}: topology: the analytics protocol needs workers")
         for name, spec in settings.tables.items():
-            if isinstance(spec.files, dict):
-                unknown = sorted(set(spec.files) - {p.name for p in workers})
-                missing = sorted({p.name for p in workers} - set(spec.files))
-                if unknown or missing:
-                    raise ConfigError(
-                        f"{job.source}: algorithm.tables.{name}.files: name a file for each "
-                        f"worker; unknown: {unknown or 'none'}, missing: {missing or 'none'}"
-                    )
+            named = set(spec.files) if isinstance(spec.files, dict) else workers
+            if named != workers:
+                unknown, missing = sorted(named - workers), sorted(workers - named)
+                raise ConfigError(
+                    f"{job.source}: algorithm.tables.{name}.files: name a file for each "
+                    f"worker; unknown: {unknown or 'none'}, missing: {missing or 'none'}"
+                )
 
     def bind(self, job: Any, parties: Collection[str] | None) -> dict[str, Any]:
         settings: AnalyticsSettings = job.algorithm

@@ -111,8 +111,7 @@ class Scheduler:
         jobs = dag.order()[: self.settings.rounds or None]  # rounds: a trial run's first jobs
         for number, job in enumerate(jobs, start=1):
             started = self.ctx.clock.now()
-            outcome = self._run_job(job)
-            self.results.append(outcome)
+            self.results.append(self._run_job(job))
             if self.ctx.tracker is not None:
                 # One record per job for progress; its metrics are in results.json and the
                 # summary (a job's metrics are its own, so there are no curves to draw).
