@@ -95,6 +95,8 @@ class RunDirectory:
         _write_line(self._open(self._events), line)
 
     def finish(self, summary: RunSummary, model: Model | None) -> None:
+        if not self._header:  # its start failed: this is not the run's folder
+            raise ConsortiumError("RunDirectory.finish() before start()")
         try:
             if model is not None:
                 save_model(self.path / MODEL_FILE, model)
