@@ -6,19 +6,20 @@ covering every row exactly once, none empty. The same seed gives the same partit
 
 Built-ins:
 
-- ``iid``: a random permutation cut into near-equal parts.
+- ``iid``: a random permutation cut into parts whose sizes differ by at most 1.
 - ``dirichlet``: label skew. The rows of each class are spread over the parties in
   proportions drawn from a symmetric Dirichlet(``alpha``); small ``alpha`` gives each party
   few classes, large ``alpha`` approaches iid. Hsu, Qi and Brown (2019), "Measuring the
   Effects of Non-Identical Data Distribution for Federated Visual Classification",
-  arXiv:1909.06335. Drawing per class and redrawing until every party holds ``min_size``
-  rows follows Yurochkin et al. (2019), "Bayesian Nonparametric Federated Learning of Neural
-  Networks", ICML, as used in Li et al. (2022), "Federated Learning on Non-IID Data Silos: An
-  Experimental Study", ICDE.
-- ``shards``: sort the rows by label, cut them into ``shards_per_party * n_parties`` shards
-  and deal each party ``shards_per_party`` of them at random, so that each party sees about
-  that many labels. McMahan et al. (2017), "Communication-Efficient Learning of Deep
-  Networks from Decentralized Data", AISTATS (their pathological non-IID MNIST split).
+  arXiv:1909.06335. Drawing per class and redrawing (from the same seeded stream) until every
+  party holds ``min_size`` rows follows Yurochkin et al. (2019), "Bayesian Nonparametric
+  Federated Learning of Neural Networks", ICML, as used in Li et al. (2022), "Federated
+  Learning on Non-IID Data Silos: An Experimental Study", ICDE.
+- ``shards``: sort the rows by label (in random order within a label), cut them into
+  ``shards_per_party * n_parties`` shards and deal each party ``shards_per_party`` of them at
+  random, so that each party sees about that many labels. McMahan et al. (2017),
+  "Communication-Efficient Learning of Deep Networks from Decentralized Data", AISTATS (their
+  pathological non-IID MNIST split).
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ def _inputs(
 
 @PARTITIONERS.decorator("iid")
 def iid(y: np.ndarray, *, n_parties: int, seed: int) -> list[np.ndarray]:
-    """Shuffle the rows and cut them into ``n_parties`` parts whose sizes differ by at most 1."""
     y, parties, rng = _inputs(y, n_parties, seed)
     parts = np.array_split(rng.permutation(len(y)), parties)
     return [np.sort(part).astype(np.int64) for part in parts]
@@ -83,8 +83,6 @@ def dirichlet(
     min_size: int = 1,
     max_tries: int = 1000,
 ) -> list[np.ndarray]:
-    """Label skew: for each class, party shares ~ Dirichlet(alpha); redrawn (from the same
-    seeded stream, so deterministically) until every party holds at least ``min_size`` rows."""
     y, parties, rng = _inputs(y, n_parties, seed)
     if not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
         raise ConfigError(
@@ -125,8 +123,6 @@ def dirichlet(
 def shards(
     y: np.ndarray, *, n_parties: int, seed: int, shards_per_party: int = 2
 ) -> list[np.ndarray]:
-    """Sort by label (random order within a label), cut into equal shards, deal
-    ``shards_per_party`` random shards to each party."""
     y, parties, rng = _inputs(y, n_parties, seed)
     per_party = check_positive_int(shards_per_party, "shards_per_party")
     n_shards = per_party * parties

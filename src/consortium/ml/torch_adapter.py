@@ -264,9 +264,8 @@ class TorchModel:
 
 
 def _classifier(name: str, *, n_classes: int | None, seed: int, **args: Any) -> TorchModel:
-    """The built-in classifier ``name`` (its module is ``name.upper()`` in
-    :mod:`consortium.ml.torch_models`), initialised from ``seed``; ConfigError for a
-    regression dataset or when PyTorch is missing."""
+    """The module ``name.upper()`` of :mod:`consortium.ml.torch_models`, initialised from
+    ``seed``; ConfigError for a regression dataset or when PyTorch is missing."""
     if n_classes is None:
         raise ConfigError(f"{name} is a classifier and needs a classification dataset")
     try:
@@ -290,8 +289,7 @@ def build_mlp(
     hidden: Sequence[int] = (64,),
     dropout: float = 0.0,
 ) -> TorchModel:
-    """A multilayer perceptron classifier (:class:`~consortium.ml.torch_models.MLP`) with
-    ReLU ``hidden`` layers, initialised from ``seed``. Needs PyTorch."""
+    """:class:`~consortium.ml.torch_models.MLP`, initialised from ``seed``. Needs PyTorch."""
     return _classifier(
         "mlp", n_classes=n_classes, seed=seed, n_features=n_features, hidden=hidden, dropout=dropout
     )
@@ -308,9 +306,8 @@ def build_cnn(
     dropout: float = 0.0,
     batch_norm: bool = False,
 ) -> TorchModel:
-    """A small convolutional classifier (:class:`~consortium.ml.torch_models.CNN`) for
-    square single-channel images given as flat rows of ``side * side`` features (digits:
-    8x8, MNIST: 28x28), initialised from ``seed``. Needs PyTorch."""
+    """:class:`~consortium.ml.torch_models.CNN` (digits are 8x8 images, MNIST 28x28),
+    initialised from ``seed``. Needs PyTorch."""
     return _classifier(
         "cnn",
         n_classes=n_classes,
