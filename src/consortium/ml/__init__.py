@@ -18,6 +18,8 @@ from consortium.ml.datasets import (
     classification,
     load_dataset,
     regression,
+    standardize,
+    train_test_split,
 )
 from consortium.ml.model import (
     MODELS,
@@ -37,7 +39,6 @@ from consortium.ml.sklearn_models import (
     SGDClassifierModel,
     SGDRegressorModel,
 )
-from consortium.ml.splits import standardize, train_test_split
 from consortium.ml.torch_adapter import TorchModel, torch_seeded
 
 if TYPE_CHECKING:
