@@ -53,13 +53,10 @@ class AffineModel:
         return {"W": self._theta[:-1].copy(), "b": self._theta[-1].copy()}
 
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
-        spec = {
-            "W": ((self.n_features, self.n_outputs), np.dtype(np.float32)),
-            "b": ((self.n_outputs,), np.dtype(np.float32)),
-        }
-        checked = check_weights(spec, weights)
-        self._theta[:-1] = checked["W"]
-        self._theta[-1] = checked["b"]
+        views = {"W": self._theta[:-1], "b": self._theta[-1]}
+        checked = check_weights({k: (v.shape, v.dtype) for k, v in views.items()}, weights)
+        for name, view in views.items():
+            view[...] = checked[name]
 
     def num_parameters(self) -> int:
         return int(self._theta.size)

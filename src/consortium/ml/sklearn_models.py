@@ -95,11 +95,8 @@ class _SklearnLinear:
         return {"coef": self._coef.copy(), "intercept": self._intercept.copy()}
 
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
-        spec = {
-            "coef": (self._coef.shape, np.dtype(np.float64)),
-            "intercept": (self._intercept.shape, np.dtype(np.float64)),
-        }
-        checked = check_weights(spec, weights)
+        state = {"coef": self._coef, "intercept": self._intercept}
+        checked = check_weights({k: (v.shape, v.dtype) for k, v in state.items()}, weights)
         self._coef = np.array(checked["coef"], dtype=np.float64, order="C")
         self._intercept = np.array(checked["intercept"], dtype=np.float64)
 
