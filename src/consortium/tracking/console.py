@@ -68,10 +68,8 @@ class ConsoleSink:
             return
         details = " ".join(f"{key}={value}" for key, value in fields.items() if key != "level")
         text = f"{name} {details}".strip()
-        if is_warning:
-            self.console.print(f"[yellow]warning[/] {escape(text)}", highlight=False)
-        else:
-            self.console.print(f"[dim]{escape(text)}[/]", highlight=False)
+        markup = f"[yellow]warning[/] {escape(text)}" if is_warning else f"[dim]{escape(text)}[/]"
+        self.console.print(markup, highlight=False)
 
     def finish(self, summary: RunSummary, model: Model | None) -> None:
         self.close()

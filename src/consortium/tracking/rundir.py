@@ -88,11 +88,10 @@ class RunDirectory:
         self._events = open(self.path / EVENTS_FILE, "x", encoding="utf-8")  # noqa: SIM115
 
     def round(self, record: RoundRecord) -> None:
-        _write_line(self._open(self._metrics), record.to_json())
+        self._append(self._metrics, record.to_json())
 
     def event(self, name: str, **fields: EventValue) -> None:
-        line = {"time": self._wall_clock(), "event": name, "fields": fields}
-        _write_line(self._open(self._events), line)
+        self._append(self._events, {"time": self._wall_clock(), "event": name, "fields": fields})
 
     def finish(self, summary: RunSummary, model: Model | None) -> None:
         if not self._header:  # its start failed: this is not the run's folder
@@ -130,10 +129,11 @@ class RunDirectory:
                 handle.close()
         self._metrics = self._events = None
 
-    def _open(self, handle: IO[str] | None) -> IO[str]:
-        if handle is None:
+    def _append(self, log: IO[str] | None, line: Mapping[str, Any]) -> None:
+        if log is None:
             raise ConsortiumError("RunDirectory used before start() or after close()")
-        return handle
+        log.write(json.dumps(line, default=_json_default) + "\n")
+        log.flush()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,11 +208,6 @@ def save_model(path: Path, model: Model) -> None:
                 )
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
-
-
-def _write_line(handle: IO[str], obj: Mapping[str, Any]) -> None:
-    handle.write(json.dumps(obj, default=_json_default) + "\n")
-    handle.flush()
 
 
 def _write_atomically(path: Path, text: str) -> None:
