@@ -130,11 +130,7 @@ def _job(
 
 
 def _compile(
-    steps: list[Any],
-    prefix: str,
-    after: tuple[str, ...],
-    workers: tuple[str, ...],
-    jobs: list[Job],
+    steps: list[Any], prefix: str, after: tuple[str, ...], workers: tuple[str, ...], jobs: list[Job]
 ) -> tuple[str, ...]:
     """Append the jobs of ``steps`` run after ``after``; returns the last jobs' ids."""
     for index, step in enumerate(steps):

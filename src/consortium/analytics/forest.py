@@ -208,13 +208,10 @@ class LocalCV(_Trees):
         correct = 0.0
         for f in range(k):
             train, test = folds != f, folds == f
-            trees = unpack_trees(
-                grow_trees(args, x[train], y[train], n_classes, derive_seed(f, len(y))), ""
-            )
-            if trees and test.any():
-                correct += float(
-                    np.sum(np.argmax(predict_forest(trees, x[test]), axis=1) == y[test])
-                )
+            grown = grow_trees(args, x[train], y[train], n_classes, derive_seed(f, len(y)))
+            if grown and test.any():
+                proba = predict_forest(unpack_trees(grown, ""), x[test])
+                correct += float(np.sum(np.argmax(proba, axis=1) == y[test]))
         return Partial(sums=scalar_sums(n=float(len(y)), correct=correct))
 
     def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:

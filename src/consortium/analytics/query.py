@@ -134,8 +134,6 @@ class Col:
     def __ge__(self, value: Scalar) -> Compare:
         return self._cmp(">=", value)
 
-    __hash__ = None  # type: ignore[assignment]
-
     def between(self, low: float, high: float) -> Between:
         return Between(column=self.name, value=(low, high))
 

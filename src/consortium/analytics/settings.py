@@ -52,8 +52,7 @@ class AnalyticsSettings(ProtocolSettings):
         default=300.0, description="seconds to wait for the workers' answers to one request"
     )
     retries: NonNegativeInt = Field(
-        default=0,
-        description="times a job that timed out is retried (jobs without DP noise only)",
+        default=0, description="times a job that timed out is retried (jobs without DP noise only)"
     )
 
     @model_validator(mode="after")

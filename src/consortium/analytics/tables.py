@@ -94,8 +94,7 @@ class TableSpec(Strict):
             text = self.files[party]
         else:
             text = self.files.replace("{party}", party).replace("{index}", str(index))
-        path = Path(text)
-        return path if path.is_absolute() else base / path
+        return base / text  # an absolute path stays as it is
 
 
 @dataclass(frozen=True, slots=True)

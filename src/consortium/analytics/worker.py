@@ -46,11 +46,9 @@ class Worker:
         self.settings: AnalyticsSettings = ctx.settings
         self.tables: Mapping[str, Table] = ctx.data or {}
         self.masking = MaskingParty(ctx.name)
+        tables = self.settings.tables
         self.accountant = Accountant(
-            {
-                name: Budget(spec.privacy.epsilon, spec.privacy.delta)
-                for name, spec in self.settings.tables.items()
-            }
+            {name: Budget(t.privacy.epsilon, t.privacy.delta) for name, t in tables.items()}
         )
         self._nonces: set[int] = set()
 

@@ -29,13 +29,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    Field,
-    PositiveInt,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, Field, PositiveInt, model_validator
 
 from consortium.analytics.operations import OperationRef
 from consortium.spec import Strict
