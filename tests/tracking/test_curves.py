@@ -10,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from consortium.tracking import (
-    Panel,
-    RoundRecord,
-    choose_panels,
-    curves_figure,
-    plot_curves,
-    row_lengths,
-)
-from consortium.tracking.panels import Line
+from consortium.tracking import RoundRecord
+from consortium.tracking.curves import curves_figure, plot_curves
+from consortium.tracking.panels import Line, Panel, choose_panels, row_lengths
 
 from .conftest import make_record
 

@@ -14,7 +14,6 @@ import pytest
 
 from consortium.errors import ConfigError
 from consortium.tracking import (
-    MLFLOW_MISSING,
     MlflowSettings,
     MlflowSink,
     ParamValue,
@@ -22,8 +21,8 @@ from consortium.tracking import (
     RunInfo,
     RunSummary,
     build_tracker,
-    default_tracking_uri,
 )
+from consortium.tracking.mlflow_sink import MLFLOW_MISSING, default_tracking_uri
 
 mlflow_tracking = pytest.importorskip("mlflow.tracking")
 

@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from consortium.tracking import RoundRecord, choose_panels, row_lengths
-from consortium.tracking.panels import MetricRows, is_duration
+from consortium.tracking import RoundRecord, choose_panels
+from consortium.tracking.panels import MetricRows, is_duration, row_lengths
 
 from .conftest import make_record
 

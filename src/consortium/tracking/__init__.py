@@ -5,14 +5,9 @@ used.
 """
 
 from consortium.tracking.console import ConsoleSink
-from consortium.tracking.curves import PLOT_MISSING, curves_figure, plot_curves
-from consortium.tracking.mlflow_sink import (
-    MLFLOW_MISSING,
-    MlflowSettings,
-    MlflowSink,
-    default_tracking_uri,
-)
-from consortium.tracking.panels import Panel, choose_panels, row_lengths
+from consortium.tracking.curves import PLOT_MISSING
+from consortium.tracking.mlflow_sink import MlflowSettings, MlflowSink
+from consortium.tracking.panels import choose_panels
 from consortium.tracking.records import (
     EventValue,
     Model,
@@ -29,7 +24,6 @@ from consortium.tracking.rundir import RunDirectory, draw_report, read_report, s
 from consortium.tracking.tracker import SINKS, Sink, Tracker, build_tracker
 
 __all__ = [
-    "MLFLOW_MISSING",
     "PLOT_MISSING",
     "SINKS",
     "ConsoleSink",
@@ -37,7 +31,6 @@ __all__ = [
     "MlflowSettings",
     "MlflowSink",
     "Model",
-    "Panel",
     "ParamValue",
     "RoundRecord",
     "RunDirectory",
@@ -47,15 +40,11 @@ __all__ = [
     "Tracker",
     "build_tracker",
     "choose_panels",
-    "curves_figure",
     "default_run_dir",
-    "default_tracking_uri",
     "draw_report",
     "flatten_params",
     "hash_job",
     "new_run_id",
-    "plot_curves",
     "read_report",
-    "row_lengths",
     "save_model",
 ]
