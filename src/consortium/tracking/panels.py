@@ -46,8 +46,7 @@ class Band:
 
 @dataclass(frozen=True, kw_only=True)
 class Panel:
-    """One panel: the global metric's line, the parties' lines, or the parties' median
-    line within their band."""
+    """One panel: a global metric's line, the parties' lines, or their median and band."""
 
     metric: str
     title: str
@@ -63,9 +62,8 @@ def is_duration(name: str) -> bool:
 
 def row_lengths(count: int) -> tuple[int, ...]:
     """How many panels each row of the figure holds: as few rows as :data:`MAX_COLUMNS`
-    allows, the panels shared as evenly as they go, fuller rows first. Each row's panels
-    share its whole width, so no place is left empty (five panels: three, then two wider
-    ones)."""
+    allows, shared as evenly as they go, fuller rows first. A row's panels share its whole
+    width, so no place is left empty (five panels: three, then two wider ones)."""
     if count <= 0:
         return ()
     rows = math.ceil(count / MAX_COLUMNS)
@@ -94,11 +92,8 @@ class MetricRows:
             for name, spec in (roles.items() if isinstance(roles, Mapping) else ())
         }
         fraction = _dig(self._job, "data", "test_fraction")
-        self._test_percent = (
-            round(100 * float(fraction), 1)
-            if isinstance(fraction, int | float) and 0 < fraction < 1
-            else None
-        )
+        share = isinstance(fraction, int | float) and 0 < fraction < 1
+        self._test_percent = round(100 * float(fraction), 1) if share else None
         self._aggregation = _text(_dig(self._job, "algorithm", "evaluation", "aggregation", "name"))
 
     @property

@@ -190,12 +190,9 @@ def _read_optional(path: Path, parse: Callable[[str], Any]) -> dict[str, Any]:
 
 
 def save_model(path: Path, model: Model) -> None:
-    """Save named arrays as ``.npz`` (readable with ``np.load(path, allow_pickle=False)``).
-
-    Written member by member with ``np.lib.format.write_array(allow_pickle=False)`` rather
-    than ``np.savez(file, **model)``: that refuses layers named ``file`` and would pickle
-    object arrays. Object arrays are refused here, and the file is left as it was.
-    """
+    """Save named arrays as ``.npz`` (readable with ``np.load(path, allow_pickle=False)``),
+    member by member rather than with ``np.savez(file, **model)``, which refuses layers
+    named ``file`` and would pickle object arrays; object arrays are refused here."""
     with replacing(path) as temporary, zipfile.ZipFile(temporary, "w") as archive:
         for name, value in model.items():
             if not isinstance(name, str) or not name:

@@ -35,13 +35,10 @@ logger = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
-    """Something that records a run; every method is called under the tracker's lock.
-
-    :meth:`start` as the run begins; :meth:`round` as each round closes; :meth:`event` when
-    something worth noting happens (a dropout, a party joined, a warning); :meth:`finish`
-    when the run ended, completed or failed, with the final model if any; :meth:`close`
-    once, after ``finish`` if any, to release files, displays and connections.
-    """
+    """Something that records a run; every method is called under the tracker's lock:
+    :meth:`start` as the run begins, :meth:`round` as each round closes, :meth:`event` for
+    something worth noting (a dropout, a party joined, a warning), :meth:`finish` when the
+    run ended, completed or failed, and :meth:`close` once, after ``finish`` if any."""
 
     def start(self, info: RunInfo) -> None: ...
 
@@ -103,9 +100,7 @@ class Tracker:
 
     def start(self, info: RunInfo) -> None:
         with self._lock:
-            self._check("start", running=False)
-            if self._started_at is not None:
-                raise ConsortiumError("Tracker.start() was already called; one tracker per run")
+            self._check("start")
             self._started_at = self._clock.now()
             self._dispatch("start", lambda sink: sink.start(info))
 
@@ -167,12 +162,14 @@ class Tracker:
             error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__,
         )
 
-    def _check(self, method: str, *, running: bool = True) -> None:
+    def _check(self, method: str) -> None:
         if self._closed:
             raise ConsortiumError(f"Tracker.{method}() after close(); start a new tracker")
-        if running and self._started_at is None:
+        if method == "start" and self._started_at is not None:
+            raise ConsortiumError("Tracker.start() was already called; one tracker per run")
+        if method != "start" and self._started_at is None:
             raise ConsortiumError(f"Tracker.{method}() before start(); call start(info) first")
-        if running and self._finished:
+        if self._finished:
             raise ConsortiumError(f"Tracker.{method}() after finish(); the run has ended")
 
     def _dispatch(
