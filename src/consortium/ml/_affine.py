@@ -113,8 +113,8 @@ class AffineModel:
 
     def _update(self, lr: float, correction: Correction | None) -> Callable[[], None]:
         """The update once a batch has left its gradient, scaled by ``lr``, in ``self._grad``:
-        add ``lr * (mu * (theta - anchor) + shift)``, decay ``W`` by ``l2``, subtract. It
-        allocates nothing."""
+        add ``lr * (mu * (theta - anchor) + shift)``, decay ``W`` by ``l2``, subtract; no
+        allocation per step."""
         theta, grad, w = self._theta, self._grad, self._theta[:-1]
         correction = correction or Correction()
         anchor = self._as_theta(correction.anchor or {}, "anchor")
