@@ -19,6 +19,8 @@ This module knows nothing about gRPC, so the format is tested without a network.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import struct
 from collections.abc import Iterator, Sequence
 
@@ -40,33 +42,19 @@ def iter_frames(parts: Sequence[memoryview], total: int, chunk_bytes: int) -> It
     Each frame costs one copy of its payload (gRPC sends ``bytes``); ``parts`` are sliced,
     never joined.
     """
-    if chunk_bytes < 1:
-        raise ValueError("chunk_bytes must be positive")
-    if sum(len(p) for p in parts) != total:
-        raise ValueError("the parts do not add up to the declared total")
-    index, pos, sent = 0, 0, 0
-    flags = FIRST
-    while True:
-        pieces: list[memoryview | bytes] = []
-        take = min(chunk_bytes, total - sent)
-        room = take
-        while room:
-            part = parts[index]
-            n = min(room, len(part) - pos)
-            if n:
-                pieces.append(part[pos : pos + n])
-            pos += n
-            room -= n
-            if pos == len(part):
-                index, pos = index + 1, 0
-        sent += take
-        if sent == total:
-            flags |= LAST
-        head = bytes((flags,)) + (_TOTAL.pack(total) if flags & FIRST else b"")
-        yield b"".join([head, *pieces])
-        if flags & LAST:
-            return
-        flags = 0
+    starts = list(itertools.accumulate((len(p) for p in parts), initial=0))
+    count = max(1, -(-total // chunk_bytes))
+    for k in range(count):
+        lo, hi = k * chunk_bytes, min((k + 1) * chunk_bytes, total)
+        flags = (FIRST if k == 0 else 0) | (LAST if k == count - 1 else 0)
+        pieces: list[bytes | memoryview] = [
+            bytes((flags,)) + (_TOTAL.pack(total) if k == 0 else b"")
+        ]
+        i = bisect.bisect_right(starts, lo) - 1  # the part that holds byte ``lo``
+        while i < len(parts) and starts[i] < hi:
+            pieces.append(parts[i][max(lo - starts[i], 0) : hi - starts[i]])
+            i += 1
+        yield b"".join(pieces)
 
 
 class Assembler:
