@@ -8,6 +8,7 @@ array copies it first (as it would after decoding from the network).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Mapping
 
@@ -63,23 +64,9 @@ class InprocNetwork:
             raise TransportError(f"no party named {msg.receiver!r} in this run")
         if box.closed:
             raise TransportClosed(f"party {msg.receiver!r} has left")
-        senders = self._senders.get(msg.receiver)
-        if senders is None:
-            senders = self._senders.setdefault(msg.receiver, set())
-        senders.add(msg.sender)
+        self._senders.setdefault(msg.receiver, set()).add(msg.sender)
         tensors = _read_only(msg.tensors)
-        if tensors is not None:
-            msg = Message(
-                kind=msg.kind,
-                sender=msg.sender,
-                receiver=msg.receiver,
-                job=msg.job,
-                round=msg.round,
-                seq=msg.seq,
-                meta=msg.meta,
-                tensors=tensors,
-            )
-        box.put(msg)
+        box.put(msg if tensors is None else dataclasses.replace(msg, tensors=tensors))
 
     def _left(self, party: str, contacts: set[str]) -> None:
         """Tell the parties ``party`` exchanged messages with that it is gone (those that
