@@ -1,14 +1,21 @@
-"""Transports move messages between parties: ``inproc`` in one process, ``grpc`` across."""
+"""Transports move messages between parties: ``inproc`` in one process, ``grpc`` across.
+
+Over gRPC the hosting party runs a :class:`GrpcHub` and every other party dials it with a
+:class:`GrpcSpoke`; the hub relays messages between spokes. Messages move as frames (see
+:mod:`consortium.transport.grpc_framing`), so a model of any size takes the same path.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from consortium.transport.base import PEER_LOST, Endpoint, Mailbox
 from consortium.transport.inproc import InprocEndpoint, InprocNetwork
 
 if TYPE_CHECKING:
-    from consortium.transport._grpc import GrpcHub, GrpcSpoke
+    from consortium.transport.grpc_hub import GrpcHub
+    from consortium.transport.grpc_spoke import GrpcSpoke
 
 __all__ = [
     "PEER_LOST",
@@ -20,12 +27,11 @@ __all__ = [
     "Mailbox",
 ]
 
-_LAZY = frozenset(["GrpcHub", "GrpcSpoke"])  # importing grpc costs ~0.2 s: only on first use
+# Importing grpc costs ~0.2 s: the gRPC modules load on first use, so in-process runs never pay.
+_LAZY = {"GrpcHub": "grpc_hub", "GrpcSpoke": "grpc_spoke"}
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
-        from consortium.transport import _grpc
-
-        return getattr(_grpc, name)
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from consortium.clock import Clock, SystemClock
 from consortium.errors import TransportClosed, TransportTimeout
 from consortium.wire import Message
 
-__all__ = ["PEER_LOST", "Endpoint", "Mailbox"]
+__all__ = ["PEER_LOST", "Endpoint", "Mailbox", "wait_until"]
 
 PEER_LOST = "transport.peer_lost"
 """Kind of the message a transport delivers, as if from the peer, when that peer is gone."""
@@ -59,17 +60,14 @@ class Mailbox:
             self._cond.notify()
 
     def get(self, timeout: float | None = None) -> Message:
-        deadline = None if timeout is None else self._clock.now() + timeout
         with self._cond:
-            while True:
-                if self._items:
-                    return self._items.popleft()
-                if self._closed:
-                    raise TransportClosed("endpoint closed while waiting")
-                remaining = None if deadline is None else deadline - self._clock.now()
-                if remaining is not None and remaining <= 0:
-                    raise TransportTimeout(f"nothing arrived within {timeout} s")
-                self._clock.wait(self._cond, remaining)
+            if not wait_until(
+                self._clock, self._cond, lambda: self._items or self._closed, timeout
+            ):
+                raise TransportTimeout(f"nothing arrived within {timeout} s")
+            if not self._items:
+                raise TransportClosed("endpoint closed while waiting")
+            return self._items.popleft()
 
     def get_nowait(self) -> Message | None:
         with self._cond:
@@ -87,3 +85,17 @@ class Mailbox:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def wait_until(
+    clock: Clock, cond: threading.Condition, ready: Callable[[], object], timeout: float | None
+) -> bool:
+    """``cond.wait_for`` on ``clock``'s time: True once ``ready()``, False if ``timeout`` passed
+    first. The caller holds ``cond``; whoever makes ``ready()`` true notifies it."""
+    deadline = None if timeout is None else clock.now() + timeout
+    while not ready():
+        remaining = None if deadline is None else deadline - clock.now()
+        if remaining is not None and remaining <= 0:
+            return False
+        clock.wait(cond, remaining)
+    return True

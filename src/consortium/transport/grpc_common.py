@@ -11,14 +11,18 @@ sends one after its hello is disconnected.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import deque
-from collections.abc import Collection
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, Generic, TypeGuard, TypeVar
 
-from consortium.clock import Clock
-from consortium.errors import TransportClosed, TransportTimeout
-from consortium.transport.grpc_framing import FRAME_OVERHEAD
+from consortium.clock import Clock, SystemClock
+from consortium.errors import TransportClosed, TransportError, TransportTimeout
+from consortium.security import PartyCredentials, ReplayGuard
+from consortium.transport.base import Mailbox, wait_until
+from consortium.transport.grpc_framing import FRAME_OVERHEAD, iter_frames
+from consortium.wire import Limits, Message, encode_parts
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -29,10 +33,15 @@ __all__ = [
     "RESERVED_PREFIX",
     "WELCOME",
     "Outbox",
-    "check_chunk_bytes",
+    "Outgoing",
+    "StreamEndpoint",
+    "chunk_ok",
     "grpc_options",
     "roster_digest",
+    "write_frames",
 ]
+
+log = logging.getLogger(__name__)
 
 METHOD = "/consortium.transport.v1.Hub/Connect"
 RESERVED_PREFIX = "transport."
@@ -60,11 +69,12 @@ _SERVER_ONLY = [
     ("grpc.so_reuseport", 0),
 ]
 
+Outgoing = tuple[list[memoryview], int]  # an encoded message: its parts and its length
 
-def check_chunk_bytes(chunk_bytes: int) -> int:
-    if not isinstance(chunk_bytes, int) or chunk_bytes < MIN_CHUNK_BYTES:
-        raise ValueError(f"chunk_bytes must be an integer of at least {MIN_CHUNK_BYTES}")
-    return chunk_bytes
+
+def chunk_ok(chunk_bytes: object) -> TypeGuard[int]:
+    """Whether ``chunk_bytes`` is a frame size we send or accept (booleans fall below it)."""
+    return isinstance(chunk_bytes, int) and chunk_bytes >= MIN_CHUNK_BYTES
 
 
 def grpc_options(chunk_bytes: int, *, server: bool) -> list[tuple[str, Any]]:
@@ -114,13 +124,12 @@ class Outbox(Generic[T]):
 
     def get(self, timeout: float | None = None) -> T | None:
         """The next item; None once closed and drained. TransportTimeout after ``timeout``."""
-        deadline = None if timeout is None else self._clock.now() + timeout
         with self._cond:
-            while not self._items and self._closed is None:
-                remaining = None if deadline is None else deadline - self._clock.now()
-                if remaining is not None and remaining <= 0:
-                    raise TransportTimeout(f"nothing to send within {timeout} s")
-                self._clock.wait(self._cond, remaining)
+            ready = wait_until(
+                self._clock, self._cond, lambda: self._items or self._closed is not None, timeout
+            )
+            if not ready:
+                raise TransportTimeout(f"nothing to send within {timeout} s")
             if not self._items:
                 return None
             item = self._items.popleft()
@@ -138,3 +147,90 @@ class Outbox(Generic[T]):
     @property
     def closed(self) -> bool:
         return self._closed is not None
+
+
+def write_frames(
+    outbox: Outbox[Outgoing], chunk_bytes: Callable[[], int], first_timeout: float | None = None
+) -> Iterator[bytes]:
+    """What gRPC sends down a stream: queued messages, cut into frames as they go out, until
+    ``outbox`` is closed and drained. ``chunk_bytes()`` is read per message (the handshake
+    settles it); TransportTimeout when nothing is queued within ``first_timeout``."""
+    timeout = first_timeout
+    while (item := outbox.get(timeout)) is not None:
+        timeout = None
+        yield from iter_frames(*item, chunk_bytes())
+        item = None  # let the message go before waiting for the next one
+
+
+class StreamEndpoint:
+    """What the hub and a spoke share as endpoints: the checks on the party and on ``send``,
+    the mailbox, and the replay guard (on with ``job``) applied to what arrives."""
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        who: str,
+        peers: Collection[str],
+        chunk_bytes: int,
+        limits: Limits,
+        clock: Clock | None,
+        tls: PartyCredentials | None,
+        job: str | None,
+    ) -> None:
+        if party not in peers:
+            raise TransportError(f"{who} is not in the roster {sorted(peers)}")
+        if tls is not None and party not in tls.identities:
+            raise TransportError(f"the certificate is for {sorted(tls.identities)}, not for {who}")
+        if not chunk_ok(chunk_bytes):
+            raise ValueError(f"chunk_bytes must be an integer of at least {MIN_CHUNK_BYTES}")
+        self._party = party
+        self._peers = frozenset(peers)
+        self._chunk = chunk_bytes
+        self._limits = limits
+        self._clock = clock or SystemClock()
+        self._guard = ReplayGuard(job=job) if job else None
+        self._mailbox = Mailbox(clock=self._clock)
+        self._closed = False
+
+    @property
+    def party(self) -> str:
+        return self._party
+
+    def send(self, msg: Message) -> None:
+        if self._closed:
+            raise TransportClosed(f"endpoint of {self._party!r} is closed")
+        if msg.sender != self._party:
+            raise TransportError(f"{self._party!r} cannot send as {msg.sender!r}")
+        if msg.receiver not in self._peers:
+            raise TransportError(f"no party named {msg.receiver!r} in this job")
+        if msg.receiver == self._party:
+            self._mailbox.put(msg)
+            return
+        outbox = self._outbox_to(msg.receiver)
+        parts, total = encode_parts(msg)
+        if total > self._limits.max_message_bytes:
+            raise TransportError(
+                f"message of {total} bytes exceeds the limit of {self._limits.max_message_bytes}"
+            )
+        outbox.put((parts, total))
+
+    def recv(self, timeout: float | None = None) -> Message:
+        return self._mailbox.get(timeout)
+
+    def _outbox_to(self, receiver: str) -> Outbox[Outgoing]:
+        """The stream a message for ``receiver`` (another party) goes down."""
+        raise NotImplementedError
+
+    def _admitted(self, msg: Message) -> bool:
+        """Whether the replay guard admits ``msg`` (a sender and receiver already checked).
+        A refused message is dropped and logged, not fatal: its stream goes on."""
+        if self._guard is None:
+            return True
+        reason = self._guard.check(
+            job=msg.job, sender=msg.sender, receiver=msg.receiver, seq=msg.seq
+        )
+        if reason is not None:
+            what = f"a {msg.kind!r} message from {msg.sender!r} to {msg.receiver!r}"
+            log.warning("%r dropped %s (seq %d): %s", self._party, what, msg.seq, reason)
+        return reason is None

@@ -31,10 +31,10 @@ from typing import Any
 
 import grpc
 
-from consortium.clock import Clock, SystemClock
+from consortium.clock import Clock
 from consortium.errors import DecodeError, TransportClosed, TransportError, TransportTimeout
-from consortium.security import PartyCredentials, ReplayGuard
-from consortium.transport.base import PEER_LOST, Mailbox
+from consortium.security import PartyCredentials
+from consortium.transport.base import PEER_LOST, wait_until
 from consortium.transport.grpc_common import (
     DEFAULT_CHUNK_BYTES,
     HELLO,
@@ -44,11 +44,14 @@ from consortium.transport.grpc_common import (
     RESERVED_PREFIX,
     WELCOME,
     Outbox,
-    check_chunk_bytes,
+    Outgoing,
+    StreamEndpoint,
+    chunk_ok,
     grpc_options,
     roster_digest,
+    write_frames,
 )
-from consortium.transport.grpc_framing import Assembler, iter_frames
+from consortium.transport.grpc_framing import Assembler
 from consortium.transport.grpc_security import peer_identities, server_credentials
 from consortium.wire import Limits, Message, decode, encode_parts
 
@@ -57,7 +60,6 @@ __all__ = ["GrpcHub"]
 log = logging.getLogger(__name__)
 
 _HANDSHAKE_TIMEOUT_S = 30.0  # a connection that never says hello gives its thread back
-_Outgoing = tuple[list[memoryview], int]
 
 
 class _Refused(Exception):
@@ -72,13 +74,11 @@ class _Refused(Exception):
 class _Link:
     """One spoke's stream, as the hub sees it."""
 
-    def __init__(
-        self, *, clock: Clock, chunk_bytes: int, identities: frozenset[str] | None
-    ) -> None:
+    def __init__(self, *, clock: Clock, identities: frozenset[str] | None) -> None:
         self.party: str | None = None  # set by the hello
         self.identities = identities  # names its verified certificate gives; None: no TLS
-        self.outbox: Outbox[_Outgoing] = Outbox(clock=clock)
-        self.chunk_bytes = chunk_bytes
+        self.outbox: Outbox[Outgoing] = Outbox(clock=clock)
+        self.chunk_bytes = MIN_CHUNK_BYTES  # until the hello says what the spoke accepts
         self.contacts: set[str] = set()  # spokes it exchanged messages with (under hub lock)
         self.refusal: _Refused | None = None
         self.said_goodbye = False  # the spoke ended its side of the stream itself
@@ -93,7 +93,7 @@ class _Link:
         return repr(self.party) if self.party else "an unidentified spoke"
 
 
-class GrpcHub:
+class GrpcHub(StreamEndpoint):
     """The hosting party's :class:`~consortium.transport.Endpoint`, serving the spokes.
 
     ``peers`` is the roster of every party of the job (this one included). ``address`` is
@@ -115,38 +115,36 @@ class GrpcHub:
         job: str | None = None,
         close_timeout: float = 10.0,
     ) -> None:
-        if party not in peers:
-            raise TransportError(f"the hub {party!r} is not in the roster {sorted(peers)}")
-        if tls is not None and party not in tls.identities:
-            raise TransportError(
-                f"the certificate is for {sorted(tls.identities)}, not for the hub {party!r}"
-            )
+        super().__init__(
+            party=party,
+            who=f"the hub {party!r}",
+            peers=peers,
+            chunk_bytes=chunk_bytes,
+            limits=limits,
+            clock=clock,
+            tls=tls,
+            job=job,
+        )
+        self._close_timeout = close_timeout
         self._tls = tls is not None
         self._job = job or None
-        self._guard = ReplayGuard(job=job) if job else None
-        self._party = party
-        self._peers = frozenset(peers)
         self._digest = roster_digest(self._peers)
-        self._chunk = check_chunk_bytes(chunk_bytes)
-        self._limits = limits
-        self._clock = clock or SystemClock()
-        self._close_timeout = close_timeout
-        self._mailbox = Mailbox(clock=self._clock)
         self._cond = threading.Condition(threading.Lock())  # guards everything below
-        self._closed = False
         self._links: dict[str, _Link] = {}  # registered spokes by party name
         self._streams: set[_Link] = set()  # every open stream, registered or not
         self._readers: set[threading.Thread] = set()
         self._told: set[tuple[str, str]] = set()  # (receiver, lost party) already notified
         slots = len(self._peers) + 3  # one per spoke, a few for refused or stray connections
         self._executor = ThreadPoolExecutor(slots, thread_name_prefix=f"consortium-hub-{party}")
+        service, method = METHOD[1:].rsplit("/", 1)
+        handler = grpc.stream_stream_rpc_method_handler(self._serve)
         self._server = grpc.server(
             self._executor,
-            handlers=[_handler(self._serve)],
+            handlers=[grpc.method_handlers_generic_handler(service, {method: handler})],
             options=grpc_options(self._chunk, server=True),
             maximum_concurrent_rpcs=slots,
         )
-        host = address.rsplit(":", 1)[0]
+        detail = ""
         try:
             if tls is None:
                 port = self._server.add_insecure_port(address)
@@ -154,12 +152,10 @@ class GrpcHub:
                 port = self._server.add_secure_port(address, server_credentials(tls))
         except RuntimeError as exc:
             port, detail = 0, f": {exc}"
-        else:
-            detail = ""
         if not port:
             self._executor.shutdown(wait=False)
             raise TransportError(f"could not listen on {address}{detail}; is the port in use?")
-        self._address = f"{host}:{port}"
+        self._address = f"{address.rsplit(':', 1)[0]}:{port}"
         self._server.start()
         if tls is None:
             log.warning(
@@ -169,61 +165,37 @@ class GrpcHub:
                 self._address,
             )
 
-    # -- the Endpoint contract ---------------------------------------------------------
-
-    @property
-    def party(self) -> str:
-        return self._party
-
     @property
     def address(self) -> str:
         """The ``host:port`` the hub listens on; give it to spokes as ``hub``."""
         return self._address
 
-    @property
-    def mailbox(self) -> Mailbox:
-        return self._mailbox
-
-    def send(self, msg: Message) -> None:
-        if self._closed:
-            raise TransportClosed(f"endpoint of {self._party!r} is closed")
-        if msg.sender != self._party:
-            raise TransportError(f"{self._party!r} cannot send as {msg.sender!r}")
-        if msg.receiver not in self._peers:
-            raise TransportError(f"no party named {msg.receiver!r} in this job")
-        if msg.receiver == self._party:
-            self._mailbox.put(msg)
-            return
+    def _outbox_to(self, receiver: str) -> Outbox[Outgoing]:
         with self._cond:
-            link = self._links.get(msg.receiver)
+            link = self._links.get(receiver)
         if link is None:
-            raise TransportClosed(f"party {msg.receiver!r} is not connected to the hub")
-        parts, total = encode_parts(msg)
-        if total > self._limits.max_message_bytes:
-            raise TransportError(
-                f"message of {total} bytes exceeds the limit of {self._limits.max_message_bytes}"
-            )
-        link.outbox.put((parts, total))
-
-    def recv(self, timeout: float | None = None) -> Message:
-        return self._mailbox.get(timeout)
+            raise TransportClosed(f"party {receiver!r} is not connected to the hub")
+        return link.outbox
 
     def wait_for(self, parties: Iterable[str], timeout: float | None = None) -> None:
         """Return once every party in ``parties`` is connected (TransportTimeout if not)."""
         wanted = set(parties)
         if wanted - self._peers:
             raise TransportError(f"not in the roster: {sorted(wanted - self._peers)}")
-        deadline = None if timeout is None else self._clock.now() + timeout
         with self._cond:
-            while missing := wanted - self._links.keys():
-                if self._closed:
-                    raise TransportClosed(f"hub {self._party!r} closed while waiting")
-                remaining = None if deadline is None else deadline - self._clock.now()
-                if remaining is not None and remaining <= 0:
-                    raise TransportTimeout(
-                        f"{sorted(missing)} did not connect to {self._address} within {timeout} s"
-                    )
-                self._clock.wait(self._cond, remaining)
+            connected = wait_until(
+                self._clock,
+                self._cond,
+                lambda: self._closed or wanted <= self._links.keys(),
+                timeout,
+            )
+            if not connected:
+                raise TransportTimeout(
+                    f"{sorted(wanted - self._links.keys())} did not connect to {self._address} "
+                    f"within {timeout} s"
+                )
+            if not wanted <= self._links.keys():
+                raise TransportClosed(f"hub {self._party!r} closed while waiting")
 
     def close(self) -> None:
         """Stop serving: flush what is queued, end every stream, stop the server."""
@@ -253,8 +225,7 @@ class GrpcHub:
 
     def _serve(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
         """The gRPC handler: start the reader, then write queued messages as frames."""
-        identities = peer_identities(context) if self._tls else None
-        link = _Link(clock=self._clock, chunk_bytes=MIN_CHUNK_BYTES, identities=identities)
+        link = _Link(clock=self._clock, identities=peer_identities(context) if self._tls else None)
         with self._cond:
             if self._closed:
                 context.set_code(grpc.StatusCode.UNAVAILABLE)
@@ -272,18 +243,9 @@ class GrpcHub:
             link.end()  # the RPC is already over
         reader.start()
         try:
-            first = True
-            while True:
-                try:
-                    item = link.outbox.get(_HANDSHAKE_TIMEOUT_S if first else None)
-                except TransportTimeout:
-                    link.refusal = _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "no hello in time")
-                    break
-                if item is None:
-                    break
-                first = False
-                yield from iter_frames(*item, link.chunk_bytes)
-                item = None  # let the message go before waiting for the next one
+            yield from write_frames(link.outbox, lambda: link.chunk_bytes, _HANDSHAKE_TIMEOUT_S)
+        except TransportTimeout:
+            link.refusal = _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "no hello in time")
         finally:
             link.outbox.close("the stream ended", discard=True)
         if link.refusal is not None:
@@ -346,7 +308,7 @@ class GrpcHub:
                 f"party {name!r} runs job {hello.job!r}, the hub runs {self._job!r}; "
                 "did every party start from the same job file?",
             )
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < MIN_CHUNK_BYTES:
+        if not chunk_ok(chunk):
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"bad chunk_bytes {chunk!r}")
         with self._cond:
             if self._closed:
@@ -382,19 +344,8 @@ class GrpcHub:
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"reserved kind {msg.kind!r}")
         if dst not in self._peers or dst == src:
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"bad receiver {dst!r}")
-        if self._guard is not None:
-            reason = self._guard.check(job=msg.job, sender=src, receiver=dst, seq=msg.seq)
-            if reason is not None:  # dropped, not fatal: the sender stays connected
-                log.warning(
-                    "hub %r dropped a %r message from %r to %r (seq %d): %s",
-                    self._party,
-                    msg.kind,
-                    src,
-                    dst,
-                    msg.seq,
-                    reason,
-                )
-                return
+        if not self._admitted(msg):
+            return
         if dst == self._party:
             with contextlib.suppress(TransportClosed):  # the hub is closing
                 self._mailbox.put(msg)
@@ -444,11 +395,3 @@ class GrpcHub:
         notice = Message(kind=PEER_LOST, sender=lost, receiver=receiver)
         with contextlib.suppress(TransportClosed):
             target.outbox.put(encode_parts(notice), force=True)
-
-
-def _handler(serve: Any) -> grpc.GenericRpcHandler:
-    service, method = METHOD.rsplit("/", 1)
-    return grpc.method_handlers_generic_handler(
-        service.lstrip("/"),
-        {method: grpc.stream_stream_rpc_method_handler(serve)},
-    )

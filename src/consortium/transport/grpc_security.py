@@ -28,6 +28,7 @@ __all__ = [
     "peer_identities",
     "server_credentials",
     "server_name_options",
+    "status",
 ]
 
 # A method the hub does not serve: a hub that accepted the connection answers UNIMPLEMENTED.
@@ -37,6 +38,7 @@ _PROBE = METHOD.rsplit("/", 1)[0] + "/Probe"
 # dropped the connection in the handshake (it did not accept this party's certificate, or
 # one side speaks TLS and the other does not).
 _TLS_FAILURE = re.compile(r"handshake|ssl|tls|certificate|verif|socket closed", re.IGNORECASE)
+_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)  # nobody answered
 
 
 def server_credentials(creds: PartyCredentials) -> grpc.ServerCredentials:
@@ -67,13 +69,18 @@ def peer_identities(context: Any) -> frozenset[str] | None:
     return frozenset(n.decode("utf-8", "replace") for n in names)
 
 
+def status(exc: grpc.RpcError) -> tuple[grpc.StatusCode | None, str]:
+    """The code and details of a failed call (no code, and the text, when gRPC gives none)."""
+    if isinstance(exc, grpc.Call):
+        return exc.code(), exc.details() or ""
+    return None, str(exc)
+
+
 def _probe(channel: grpc.Channel, timeout: float, *, wait: bool) -> tuple[Any, str]:
     try:
         channel.unary_unary(_PROBE)(b"", timeout=max(timeout, 0.001), wait_for_ready=wait)
     except grpc.RpcError as exc:
-        if isinstance(exc, grpc.Call):
-            return exc.code(), exc.details() or ""
-        return None, str(exc)
+        return status(exc)
     return grpc.StatusCode.OK, ""
 
 
@@ -86,23 +93,23 @@ def dial(channel: grpc.Channel, *, party: str, hub: str, timeout: float, secure:
     """
     deadline = time.monotonic() + timeout
     code, details = _probe(channel, timeout, wait=False)
-    if code is not grpc.StatusCode.UNAVAILABLE and code is not grpc.StatusCode.DEADLINE_EXCEEDED:
+    if code not in _DOWN:
         return  # the hub answered (UNIMPLEMENTED, as a rule)
-    if code is grpc.StatusCode.UNAVAILABLE and _TLS_FAILURE.search(details):
-        _refused(party, hub, details, secure)
-    code, _ = _probe(channel, deadline - time.monotonic(), wait=True)
-    if code is not grpc.StatusCode.UNAVAILABLE and code is not grpc.StatusCode.DEADLINE_EXCEEDED:
+    _check_refused(code, details, party=party, hub=hub, secure=secure)
+    if _probe(channel, deadline - time.monotonic(), wait=True)[0] not in _DOWN:
         return
     code, last = _probe(channel, 1.0, wait=False)  # why it is still failing, if it says
-    if code is grpc.StatusCode.UNAVAILABLE and _TLS_FAILURE.search(last):
-        _refused(party, hub, last, secure)
+    _check_refused(code, last, party=party, hub=hub, secure=secure)
     raise TransportError(
         f"{party!r} could not reach the hub at {hub} within {timeout:g} s; is the hub running, "
         f"and is the address right? (last error: {last or details})"
     )
 
 
-def _refused(party: str, hub: str, details: str, secure: bool) -> None:
+def _check_refused(code: Any, details: str, *, party: str, hub: str, secure: bool) -> None:
+    """Raise :class:`TransportError` if the connection was refused at the TLS layer."""
+    if code is not grpc.StatusCode.UNAVAILABLE or not _TLS_FAILURE.search(details):
+        return
     if secure:
         advice = (
             "are both certificates issued by the federation's CA, does the hub's name the "

@@ -18,16 +18,16 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import grpc
 
-from consortium.clock import Clock, SystemClock
+from consortium.clock import Clock
 from consortium.errors import DecodeError, TransportClosed, TransportError
-from consortium.security import PartyCredentials, ReplayGuard
-from consortium.transport.base import PEER_LOST, Mailbox
+from consortium.security import PartyCredentials
+from consortium.transport.base import PEER_LOST
 from consortium.transport.grpc_common import (
     DEFAULT_CHUNK_BYTES,
     HELLO,
@@ -36,22 +36,28 @@ from consortium.transport.grpc_common import (
     RESERVED_PREFIX,
     WELCOME,
     Outbox,
-    check_chunk_bytes,
+    Outgoing,
+    StreamEndpoint,
+    chunk_ok,
     grpc_options,
     roster_digest,
+    write_frames,
 )
-from consortium.transport.grpc_framing import Assembler, iter_frames
-from consortium.transport.grpc_security import channel_credentials, dial, server_name_options
+from consortium.transport.grpc_framing import Assembler
+from consortium.transport.grpc_security import (
+    channel_credentials,
+    dial,
+    server_name_options,
+    status,
+)
 from consortium.wire import Limits, Message, decode, encode_parts
 
 __all__ = ["GrpcSpoke"]
 
 log = logging.getLogger(__name__)
 
-_Outgoing = tuple[list[memoryview], int]
 
-
-class GrpcSpoke:
+class GrpcSpoke(StreamEndpoint):
     """A party's :class:`~consortium.transport.Endpoint` that reaches the others via a hub.
 
     The constructor dials ``hub`` (``host:port``), introduces the party and waits for the
@@ -77,32 +83,26 @@ class GrpcSpoke:
         connect_timeout: float = 30.0,
         close_timeout: float = 10.0,
     ) -> None:
-        if party not in peers:
-            raise TransportError(f"party {party!r} is not in the roster {sorted(peers)}")
         if hub_party is not None and (hub_party not in peers or hub_party == party):
             raise TransportError(f"the hub {hub_party!r} is not another party of the roster")
-        if tls is not None:
-            if hub_party is None:
-                raise TransportError("with TLS, give hub_party: the hub certificate's name")
-            if party not in tls.identities:
-                raise TransportError(
-                    f"the certificate is for {sorted(tls.identities)}, not for {party!r}"
-                )
-        self._hub_party = hub_party
-        self._guard = ReplayGuard(job=job) if job else None
-        self._party = party
-        self._peers = frozenset(peers)
-        self._chunk = check_chunk_bytes(chunk_bytes)
-        self._send_chunk = MIN_CHUNK_BYTES  # until the hub says what it accepts
-        self._limits = limits
-        self._clock = clock or SystemClock()
+        if tls is not None and hub_party is None:
+            raise TransportError("with TLS, give hub_party: the hub certificate's name")
+        super().__init__(
+            party=party,
+            who=repr(party),
+            peers=peers,
+            chunk_bytes=chunk_bytes,
+            limits=limits,
+            clock=clock,
+            tls=tls,
+            job=job,
+        )
         self._close_timeout = close_timeout
-        self._mailbox = Mailbox(clock=self._clock)
-        self._outbox: Outbox[_Outgoing] = Outbox(clock=self._clock)
+        self._hub_party = hub_party
+        self._send_chunk = MIN_CHUNK_BYTES  # until the hub says what it accepts
+        self._outbox: Outbox[Outgoing] = Outbox(clock=self._clock)
         self._lock = threading.Lock()
-        self._closed = False
-        self._hub: str | None = None
-        self._welcome: Future[str] = Future()
+        self._welcome: Future[str] = Future()  # the hub's party name
         options = grpc_options(self._chunk, server=False)
         if tls is None:
             log.warning(
@@ -129,13 +129,14 @@ class GrpcSpoke:
             meta={"chunk_bytes": self._chunk, "roster": roster_digest(self._peers)},
         )
         self._outbox.put(encode_parts(hello))
-        self._call = self._channel.stream_stream(METHOD)(self._requests())
+        requests = write_frames(self._outbox, lambda: self._send_chunk)
+        self._call = self._channel.stream_stream(METHOD)(requests)
         self._reader = threading.Thread(
             target=self._read, name=f"consortium-spoke-{party}-reader", daemon=True
         )
         self._reader.start()
         try:
-            self._hub = self._welcome.result(timeout=max(0.0, deadline - time.monotonic()))
+            self._welcome.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
             self.close()
             raise TransportError(
@@ -145,40 +146,8 @@ class GrpcSpoke:
             self.close()
             raise
 
-    # -- the Endpoint contract ---------------------------------------------------------
-
-    @property
-    def party(self) -> str:
-        return self._party
-
-    @property
-    def hub_party(self) -> str | None:
-        """The hub's party name, as its welcome gave it."""
-        return self._hub
-
-    @property
-    def mailbox(self) -> Mailbox:
-        return self._mailbox
-
-    def send(self, msg: Message) -> None:
-        if self._closed:
-            raise TransportClosed(f"endpoint of {self._party!r} is closed")
-        if msg.sender != self._party:
-            raise TransportError(f"{self._party!r} cannot send as {msg.sender!r}")
-        if msg.receiver not in self._peers:
-            raise TransportError(f"no party named {msg.receiver!r} in this job")
-        if msg.receiver == self._party:
-            self._mailbox.put(msg)
-            return
-        parts, total = encode_parts(msg)
-        if total > self._limits.max_message_bytes:
-            raise TransportError(
-                f"message of {total} bytes exceeds the limit of {self._limits.max_message_bytes}"
-            )
-        self._outbox.put((parts, total))
-
-    def recv(self, timeout: float | None = None) -> Message:
-        return self._mailbox.get(timeout)
+    def _outbox_to(self, receiver: str) -> Outbox[Outgoing]:
+        return self._outbox  # everything goes up the one stream; the hub delivers or relays
 
     def close(self) -> None:
         """Flush what is queued, end the stream, wait for the hub to end it too."""
@@ -197,15 +166,6 @@ class GrpcSpoke:
 
     # -- the stream --------------------------------------------------------------------
 
-    def _requests(self) -> Iterator[bytes]:
-        """What gRPC sends: queued messages, cut into frames as they go out."""
-        while True:
-            item = self._outbox.get()
-            if item is None:
-                return
-            yield from iter_frames(*item, self._send_chunk)
-            item = None  # let the message go before waiting for the next one
-
     def _read(self) -> None:
         assembler = Assembler(max_bytes=self._limits.max_message_bytes)
         reason = "the hub ended the stream"
@@ -216,7 +176,7 @@ class GrpcSpoke:
                     self._accept(decode(buf, limits=self._limits))
                     buf = None  # let the message go before waiting for the next one
         except grpc.RpcError as exc:
-            code, details = _status(exc)
+            code, details = status(exc)
             reason = f"{details} ({code})" if details else str(code)
         except DecodeError as exc:
             reason = f"malformed input from the hub: {exc}"
@@ -226,35 +186,24 @@ class GrpcSpoke:
             self._lost(reason)
 
     def _accept(self, msg: Message) -> None:
-        if self._hub is None and not self._welcome.done():
+        if not self._welcome.done():
             if msg.kind != WELCOME or msg.sender not in self._peers or msg.sender == self._party:
                 raise DecodeError("the hub's first message is not a welcome")
             if self._hub_party is not None and msg.sender != self._hub_party:
                 raise DecodeError(f"welcomed by {msg.sender!r}, not by the hub {self._hub_party!r}")
             chunk = msg.meta.get("chunk_bytes")
-            if not isinstance(chunk, int) or chunk < MIN_CHUNK_BYTES:
+            if not chunk_ok(chunk):
                 raise DecodeError(f"the hub's welcome has a bad chunk_bytes {chunk!r}")
             self._send_chunk = min(self._chunk, chunk)
             self._welcome.set_result(msg.sender)
             return
         if msg.receiver != self._party or msg.sender not in self._peers:
             raise DecodeError(f"hub delivered a message from {msg.sender!r} to {msg.receiver!r}")
-        guard = self._guard
-        if guard is not None and msg.kind.startswith(RESERVED_PREFIX):  # only the hub sends these
-            if msg.kind == PEER_LOST:
-                guard.forget(msg.sender)  # if it comes back, it counts from 1 again
-        elif guard is not None:
-            reason = guard.check(job=msg.job, sender=msg.sender, receiver=self._party, seq=msg.seq)
-            if reason is not None:  # dropped, not fatal: the stream goes on
-                log.warning(
-                    "%r dropped a %r message from %r (seq %d): %s",
-                    self._party,
-                    msg.kind,
-                    msg.sender,
-                    msg.seq,
-                    reason,
-                )
-                return
+        if msg.kind.startswith(RESERVED_PREFIX):  # only the hub sends these
+            if msg.kind == PEER_LOST and self._guard is not None:
+                self._guard.forget(msg.sender)  # if it comes back, it counts from 1 again
+        elif not self._admitted(msg):
+            return
         with contextlib.suppress(TransportClosed):  # closing: nobody is listening
             self._mailbox.put(msg)
 
@@ -271,9 +220,3 @@ class GrpcSpoke:
         log.warning("%r lost the hub %r: %s", self._party, hub, reason)
         with contextlib.suppress(TransportClosed):
             self._mailbox.put(Message(kind=PEER_LOST, sender=hub, receiver=self._party))
-
-
-def _status(exc: grpc.RpcError) -> tuple[object, str]:
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    details = exc.details() if isinstance(exc, grpc.Call) else None
-    return code, details or ""
