@@ -94,7 +94,7 @@ class RunDirectory:
         self._append(self._events, {"time": self._wall_clock(), "event": name, "fields": fields})
 
     def finish(self, summary: RunSummary, model: Model | None) -> None:
-        if not self._header:  # its start failed: this is not the run's folder
+        if not self._header:  # never started, or its start failed: the folder may be another run's
             raise ConsortiumError("RunDirectory.finish() before start()")
         try:
             if model is not None:
