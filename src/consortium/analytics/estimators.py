@@ -137,9 +137,13 @@ def _released(state: State, **values: float) -> Finished:
 class Estimator(Operation):
     """An estimator: the coordinator asks for sums over the query's rows (``sums``), as
     many times as it needs. ``numeric``: whether ``column`` must be numeric (and, under DP,
-    bounded) or may be any column."""
+    bounded) or may be any column; ``statistics``: how many it releases."""
 
     numeric: ClassVar[bool] = True
+    statistics: ClassVar[int] = 1
+
+    def releases(self, args: Any) -> int:
+        return self.statistics
 
     def check(self, args: Any, tables: Mapping[str, TableSpec]) -> None:
         super().check(args, tables)
@@ -184,9 +188,7 @@ class Count(Estimator):
 
 class Sum(Estimator):
     Args = ColumnArgs
-
-    def releases(self, args: Any) -> int:
-        return 2
+    statistics = 2  # the count and the sum
 
     def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
         v = _values(args, table, args.column)
@@ -214,9 +216,7 @@ class Variance(Sum):
     """Two passes: (count, sum), then the sum of squared deviations from the global mean."""
 
     Args = VarianceArgs
-
-    def releases(self, args: Any) -> int:
-        return 3
+    statistics = 3  # the count, the sum and the squared deviations
 
     def sums(self, args: Any, request: Arrays, table: Table) -> dict[str, Statistic]:
         if "mean" not in request:
@@ -282,9 +282,7 @@ class Quantiles(Estimator):
     """A count, then the zooming stages of :mod:`consortium.analytics.orderstats`."""
 
     Args: ClassVar[type[BaseModel]] = QuantileArgs
-
-    def releases(self, args: Any) -> int:
-        return 1 + STAGES
+    statistics = 1 + STAGES  # the count and each stage's counts
 
     def targets(self, args: Any, n: int) -> tuple[int, ...]:
         return quantile_ranks(n, list(args.q))

@@ -3,18 +3,14 @@
 A workflow is a list of steps. Each step type says *where* its operation runs and how data
 moves (the distributions, see :mod:`consortium.analytics.dag`):
 
-``initialize`` / ``finalize``
-    an operation on the coordinator alone, before / after the rest (e.g. a model's start).
-``parallel``
-    an operation on every worker at once: the state is *distributed* to them and their
-    answers *collected* (added up by secure summation).
-``round_robin``
-    an operation on one worker after another, each handing its output to the next
-    (*arranged*); only operations whose per-party output is meant to be seen (models).
-``sequential``
-    its steps in order.
-``iterate``
-    its steps ``times`` times, the state carried from each iteration to the next.
+* ``initialize`` / ``finalize``: on the coordinator alone, before / after the rest (e.g. a
+  model's start);
+* ``parallel``: on every worker at once, the state *distributed* to them and their answers
+  *collected* (added up by secure summation);
+* ``round_robin``: on one worker after another, each handing its output to the next
+  (*arranged*); only operations whose per-party output is meant to be seen (models);
+* ``sequential``: its steps in order; ``iterate``: its steps ``times`` times, the state
+  carried from each iteration to the next.
 
 The JSON form (``Workflow.model_dump(mode="json")``) is what the job file holds and what
 travels; in Python the same steps compose as objects::
