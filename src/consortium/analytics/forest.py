@@ -176,8 +176,7 @@ class Forest(_Trees):
         if scores:
             n = sum(s["examples"] for s in scores)
             acc = sum(s["accuracy"] * s["examples"] for s in scores) / n
-            result["cv_accuracy"] = acc
-            metrics["cv_accuracy"] = acc
+            result["cv_accuracy"] = metrics["cv_accuracy"] = acc
         meta = {"forest": {"features": list(args.features), "label": args.label}}
         return Finished(result=result, metrics=metrics, state=state.updated(forest, meta))
 

@@ -5,22 +5,17 @@ workers. Each transformer is fitted from secure sums over the rows as the transf
 it leave them (imputed, scaled, ...), and the fitted pipeline joins the workflow state, so
 every later job's workers apply it to their own rows before using them (``pipeline``):
 
-``imputer``
-    fills missing values: ``mean``, ``median`` (exact, by order statistics), ``constant``,
-    or, for a category, ``most_frequent`` (ties: the first declared category).
-``standard_scaler``
-    ``(x - mean) / std`` with the population std (zero becomes 1), scikit-learn's
-    ``StandardScaler``; two passes (mean, then squared deviations).
-``minmax_scaler``
-    maps ``[min, max]`` onto ``feature_range`` (scikit-learn's ``MinMaxScaler``), with the
-    exact global minimum and maximum.
-``one_hot``
-    a 0/1 column ``<column>=<category>`` for each declared category (all 0 for a missing
-    value); the categories are public, so fitting needs no statistics.
-``binning``
-    the bin index of each value: ``uniform`` bins between the global min and max
-    (scikit-learn's ``KBinsDiscretizer(encode="ordinal", strategy="uniform")``) or
-    ``quantile`` bins at numpy's quantiles.
+* ``imputer`` fills missing values: ``mean``, ``median`` (exact, by order statistics),
+  ``constant``, or, for a category, ``most_frequent`` (ties: the first declared category).
+* ``standard_scaler``: ``(x - mean) / std`` with the population std (zero becomes 1),
+  scikit-learn's ``StandardScaler``; two passes (mean, then squared deviations).
+* ``minmax_scaler`` maps ``[min, max]`` onto ``feature_range`` (scikit-learn's
+  ``MinMaxScaler``), with the exact global minimum and maximum.
+* ``one_hot``: a 0/1 column ``<column>=<category>`` for each declared category (all 0 for a
+  missing value); the categories are public, so fitting needs no statistics.
+* ``binning``: the bin index of each value, ``uniform`` bins between the global min and max
+  (scikit-learn's ``KBinsDiscretizer(encode="ordinal", strategy="uniform")``) or
+  ``quantile`` bins at numpy's quantiles.
 
 What the coordinator learns: the fitted parameters (means, scales, minima, maxima, edges), as
 a centralised fit would publish them; never a party's own statistic.

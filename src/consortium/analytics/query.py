@@ -171,9 +171,8 @@ class Query(Strict):
             raise ValueError(
                 f"no table {self.table!r}; tables are: {', '.join(sorted(tables)) or 'none'}"
             )
-        spec = tables[self.table]
         for f in self.where:
-            _check_filter(f, spec, self.table)
+            _check_filter(f, tables[self.table], self.table)
 
     def apply(self, table: Table) -> Table:
         """The rows of ``table`` this query selects."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,13 +51,12 @@ class ColumnSpec(Strict):
                 raise ValueError("categories must be distinct")
             if self.bounds is not None:
                 raise ValueError("bounds apply to numeric columns only")
-        else:
-            if self.categories is not None:
-                raise ValueError("categories apply to category columns only")
-            if self.bounds is not None:
-                low, high = self.bounds
-                if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                    raise ValueError("bounds must be finite with low < high")
+        elif self.categories is not None:
+            raise ValueError("categories apply to category columns only")
+        elif self.bounds is not None:
+            low, high = self.bounds
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError("bounds must be finite with low < high")
         return self
 
     @property
@@ -111,9 +110,7 @@ class Table:
 
     def rows(self, mask: np.ndarray) -> Table:
         """The rows where ``mask`` is true."""
-        return Table(
-            name=self.name, spec=self.spec, columns={k: v[mask] for k, v in self.columns.items()}
-        )
+        return replace(self, columns={k: v[mask] for k, v in self.columns.items()})
 
     def present(self, column: str) -> np.ndarray:
         """Which rows have a value in ``column``."""
