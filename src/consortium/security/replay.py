@@ -15,17 +15,10 @@ from 1 again) the transport calls :meth:`ReplayGuard.forget` for it.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 __all__ = ["DEFAULT_WINDOW", "ReplayGuard"]
 
 DEFAULT_WINDOW = 1024  # numbers a message may lag behind the newest on its channel
-
-
-@dataclass(slots=True)
-class _Channel:
-    top: int  # the highest number admitted
-    seen: int  # bit i set: number ``top - i`` was admitted
 
 
 class ReplayGuard:
@@ -39,12 +32,10 @@ class ReplayGuard:
         self._job = job
         self._window = window
         self._mask = (1 << window) - 1
-        self._channels: dict[tuple[str, str], _Channel] = {}
+        # (sender, receiver) -> (the highest number admitted, bits: bit i set when number
+        # ``top - i`` was admitted); a channel not yet used is (0, 0)
+        self._channels: dict[tuple[str, str], tuple[int, int]] = {}
         self._lock = threading.Lock()
-
-    @property
-    def job(self) -> str:
-        return self._job
 
     def check(self, *, job: str, sender: str, receiver: str, seq: int) -> str | None:
         """None if the message is admitted (and recorded); else why it is refused."""
@@ -54,26 +45,21 @@ class ReplayGuard:
             return "it has no sequence number"
         key = (sender, receiver)
         with self._lock:
-            channel = self._channels.get(key)
-            if channel is None:
-                self._channels[key] = _Channel(top=seq, seen=1)
+            top, seen = self._channels.get(key, (0, 0))
+            if seq > top:
+                shift = seq - top
+                seen = ((seen << shift) | 1) & self._mask if shift < self._window else 1
+                self._channels[key] = (seq, seen)
                 return None
-            if seq > channel.top:
-                shift = seq - channel.top
-                channel.seen = (
-                    ((channel.seen << shift) | 1) & self._mask if shift < self._window else 1
-                )
-                channel.top = seq
-                return None
-            lag = channel.top - seq
+            lag = top - seq
             if lag >= self._window:
                 return (
-                    f"sequence number {seq} is too old (newest {channel.top}, "
+                    f"sequence number {seq} is too old (newest {top}, "
                     f"window {self._window}): a replay or a very late message"
                 )
-            if channel.seen >> lag & 1:
+            if seen >> lag & 1:
                 return f"sequence number {seq} was already received: a replay or a duplicate"
-            channel.seen |= 1 << lag
+            self._channels[key] = (top, seen | 1 << lag)
             return None
 
     def forget(self, sender: str) -> None:
