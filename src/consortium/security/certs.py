@@ -25,7 +25,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from consortium.errors import ConfigError
@@ -132,12 +131,6 @@ def _load_key(data: bytes, source: Path) -> _Key:
     return key
 
 
-def _spki(key: PublicKeyTypes) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     """Where one party's TLS material lies: the CA certificate, its certificate, its key."""
@@ -147,8 +140,41 @@ class TlsFiles:
     key: Path
 
     def load(self, party: str | None = None) -> PartyCredentials:
-        """Read and check the files (see :meth:`PartyCredentials.from_files`)."""
-        return PartyCredentials.from_files(self, party=party)
+        """Read the files and check them: the certificate is signed by the CA, currently
+        valid, matches the key, and (when ``party`` is given) names that party. Every
+        problem is a :class:`ConfigError` naming the file."""
+        ca_pem = _read(self.ca, "CA certificate")
+        cert_pem = _read(self.cert, "certificate")
+        key_pem = _read(self.key, "private key")
+        ca = _load_cert(ca_pem, self.ca)
+        cert = _load_cert(cert_pem, self.cert)
+        key = _load_key(key_pem, self.key)
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            raise ConfigError(f"{self.cert}: not issued by the CA in {self.ca}") from None
+        now = _now()
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise ConfigError(
+                f"{self.cert}: valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to "
+                f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; issue a new one"
+            )
+        if key.public_key() != cert.public_key():
+            raise ConfigError(f"{self.key}: this key does not belong to {self.cert}")
+        names = identities(cert)
+        if party is not None and party not in names:
+            raise ConfigError(
+                f"{self.cert}: the certificate is for {sorted(names)}, not for party {party!r}"
+            )
+        mode = self.key.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning(
+                "the private key %s can be read by others (mode %04o); run: chmod 600 %s",
+                self.key,
+                mode,
+                self.key,
+            )
+        return PartyCredentials(ca=ca_pem, certificate=cert_pem, key=key_pem)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -167,44 +193,6 @@ class PartyCredentials:
     def identities(self) -> frozenset[str]:
         """The party names this certificate speaks for."""
         return identities(x509.load_pem_x509_certificate(self.certificate))
-
-    @classmethod
-    def from_files(cls, files: TlsFiles, *, party: str | None = None) -> PartyCredentials:
-        """Read ``files`` and check them: the certificate is signed by the CA, currently
-        valid, matches the key, and (when ``party`` is given) names that party. Every
-        problem is a :class:`ConfigError` naming the file."""
-        ca_pem = _read(files.ca, "CA certificate")
-        cert_pem = _read(files.cert, "certificate")
-        key_pem = _read(files.key, "private key")
-        ca = _load_cert(ca_pem, files.ca)
-        cert = _load_cert(cert_pem, files.cert)
-        key = _load_key(key_pem, files.key)
-        try:
-            cert.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature):
-            raise ConfigError(f"{files.cert}: not issued by the CA in {files.ca}") from None
-        now = _now()
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise ConfigError(
-                f"{files.cert}: valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to "
-                f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; issue a new one"
-            )
-        if _spki(key.public_key()) != _spki(cert.public_key()):
-            raise ConfigError(f"{files.key}: this key does not belong to {files.cert}")
-        names = identities(cert)
-        if party is not None and party not in names:
-            raise ConfigError(
-                f"{files.cert}: the certificate is for {sorted(names)}, not for party {party!r}"
-            )
-        mode = files.key.stat().st_mode & 0o777
-        if mode & 0o077:
-            log.warning(
-                "the private key %s can be read by others (mode %04o); run: chmod 600 %s",
-                files.key,
-                mode,
-                files.key,
-            )
-        return cls(ca=ca_pem, certificate=cert_pem, key=key_pem)
 
     def save(self, directory: Path, name: str) -> TlsFiles:
         """Write ``NAME.crt`` and ``NAME.key`` (owner-only) into ``directory``, and
@@ -229,19 +217,8 @@ class Authority:
     @classmethod
     def create(cls, name: str = "Consortium federation CA", *, days: int = 3650) -> Authority:
         key = ec.generate_private_key(_CURVE)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = _now()
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _SKEW)
-            .not_valid_after(now + dt.timedelta(days=days))
-            # path_length=0: the CA signs party certificates only, never another CA
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_usage(cert_sign=True), critical=True)
+            _builder(name, key, issuer=None, until=_now() + dt.timedelta(days=days))
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, _HASH)
         )
@@ -255,29 +232,14 @@ class Authority:
         """A new key and a certificate for ``party``, good as TLS client and server."""
         check_party_name(party)
         key = ec.generate_private_key(_CURVE)
-        now = _now()
+        until = min(_now() + dt.timedelta(days=days), self.certificate.not_valid_after_utc)
+        usage = [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+        issuer_key = x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)]))
-            .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _SKEW)
-            .not_valid_after(
-                min(now + dt.timedelta(days=days), self.certificate.not_valid_after_utc)
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_usage(cert_sign=False), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
-                ),
-                critical=False,
-            )
+            _builder(party, key, issuer=self.certificate.subject, until=until)
+            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(party)]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
-            )
+            .add_extension(issuer_key, False)
             .sign(self.key, _HASH)
         )
         return PartyCredentials(ca=self.certificate_pem, certificate=_pem(cert), key=_key_pem(key))
@@ -300,20 +262,38 @@ class Authority:
         cert_path, key_path = directory / CA_CERT, directory / CA_KEY
         cert = _load_cert(_read(cert_path, "CA certificate"), cert_path)
         key = _load_key(_read(key_path, "CA private key"), key_path)
-        if _spki(key.public_key()) != _spki(cert.public_key()):
+        if key.public_key() != cert.public_key():
             raise ConfigError(f"{key_path}: this key does not belong to {cert_path}")
         return cls(certificate=cert, key=key)
 
 
-def _usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=not cert_sign,
+def _builder(
+    name: str, key: _Key, *, issuer: x509.Name | None, until: dt.datetime
+) -> x509.CertificateBuilder:
+    """A certificate for ``key`` named ``name``, valid from a little before now to ``until``:
+    a CA's when ``issuer`` is None (it signs itself), else a party's issued by ``issuer``."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    ca = issuer is None
+    usage = x509.KeyUsage(
+        digital_signature=not ca,
         content_commitment=False,
         key_encipherment=False,
         data_encipherment=False,
         key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
+        key_cert_sign=ca,
+        crl_sign=ca,
         encipher_only=False,
         decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject if issuer is None else issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - _SKEW)
+        .not_valid_after(until)
+        # path_length=0: the CA signs party certificates only, never another CA
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(usage, critical=True)
     )
