@@ -49,6 +49,3 @@ class Message:
             meta=dict(meta or {}),
             tensors=dict(tensors or {}),
         )
-
-    def nbytes(self) -> int:
-        return sum(int(t.nbytes) for t in self.tensors.values())
