@@ -65,11 +65,7 @@ class Party:
     role: str
     index: int  # position within its role, from 0
     rank: int  # position among all parties, from 0; used to derive per-party seeds
-    program: str = ""  # the program it runs (its role's name unless the job says otherwise)
-
-    def __post_init__(self) -> None:
-        if not self.program:
-            object.__setattr__(self, "program", self.role)
+    program: str  # the program it runs (its role's name unless the job says otherwise)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,36 +228,23 @@ def _graph(decl: TopologyDecl) -> TopologyDecl:
     return decl
 
 
-def _party_names(role: RoleDecl) -> list[str]:
-    if role.count == 1:
-        return [role.name]
-    return [f"{role.name}-{i}" for i in range(role.count)]
-
-
 def expand(decl: TopologyDecl) -> Topology:
     """Turn a declaration into concrete parties and links, deterministically."""
     decl = TEMPLATES.get(decl.template)(decl)
-    seen: set[str] = set()
     parties: list[Party] = []
+    by_role: dict[str, list[str]] = {}
     for role in decl.roles:
-        if role.name in seen:
+        if role.name in by_role:
             raise ConfigError(f"topology.roles: role {role.name!r} is declared twice")
         if role.count < 1:
             raise ConfigError(f"topology.roles.{role.name}.count must be at least 1")
-        seen.add(role.name)
-        for i, name in enumerate(_party_names(role)):
+        names = [f"{role.name}-{i}" for i in range(role.count)] if role.count > 1 else [role.name]
+        by_role[role.name] = names
+        program = role.program or role.name
+        for i, name in enumerate(names):
             parties.append(
-                Party(
-                    name=name,
-                    role=role.name,
-                    index=i,
-                    rank=len(parties),
-                    program=role.program or role.name,
-                )
+                Party(name=name, role=role.name, index=i, rank=len(parties), program=program)
             )
-    by_role: dict[str, list[str]] = {}
-    for p in parties:
-        by_role.setdefault(p.role, []).append(p.name)
     channels: dict[str, tuple[tuple[str, str], ...]] = {}
     parents: dict[str, str] = {}
     for ch in decl.channels:
@@ -312,11 +295,8 @@ def _tree_links(ch: ChannelDecl, upper: Sequence[str], lower: Sequence[str]) -> 
 def _ring_links(ch: ChannelDecl, a: Sequence[str], b: Sequence[str]) -> Links:
     if ch.between[0] != ch.between[1]:
         raise ConfigError(f"topology.channels.{ch.name}: a ring links the parties of one role")
-    if len(a) < 2:
-        return ()
-    if len(a) == 2:
-        return ((a[0], a[1]),)
-    return tuple((a[i], a[(i + 1) % len(a)]) for i in range(len(a)))
+    back = a[:1] if len(a) > 2 else []  # the link that closes the cycle; two parties have one
+    return tuple(itertools.pairwise([*a, *back]))
 
 
 _CHANNEL_MODES: dict[str, Callable[[ChannelDecl, Sequence[str], Sequence[str]], Links]] = {
