@@ -1,16 +1,11 @@
 """The arbitered mode: training on Paillier ciphertexts, the arbiter holding the key. The
-scheme and its arithmetic are in :mod:`consortium.vertical.encrypted`, the arbiter in
-:mod:`consortium.vertical.arbiter`, what each role sees in :mod:`consortium.vertical.visibility`.
+scheme and its arithmetic are in :mod:`consortium.vertical.encrypted`, its messages in
+:mod:`consortium.vertical.messages`, the arbiter in :mod:`consortium.vertical.arbiter`, what
+each role sees in :mod:`consortium.vertical.visibility`.
 
-Before the alignment the master has the arbiter make the keys (``vfl.he.keys``); the
-arbiter sends the public key to the master and every member. For a training batch the
-master names the rows (``vfl.forward``); every member returns ``[[X_p W_p]]``
-(``vfl.he.forward.reply``); the master forms ``[[s d]]`` and sends it to every member
-(``vfl.he.residual``); every party has its masked gradient decrypted by the arbiter
-(``vfl.he.decrypt``) and steps, a member then says so (``vfl.he.stepped``). The master waits
-until every member has stepped, so that the next batch's outputs come from the updated
-weights. To score held-out rows it has the arbiter decrypt the masked outputs, and learns
-the outputs of the rows it predicts for (the point of predicting), and nothing else.
+Before the alignment the master has the arbiter make the keys. After a training batch the
+master waits until every member has stepped (``vfl.he.stepped``), so that the next batch's
+outputs come from the updated weights.
 """
 
 from __future__ import annotations
@@ -65,26 +60,35 @@ def _positive_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+class _Keyed:
+    """What either side holds of the arbiter's key, once it has it."""
+
+    keyring: Keyring | None = None
+
+    @property
+    def ring(self) -> Keyring:
+        assert self.keyring is not None  # no step comes before the key
+        return self.keyring
+
+    def close(self) -> None:
+        if self.keyring is not None:
+            self.keyring.close()
+
+
 # -- the member --------------------------------------------------------------------------
 
 
-class ArbiteredMember(MemberMode):
+class ArbiteredMember(_Keyed, MemberMode):
     """A member in arbitered mode: it holds the public key, sends its outputs encrypted and
     steps with its gradient, computed under encryption and masked for the arbiter."""
 
     arbiter: str  # the job's check requires an arbiter in arbitered mode
-    keyring: Keyring | None = None
     _step: tuple[int, np.ndarray] | None = None  # (round, rows) of the last forward
     _secret: tuple[Mask, int, int] | None = None  # (mask, scale, round) of a step
 
     @property
     def ready(self) -> bool:
         return self.keyring is not None
-
-    @property
-    def ring(self) -> Keyring:
-        assert self.keyring is not None  # the mode's requests come once the member is ready
-        return self.keyring
 
     def handle(self, out: Outbox, msg: Message, stage: MemberStage) -> MemberStage:
         if msg.kind == Kind.PUBLIC_KEY:
@@ -108,10 +112,6 @@ class ArbiteredMember(MemberMode):
     def lost(self, out: Outbox, party: str) -> None:
         if party == self.arbiter and self.keyring is not None:
             raise RunFailed(f"{out.name} lost the arbiter {party}")
-
-    def close(self) -> None:
-        if self.keyring is not None:
-            self.keyring.close()
 
     def _reply_encrypted(self, out: Outbox, msg: Message, kind: str, values: np.ndarray) -> None:
         encrypted = self.ring.encrypt(values)
@@ -169,26 +169,16 @@ class ArbiteredMember(MemberMode):
 # -- the master --------------------------------------------------------------------------
 
 
-class ArbiteredMaster(MasterMode):
+class ArbiteredMaster(_Keyed, MasterMode):
     """The master in arbitered mode; it holds the public key only."""
 
     arbiter: str  # the job's check requires an arbiter in arbitered mode
-    keyring: Keyring | None = None
-
-    @property
-    def ring(self) -> Keyring:
-        assert self.keyring is not None  # prepare() runs first
-        return self.keyring
 
     @property
     def parties(self) -> int:
         """Parties whose outputs make ``z``: the members and the master (its columns, or at
         least its intercept)."""
         return len(self.members) + 1
-
-    def close(self) -> None:
-        if self.keyring is not None:
-            self.keyring.close()
 
     def prepare(self, io: Exchange) -> None:
         """Ask the arbiter for keys; it sends the public key to the members too."""

@@ -29,7 +29,7 @@ from consortium.vertical.models import VerticalModel, resolve_model
 __all__ = ["VerticalBinder", "VerticalData", "record_ids"]
 
 _ID_KEY = 0x1D5  # keeps the id permutation's random stream apart from the others
-_HOLD_KEY = 0x401D5
+_HOLD_KEY = 0x401D5  # and the draw of the records each party holds
 # horizontal settings, refused here unless left at their defaults
 _HORIZONTAL_DEFAULTS: dict[str, Any] = {"split": "train", "partitioner": None, "holdout": 0.0}
 
@@ -170,11 +170,11 @@ class VerticalBinder:
                 if name not in wanted:
                     continue
                 party = job.topology.party(name)
-                coverage = binding.coverage if binding is not None else 1.0
                 holds = party.role in ("master", "member")
-                rows = _held_rows(full.n_samples, coverage, spec.seed, party.rank)
-                if not holds:
-                    rows = rows[:0]
+                coverage = binding.coverage if binding is not None else 1.0
+                keep = max(1, round(coverage * full.n_samples)) if holds else 0
+                order = derive_rng(spec.seed, _HOLD_KEY, party.rank).permutation(full.n_samples)
+                rows = order[:keep]
                 out[name] = VerticalData(
                     ids=tuple(str(i) for i in ids[rows]),
                     x=full.x[np.ix_(rows, columns)] if len(columns) and holds else None,
@@ -188,12 +188,6 @@ class VerticalBinder:
                     model=model,
                 )
         return out
-
-
-def _held_rows(n: int, coverage: float, seed: int, rank: int) -> np.ndarray:
-    rng = derive_rng(seed, _HOLD_KEY, rank)
-    keep = max(1, round(coverage * n))
-    return rng.permutation(n)[:keep]
 
 
 Cut = tuple[np.ndarray, tuple[int, int] | None]

@@ -226,10 +226,10 @@ class Keyring:
         *,
         exponent: object,
         shape: tuple[int, ...],
-        bound: int | None = None,
+        bound: int,
     ) -> EncryptedArray:
         """Load ciphertexts of the given shape and exponent, whose encoded values the
-        protocol bounds by ``bound`` (when given); RunFailed for anything else."""
+        protocol bounds by ``bound``; RunFailed for anything else."""
         if not isinstance(exponent, int) or isinstance(exponent, bool) or exponent < 0:
             raise RunFailed(f"ciphertexts need a non-negative integer exponent, got {exponent!r}")
         if not isinstance(arr, np.ndarray) or arr.shape[:-1] != shape:
@@ -297,9 +297,6 @@ def decrypt_masked(
     a tensor of valid ciphertexts under this key.
     """
     public = private_key.public_key
+    decrypt = decrypt_residues if parallel is None else parallel.decrypt_residues
     encrypted = ciphertexts_from_array(public, arr, exponent=0)
-    if parallel is None:
-        residues = decrypt_residues(private_key, encrypted)
-    else:
-        residues = parallel.decrypt_residues(private_key, encrypted)
-    return residues_to_array(public, residues)
+    return residues_to_array(public, decrypt(private_key, encrypted))

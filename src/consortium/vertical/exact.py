@@ -10,12 +10,9 @@ residual ``r`` (it starts as ``y``) and the scalars. ``D`` is 1 on every weight 
 intercept, which the master's block carries as a column of ones, so the intercept is not
 penalised (as in scikit-learn's ``Ridge``).
 
-Per step the parties exchange exactly what honest gradient training exchanges: the master
-sends the residual ``r`` (label-derived) and members return ``X_p p_p`` (a partial output)
-and squared norms. The exact mode's master (:class:`ExactMaster`) holds the residual and
-its own block (its columns and the intercept); each member (:class:`ExactMember`) holds its
-block and answers ``vfl.exact.residual`` (take the step, return ``|s_p|^2``) and
-``vfl.exact.direction`` (return ``X_p p_p`` and ``lam |D_p p_p|^2``).
+Per step the master sends the residual ``r`` (label-derived, as honest gradient training's
+gradients are); a member takes its step and returns ``|s_p|^2`` (``vfl.exact.residual``),
+then ``X_p p_p`` (a partial output) and ``lam |D_p p_p|^2`` (``vfl.exact.direction``).
 """
 
 from __future__ import annotations

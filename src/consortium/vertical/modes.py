@@ -19,8 +19,8 @@ arbitered mode overrides what it encrypts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,15 +64,15 @@ class Rounds:
             )
 
 
+@dataclass(kw_only=True, eq=False)
 class MemberMode:
     """A member's state machine for one mode, built before the alignment: by default ready
     once aligned, needing nobody but the master, its outputs sent in the clear."""
 
-    part: MemberPart  # set once aligned; no request of the mode comes before
-
-    def __init__(self, *, settings: VerticalSettings, hub: str, arbiter: str | None) -> None:
-        self.settings = settings
-        self.hub, self.arbiter = hub, arbiter
+    settings: VerticalSettings
+    hub: str
+    arbiter: str | None
+    part: MemberPart = field(init=False, repr=False)  # no request of the mode comes before
 
     @property
     def ready(self) -> bool:
@@ -98,25 +98,17 @@ class MemberMode:
         """Release what the mode holds."""
 
 
+@dataclass(kw_only=True, eq=False)
 class MasterMode:
     """The master's side of one mode. By default it trains :meth:`train_step` by batches,
     epoch after epoch, and predicts by asking every member for its bottom's output
     (``vfl.predict``) and running the top over them and its own."""
 
-    def __init__(
-        self,
-        *,
-        settings: VerticalSettings,
-        members: Sequence[str],
-        arbiter: str | None,
-        task: Task,
-        width: int,
-    ) -> None:
-        self.settings = settings
-        self.members = tuple(members)
-        self.arbiter = arbiter
-        self.task: Task = task
-        self.width = width
+    settings: VerticalSettings
+    members: tuple[str, ...]
+    arbiter: str | None
+    task: Task
+    width: int  # of every bottom's output
 
     def prepare(self, io: Exchange) -> None:
         """Before the alignment (the arbitered mode has the arbiter make the keys)."""
