@@ -2,10 +2,8 @@
 summation and differential privacy, preprocessing, model operations, and workflows compiled
 to a DAG of jobs."""
 
-from consortium.analytics import estimators as _estimators  # noqa: F401  (registers)
-from consortium.analytics import forest as _forest  # noqa: F401  (registers)
-from consortium.analytics import models as _models  # noqa: F401  (registers)
-from consortium.analytics import preprocessing as _preprocessing  # noqa: F401  (registers)
+# Each of these registers its operations.
+from consortium.analytics import estimators, forest, models, preprocessing  # noqa: F401
 from consortium.analytics.dag import COORDINATOR, Dag, Job, compile_workflow
 from consortium.analytics.operations import (
     OPERATIONS,

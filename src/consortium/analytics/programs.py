@@ -127,11 +127,10 @@ class TableBinder:
     the files the job names for it, relative to the job file; other roles hold no data."""
 
     def check(self, job: Any) -> None:
-        settings: AnalyticsSettings = job.algorithm
         workers = {p.name for p in job.topology.parties if p.role == "worker"}
         if not workers:
             raise ConfigError(f"{job.source}: topology: the analytics protocol needs workers")
-        for name, spec in settings.tables.items():
+        for name, spec in job.algorithm.tables.items():
             named = set(spec.files) if isinstance(spec.files, dict) else workers
             if named != workers:
                 unknown, missing = sorted(named - workers), sorted(workers - named)
@@ -143,7 +142,6 @@ class TableBinder:
     def bind(self, job: Any, parties: Collection[str] | None) -> dict[str, Any]:
         settings: AnalyticsSettings = job.algorithm
         wanted = set(job.topology.names() if parties is None else parties)
-        base = job.base_dir
         out: dict[str, Any] = {}
         for party in job.topology.parties:
             if party.name not in wanted:
@@ -154,7 +152,7 @@ class TableBinder:
             tables: dict[str, Table] = {}
             for name, spec in settings.tables.items():
                 try:
-                    path = spec.path_for(party.name, party.index, base)
+                    path = spec.path_for(party.name, party.index, job.base_dir)
                     tables[name] = load_table(name, spec, path)
                 except ConfigError as exc:
                     raise ConfigError(

@@ -156,8 +156,7 @@ class Scheduler:
             try:
                 request = flow.send(reply)
             except StopIteration as stop:
-                finished: Finished = stop.value
-                return finished
+                return stop.value  # the operation's Finished
             if job.on_coordinator:
                 raise RunFailed(f"job {job.id!r} runs on the coordinator but asked the workers")
             reply = self._ask(job, request)
