@@ -40,6 +40,9 @@ MAGIC = b"CSM"
 VERSION = 1
 _PREFIX = struct.Struct("<3sBI")
 _ALIGN = 64  # cache-line alignment of tensor buffers, also enough for any numpy dtype
+_STRINGS = ("kind", "sender", "receiver", "job")  # the envelope's fields, as the header holds them
+_INTEGERS = ("round", "seq")
+_HEADER_KEYS = frozenset([*_STRINGS, *_INTEGERS, "meta", "tensors"])
 
 # Plain numeric dtypes only: object, void and string dtypes could smuggle structure.
 ALLOWED_DTYPES = frozenset(
@@ -71,41 +74,28 @@ def _pad(n: int) -> int:
 
 def encode_parts(msg: Message) -> tuple[list[memoryview], int]:
     """Encode ``msg`` as a list of buffers (no copy of tensor data) and the total length."""
-    arrays: list[tuple[str, np.ndarray]] = []
     entries: list[list[Any]] = []
+    payload: list[memoryview] = []
     offset = 0
     for name, tensor in msg.tensors.items():
         arr = np.asarray(tensor, order="C")  # ascontiguousarray would turn 0-d into 1-d
         if arr.dtype.str not in ALLOWED_DTYPES:
             raise TypeError(f"tensor {name!r} has dtype {arr.dtype}, which the wire does not carry")
         entries.append([name, arr.dtype.str, list(arr.shape), offset, arr.nbytes])
-        arrays.append((name, arr))
+        if arr.nbytes:
+            payload.append(memoryview(arr.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
+        if _pad(arr.nbytes):
+            payload.append(memoryview(bytes(_pad(arr.nbytes))))
         offset += arr.nbytes + _pad(arr.nbytes)
+    fields = {key: getattr(msg, key) for key in (*_STRINGS, *_INTEGERS)}
     header = json.dumps(
-        {
-            "kind": msg.kind,
-            "sender": msg.sender,
-            "receiver": msg.receiver,
-            "job": msg.job,
-            "round": msg.round,
-            "seq": msg.seq,
-            "meta": dict(msg.meta),
-            "tensors": entries,
-        },
+        {**fields, "meta": dict(msg.meta), "tensors": entries},
         separators=(",", ":"),
         allow_nan=True,
     ).encode()
-    head_len = _PREFIX.size + len(header)
-    head = bytearray(_PREFIX.pack(MAGIC, VERSION, len(header)))
-    head += header
-    head += bytes(_pad(head_len))
-    parts: list[memoryview] = [memoryview(head)]
-    for _, arr in arrays:
-        if arr.nbytes:
-            parts.append(memoryview(arr.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
-        if _pad(arr.nbytes):
-            parts.append(memoryview(bytes(_pad(arr.nbytes))))
-    return parts, len(head) + offset
+    head = _PREFIX.pack(MAGIC, VERSION, len(header)) + header
+    head += bytes(_pad(len(head)))
+    return [memoryview(head), *payload], len(head) + offset
 
 
 def encode(msg: Message) -> bytes:
@@ -154,18 +144,12 @@ def _decode(view: memoryview, limits: Limits) -> Message:
     if not isinstance(header, dict):
         raise DecodeError("header is not an object")
     payload_start = head_end + _pad(head_end)
-    fields = {
-        key: _field(header, key, str, limits) for key in ("kind", "sender", "receiver", "job")
-    }
-    round_, seq = (_field(header, key, int, limits) for key in ("round", "seq"))
+    fields = {key: _field(header, key, limits) for key in (*_STRINGS, *_INTEGERS)}
     meta = _meta(header.get("meta"), limits)
     tensors = _tensors(header.get("tensors"), view, payload_start, limits)
     if set(header) - _HEADER_KEYS:
         raise DecodeError(f"unknown header fields: {sorted(set(header) - _HEADER_KEYS)}")
-    return Message(round=round_, seq=seq, meta=meta, tensors=tensors, **fields)
-
-
-_HEADER_KEYS = frozenset(["kind", "sender", "receiver", "job", "round", "seq", "meta", "tensors"])
+    return Message(meta=meta, tensors=tensors, **fields)
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -183,12 +167,12 @@ def _show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _field(header: Mapping[str, Any], key: str, kind: type, limits: Limits) -> Any:
-    value = header.get(key)
-    if kind is int:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+def _field(header: Mapping[str, Any], key: str, limits: Limits) -> Any:
+    value = header.get(key)  # JSON gives plain types: ``type(value) is int`` leaves out bool
+    if key in _INTEGERS:
+        if type(value) is not int or not 0 <= value < 2**63:
             raise DecodeError(f"header field {key!r} must be a non-negative integer")
-    elif not isinstance(value, str) or len(value) > limits.max_string_bytes:
+    elif type(value) is not str or len(value) > limits.max_string_bytes:
         raise DecodeError(f"header field {key!r} must be a string of bounded length")
     return value
 
@@ -224,12 +208,11 @@ def _tensors(raw: object, view: memoryview, start: int, limits: Limits) -> dict[
         if (
             not isinstance(shape, list)
             or len(shape) > limits.max_ndim
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+            or not all(type(d) is int and d >= 0 for d in shape)
         ):
             raise DecodeError(f"tensor {_show(name)} has an invalid shape")
-        for value in (offset, nbytes):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise DecodeError(f"tensor {_show(name)} has an invalid offset or length")
+        if not all(type(v) is int and v >= 0 for v in (offset, nbytes)):
+            raise DecodeError(f"tensor {_show(name)} has an invalid offset or length")
         dt = np.dtype(dtype)
         count = math.prod(shape)
         if count * dt.itemsize != nbytes:
