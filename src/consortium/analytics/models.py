@@ -106,17 +106,6 @@ def stable_split(data: LocalData, n: int, salt: str) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
-def _build(meta: Mapping[str, Any]) -> Any:
-    """The model ``meta`` (the state's ``model`` entry) describes, with initial weights."""
-    return build_model(
-        meta["name"],
-        n_features=meta["n_features"],
-        n_classes=meta["n_classes"],
-        seed=0,
-        l2=meta["l2"],
-    )
-
-
 class ModelInit(Operation):
     Args = InitArgs
     placement = "coordinator"
@@ -132,13 +121,13 @@ class ModelInit(Operation):
     def coordinate(self, args: Any, state: State, tables: Mapping[str, TableSpec]) -> Flow:
         yield from ()  # asks the workers nothing
         classes = tables[args.table].columns[args.label].categories
-        meta = {
+        meta: dict[str, Any] = {  # the state's model entry: build_model's arguments
             "name": args.model,
             "n_features": len(args.features),
             "n_classes": len(classes) if classes else None,
             "l2": args.l2,
         }
-        arrays = {f"model.{k}": v for k, v in _build(meta).get_weights().items()}
+        arrays = {f"model.{k}": v for k, v in build_model(**meta, seed=0).get_weights().items()}
         new = state.updated(arrays=arrays, meta={"model": meta})
         return Finished(result={"model": meta}, metrics={}, state=new)
 
@@ -188,7 +177,7 @@ class Train(Operation):
         test = order[: round(args.holdout * len(y))]
         train = np.setdiff1d(np.arange(len(y)), test)
         state = data.state
-        model = _build(state.meta["model"])
+        model = build_model(**state.meta["model"], seed=0)
         model.set_weights({k[6:]: v for k, v in state.arrays.items() if k.startswith("model.")})
         y = y.astype(np.int64) if state.meta["model"]["n_classes"] else y
         if int(request["stage"][0]) == 1:
