@@ -144,10 +144,6 @@ class Outbox(Generic[T]):
                 self._items.clear()
             self._cond.notify_all()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed is not None
-
 
 def write_frames(
     outbox: Outbox[Outgoing], chunk_bytes: Callable[[], int], first_timeout: float | None = None

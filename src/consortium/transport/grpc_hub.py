@@ -83,6 +83,7 @@ class _Link:
         self.refusal: _Refused | None = None
         self.said_goodbye = False  # the spoke ended its side of the stream itself
         self.finished = threading.Event()  # the RPC is over, status sent
+        self.reader: threading.Thread | None = None  # reassembles and routes what it sends
 
     def end(self) -> None:
         self.outbox.close("the stream ended", discard=True)
@@ -132,7 +133,6 @@ class GrpcHub(StreamEndpoint):
         self._cond = threading.Condition(threading.Lock())  # guards everything below
         self._links: dict[str, _Link] = {}  # registered spokes by party name
         self._streams: set[_Link] = set()  # every open stream, registered or not
-        self._readers: set[threading.Thread] = set()
         self._told: set[tuple[str, str]] = set()  # (receiver, lost party) already notified
         slots = len(self._peers) + 3  # one per spoke, a few for refused or stray connections
         self._executor = ThreadPoolExecutor(slots, thread_name_prefix=f"consortium-hub-{party}")
@@ -215,8 +215,8 @@ class GrpcHub(StreamEndpoint):
             self._server.stop(None)
         except Exception:  # closing must not raise; say what happened
             log.exception("stopping the gRPC server of hub %r failed", self._party)
-        with self._cond:
-            readers = list(self._readers)
+        with self._cond:  # the streams whose readers have not finished
+            readers = [link.reader for link in self._streams if link.reader]
         for thread in readers:
             thread.join(self._close_timeout)
         self._executor.shutdown(wait=True)
@@ -232,16 +232,15 @@ class GrpcHub(StreamEndpoint):
                 context.set_details(f"hub {self._party!r} is closing")
                 return
             self._streams.add(link)
-            reader = threading.Thread(
+            link.reader = threading.Thread(
                 target=self._read,
                 args=(link, requests),
                 name=f"consortium-hub-{self._party}-reader",
                 daemon=True,
             )
-            self._readers.add(reader)
         if not context.add_callback(link.end):
             link.end()  # the RPC is already over
-        reader.start()
+        link.reader.start()
         try:
             yield from write_frames(link.outbox, lambda: link.chunk_bytes, _HANDSHAKE_TIMEOUT_S)
         except TransportTimeout:
@@ -368,7 +367,6 @@ class GrpcHub(StreamEndpoint):
         name = link.party
         with self._cond:
             self._streams.discard(link)
-            self._readers.discard(threading.current_thread())
             if name is None or self._links.get(name) is not link:
                 return
             del self._links[name]
