@@ -2,13 +2,11 @@
 
 In honest mode the arbiter only joins and waits for the end; any protocol message is an
 error. In arbitered mode (:mod:`consortium.vertical.encrypted`) it makes a Paillier keypair
-of the job's size when the master asks (``vfl.he.keys``), keeps the private key in memory
-(never written, logged or sent) and sends the public key to the master and every member;
-then it decrypts masked ciphertexts for the master and the members (``vfl.he.decrypt``).
-A residue of ``value + mask`` is uniform in ``Z_n``: the arbiter learns nothing about the
-value, and only the sender, who drew the mask, can remove it. An arbiter cannot tell a
-masked ciphertext from an unmasked one, so against a party that does not follow the
-protocol the scheme offers no protection (see :mod:`consortium.vertical.visibility`).
+of the job's size when the master asks, keeps the private key in memory (never written,
+logged or sent), sends the public key to the master and every member, and decrypts masked
+ciphertexts for them. It cannot tell a masked ciphertext from an unmasked one: against a
+party that does not follow the protocol the scheme offers no protection (see
+:mod:`consortium.vertical.visibility`).
 """
 
 from __future__ import annotations

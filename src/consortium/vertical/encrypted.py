@@ -120,11 +120,9 @@ def value_limit(precision: int) -> int:
 
 
 def residual_bound(task: Task, n_outputs: int, parties: int, precision: int) -> int:
-    """A bound on every encoded ``|s d|`` when ``parties`` partial outputs (the master's,
-    with the intercept, included), each within :func:`value_limit`, make ``z``: the bound
-    :func:`scaled_residual`'s arithmetic proves (``z - y``, ``z + 2 - 4y`` or
-    ``K z_k - sum_j z_j + K - K^2 t``, the last bounded by ``2 K max|z| + K^2``), which the
-    master checks its own ``[[s d]]`` against."""
+    """A bound on every encoded ``|s d|`` when ``parties`` partial outputs (the master's
+    included), each within :func:`value_limit`, make ``z``: what :func:`scaled_residual`'s
+    arithmetic proves (``K z_k - sum_j z_j + K - K^2 t`` is within ``2 K max|z| + K^2``)."""
     limit = value_limit(precision)
     if task == "regression" or n_outputs == 1:
         return (parties + 1) * limit
@@ -196,9 +194,8 @@ class Keyring:
 
     def reserve(self, count: int) -> None:
         """Before taking ``count`` obfuscators: with worker processes, have twice that many
-        ready or in the making, so that once these are taken the next ``count`` are
-        already being computed while this party waits for the others (the protocol's
-        steps repeat with the same sizes). Without workers each is computed when taken."""
+        ready or in the making, so that the next step's (of the same size) are computed
+        while this party waits for the others. Without workers each is made when taken."""
         if self.parallel is not None:
             short = 2 * count - len(self.pool) - self.pool.pending
             if short > 0:
@@ -291,11 +288,8 @@ class Keyring:
 def decrypt_masked(
     private_key: PrivateKey, arr: object, parallel: ParallelPaillier | None = None
 ) -> np.ndarray:
-    """The arbiter's one operation: the residues of masked ciphertexts, as a uint8 tensor.
-
-    Raises :class:`~consortium.privacy.paillier.InvalidCiphertext` for anything that is not
-    a tensor of valid ciphertexts under this key.
-    """
+    """The arbiter's one operation: the residues of masked ciphertexts, as a uint8 tensor;
+    :class:`~consortium.privacy.paillier.InvalidCiphertext` for anything else."""
     public = private_key.public_key
     decrypt = decrypt_residues if parallel is None else parallel.decrypt_residues
     encrypted = ciphertexts_from_array(public, arr, exponent=0)

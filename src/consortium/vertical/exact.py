@@ -17,15 +17,15 @@ then ``X_p p_p`` (a partial output) and ``lam |D_p p_p|^2`` (``vfl.exact.directi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from consortium.errors import RunFailed
-from consortium.vertical.exchange import Exchange, Expect, Outbox, numbers, scalar
+from consortium.vertical.exchange import Exchange, Expect, Outbox, scalar
 from consortium.vertical.local import Alignment, MasterPart, MemberPart
 from consortium.vertical.messages import Kind, MemberStage
-from consortium.vertical.modes import MODES, MasterMode, MemberMode, Mode, Rounds
+from consortium.vertical.modes import MODES, EpochRng, MasterMode, MemberMode, Mode
 from consortium.vertical.parts import LinearBottom, LinearTop
 from consortium.wire import Message
 
@@ -120,8 +120,9 @@ class ExactMaster(MasterMode):
     """The master in the exact mode: runs :func:`cgls` over every party's block."""
 
     def fit(
-        self, io: Exchange, part: MasterPart, alignment: Alignment, rounds: Rounds
-    ) -> tuple[dict[str, float], int]:
+        self, io: Exchange, part: MasterPart, alignment: Alignment, rng: EpochRng
+    ) -> Iterator[dict[str, float]]:
+        """One round: the solve, scored on the held-out rows."""
         assert isinstance(part.top, LinearTop)
         n = alignment.n_train
         own_x = np.ones((n, 1))
@@ -132,26 +133,32 @@ class ExactMaster(MasterMode):
         penalised[-1] = 0.0  # the intercept
         block = CglsBlock(x=own_x, weight=weight, penalised=penalised, lam=self.settings.l2 * n)
 
+        def gamma(msg: Message) -> float:
+            return scalar(msg, "gamma")
+
+        def partial_output(msg: Message) -> tuple[np.ndarray, float]:
+            q = np.asarray(msg.tensors.get("q", np.zeros(0)), dtype=np.float64)
+            if q.shape != (n,):
+                raise RunFailed(f"q must have shape ({n},)")
+            return q, scalar(msg, "penalty")
+
         def residual(alpha: float, r: np.ndarray) -> float:
             step, tensors = io.new_round(), {"alpha": np.array(alpha), "r": r}
             for member in self.members:
                 io.send(Kind.EXACT_RESIDUAL, member, round=step, tensors=tensors)
             total = block.residual(alpha, r)
-            (replies,) = io.collect(
-                step, Expect(Kind.EXACT_RESIDUAL_REPLY, self.members, numbers(("gamma",)))
-            )
-            return total + sum(float(t["gamma"]) for t in replies)
+            (gammas,) = io.collect(step, Expect(Kind.EXACT_RESIDUAL_REPLY, self.members, gamma))
+            return total + sum(gammas)
 
         def direction(beta: float) -> tuple[np.ndarray, float]:
             step = io.new_round()
             for member in self.members:
                 io.send(Kind.EXACT_DIRECTION, member, round=step, tensors={"beta": np.array(beta)})
             q, penalty = block.direction(beta)
-            read = numbers(("penalty",), q=n)
-            (replies,) = io.collect(step, Expect(Kind.EXACT_DIRECTION_REPLY, self.members, read))
-            for reply in replies:
-                q = q + reply["q"]
-                penalty += float(reply["penalty"])
+            expect = Expect(Kind.EXACT_DIRECTION_REPLY, self.members, partial_output)
+            for member_q, member_penalty in io.collect(step, expect)[0]:
+                q = q + member_q
+                penalty += member_penalty
             return q, penalty
 
         unknowns = own_x.shape[1] + sum(alignment.features.values())
@@ -168,8 +175,7 @@ class ExactMaster(MasterMode):
         part.top.bias[0] = weight[-1]
         metrics = {"steps": float(steps)}
         self.score_held_out(io, part, alignment, metrics)
-        rounds.record(1, metrics, self.members, 0.0)
-        return metrics, 1
+        yield metrics
 
 
 MODES.register("exact", Mode(master=ExactMaster, member=ExactMember))

@@ -11,7 +11,7 @@ the mode needs; a reply it refuses (``RunFailed``) is a failure that names its s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,7 +27,6 @@ __all__ = [
     "Expect",
     "Outbox",
     "Reader",
-    "numbers",
     "outputs",
     "positions",
     "scalar",
@@ -162,7 +161,7 @@ def positions(msg: Message, name: str, limit: int) -> np.ndarray:
 
 
 def scalar(msg: Message, name: str) -> float:
-    """A finite number from a request."""
+    """A finite number from a message."""
     value = np.asarray(msg.tensors.get(name, np.float64("nan")), dtype=np.float64)
     if value.shape != () or not np.isfinite(value):
         raise RunFailed(f"{msg.kind} from {msg.sender}: {name} must be a finite number")
@@ -177,21 +176,5 @@ def outputs(rows: int) -> Reader:
         if out.ndim != 2 or out.shape[0] != rows or not np.all(np.isfinite(out)):
             raise RunFailed(f"out must be a finite ({rows}, width) array, got shape {out.shape}")
         return out
-
-    return read
-
-
-def numbers(names: Sequence[str], *, q: int | None = None) -> Reader:
-    """A reader of finite scalars ``names`` (and, with ``q``, a vector ``q`` of that
-    length), as float64 arrays by name."""
-
-    def read(msg: Message) -> dict[str, np.ndarray]:
-        got = {k: np.asarray(v, dtype=np.float64) for k, v in msg.tensors.items()}
-        for name in names:
-            if name not in got or got[name].shape != () or not np.isfinite(got[name]):
-                raise RunFailed(f"{name} must be a finite number")
-        if q is not None and ("q" not in got or got["q"].shape != (q,)):
-            raise RunFailed(f"q must have shape ({q},)")
-        return got
 
     return read

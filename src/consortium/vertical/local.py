@@ -3,10 +3,8 @@ columns of the aligned records, standardised on the training rows; its part of t
 and that part saved to (or, to predict, loaded from) its own file. And the master's view of
 the aligned records: which train and which test, and the batches of each epoch.
 
-A member's :class:`MemberPart` is its bottom; the master's :class:`MasterPart` is the top,
-its own columns and bottom when it holds columns, and the labels. Each party standardises
-only its own columns, with the mean and scale of the aligned training rows (saved with its
-part, so that predicting uses the same ones).
+Each party standardises only its own columns, with the mean and scale of the aligned
+training rows (saved with its part, so that predicting uses the same ones).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import numpy as np
 from consortium.errors import RunFailed, TransportClosed
 from consortium.privacy.psi import Match, PsiError, PsiReceiver, intersect
 from consortium.runtime import JOIN, PROGRAMS, STOP, Outcome, PartyContext, gather
+from consortium.tracking import RoundRecord
 from consortium.vertical.data import VerticalData
 from consortium.vertical.exchange import ContextExchange, Exchange, Expect
 from consortium.vertical.local import (
@@ -35,7 +36,7 @@ from consortium.vertical.local import (
     split_records,
 )
 from consortium.vertical.messages import Kind
-from consortium.vertical.modes import MODES, Rounds, mode_name
+from consortium.vertical.modes import MODES, mode_name
 from consortium.vertical.parts import score
 from consortium.vertical.settings import VerticalSettings
 from consortium.wire import Message
@@ -73,9 +74,8 @@ class Master:
                     ctx.send(STOP, party)
 
     def conduct(self, ctx: PartyContext, io: Exchange) -> Outcome:
-        """The run once every party has joined, every exchange through ``io``: prepare,
-        align, build the master's part, train (or predict), and have every member save its
-        part. ``ctx`` gives the master's name, peers, seed, clock and tracker."""
+        """The run once every party has joined, every exchange through ``io``; ``ctx`` gives
+        the master's name, peers, seed, clock and tracker."""
         settings, data = self.settings, self.data
         self.members = tuple(ctx.peers("member"))
         arbiters = ctx.peers("arbiter")
@@ -107,9 +107,21 @@ class Master:
                     rounds_completed=0,
                     model={"rows": alignment.rows, "scores": scores},
                 )
-            rng = functools.partial(ctx.rng, EPOCH_KEY)
-            rounds = Rounds(rng=rng, clock=ctx.clock, tracker=ctx.tracker)
-            metrics, completed = mode.fit(io, part, alignment, rounds)
+            metrics: dict[str, float] = {}
+            completed, started = 0, ctx.clock.now()
+            epochs = mode.fit(io, part, alignment, functools.partial(ctx.rng, EPOCH_KEY))
+            for completed, metrics in enumerate(epochs, 1):
+                if ctx.tracker is not None:
+                    record = RoundRecord(
+                        round=completed,
+                        metrics=metrics,
+                        party_metrics={},
+                        participants=self.members,
+                        failures={},
+                        duration_s=ctx.clock.now() - started,
+                    )
+                    ctx.tracker.round(record)
+                started = ctx.clock.now()
             return Outcome(
                 metrics=metrics, rounds_completed=completed, model=self._finish(io, part, ctx.name)
             )

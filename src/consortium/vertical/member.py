@@ -1,12 +1,10 @@
 """The member's program (an actor): what every mode does, around the mode's own state
-machine.
+machine (:mod:`consortium.vertical.modes`).
 
-A member answers the master's requests one at a time, in the order of
-:class:`~consortium.vertical.messages.MemberStage`: the intersection offer, the aligned
-positions, then the requests of its mode (:mod:`consortium.vertical.modes`) and predictions
-for the rows each names, and finally the request to save its part. A request that does not
-fit the stage (``messages.ACCEPTS``), or rows outside the aligned records, is a protocol
-error: the member fails and the run fails naming it.
+A member answers the master's requests one at a time, stage by stage
+(:class:`~consortium.vertical.messages.MemberStage`). A request that does not fit the stage
+(``messages.ACCEPTS``), or rows outside the aligned records, is a protocol error: the
+member fails and the run fails naming it.
 """
 
 from __future__ import annotations

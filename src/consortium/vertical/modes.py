@@ -19,16 +19,14 @@ arbitered mode overrides what it encrypts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from consortium.clock import Clock
 from consortium.errors import ConfigError
 from consortium.ml.datasets import Task
 from consortium.registry import Registry
-from consortium.tracking import RoundRecord, Tracker
 from consortium.vertical.exchange import Exchange, Expect, Outbox, outputs
 from consortium.vertical.local import Alignment, MasterPart, MemberPart, batches
 from consortium.vertical.messages import Kind, MemberStage
@@ -36,32 +34,10 @@ from consortium.vertical.parts import score
 from consortium.vertical.settings import VerticalSettings
 from consortium.wire import Message
 
-__all__ = ["MODES", "MasterMode", "MemberMode", "Mode", "Rounds", "mode_name"]
+__all__ = ["MODES", "EpochRng", "MasterMode", "MemberMode", "Mode", "mode_name"]
 
-
-@dataclass(frozen=True, kw_only=True)
-class Rounds:
-    """What a master's mode needs from the run besides the other parties: the randomness of
-    each epoch's batch order, the clock, and the tracker (on the party that records)."""
-
-    rng: Callable[[int], np.random.Generator]
-    clock: Clock
-    tracker: Tracker | None
-
-    def record(
-        self, epoch: int, metrics: dict[str, float], members: tuple[str, ...], duration_s: float
-    ) -> None:
-        if self.tracker is not None:
-            self.tracker.round(
-                RoundRecord(
-                    round=epoch,
-                    metrics=metrics,
-                    party_metrics={},
-                    participants=members,
-                    failures={},
-                    duration_s=duration_s,
-                )
-            )
+EpochRng = Callable[[int], np.random.Generator]
+"""The randomness of an epoch's batch order, by epoch."""
 
 
 @dataclass(kw_only=True, eq=False)
@@ -125,24 +101,21 @@ class MasterMode:
         raise NotImplementedError
 
     def fit(
-        self, io: Exchange, part: MasterPart, alignment: Alignment, rounds: Rounds
-    ) -> tuple[dict[str, float], int]:
-        """Train on the aligned training rows, ``settings.rounds`` epochs, each scored on
-        the held-out rows and recorded; the last metrics and the rounds run."""
+        self, io: Exchange, part: MasterPart, alignment: Alignment, rng: EpochRng
+    ) -> Iterator[dict[str, float]]:
+        """Train on the aligned training rows: each epoch's metrics, scored on the held-out
+        rows (``settings.rounds`` epochs, each in batches of a fresh order from ``rng``)."""
         settings = self.settings
-        metrics: dict[str, float] = {}
         min_size = self.min_batch(alignment)
         for epoch in range(1, settings.rounds + 1):
-            started = rounds.clock.now()
-            rng = rounds.rng(epoch) if settings.shuffle else None
+            order = rng(epoch) if settings.shuffle else None
             total: float | None = 0.0
-            for rows in batches(alignment.n_train, settings.batch_size, rng, min_size=min_size):
+            for rows in batches(alignment.n_train, settings.batch_size, order, min_size=min_size):
                 loss = self.train_step(io, part, rows)
                 total = None if loss is None or total is None else total + loss * len(rows)
             metrics = {} if total is None else {"train_loss": total / alignment.n_train}
             self.score_held_out(io, part, alignment, metrics)
-            rounds.record(epoch, metrics, self.members, rounds.clock.now() - started)
-        return metrics, settings.rounds
+            yield metrics
 
     def score_held_out(
         self, io: Exchange, part: MasterPart, alignment: Alignment, metrics: dict[str, float]

@@ -102,8 +102,7 @@ def _stages(widths: list[int], grid: tuple[int, int]) -> Iterator[tuple[int, int
 
 
 class ResNet(nn.Module):
-    """A small residual network: one stage of ``blocks`` basic blocks per width in
-    ``channels`` (the stages after the first halve the grid while it is at least 4 wide)."""
+    """One stage of ``blocks`` basic blocks per width in ``channels``."""
 
     def __init__(
         self,
@@ -178,9 +177,8 @@ class _MBConv(nn.Module):
 
 
 class EfficientNet(nn.Module):
-    """A small EfficientNet-style network: a stem, one MBConv block per width in
-    ``channels`` (each after the first halving the grid while it is at least 4 wide), a 1x1
-    head convolution to ``head`` channels, global average pooling and a linear layer."""
+    """One MBConv block per width in ``channels``; a 1x1 convolution to ``head`` channels
+    before the pooling and the linear head."""
 
     def __init__(
         self,

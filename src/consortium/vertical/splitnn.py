@@ -108,11 +108,8 @@ class _Sgd:
         self.buffers: list[Any] = [None] * len(self.params)
         self.lr, self.momentum, self.l2 = lr, momentum, l2
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
     def step(self) -> None:
+        """One update with the gradients the last backward pass left; it clears them."""
         import torch
         from torch.optim.sgd import sgd
 
@@ -133,6 +130,7 @@ class _Sgd:
             )
         for i, buffer in zip(live, buffers, strict=True):
             self.buffers[i] = buffer
+            self.params[i].grad = None
 
 
 def _mode(net: torch.nn.Module, train: bool) -> None:
@@ -165,7 +163,7 @@ class _TorchPart:
 
 
 class TorchBottom(_TorchPart):
-    """A party's bottom network and its optimiser."""
+    """A party's bottom network."""
 
     _out: torch.Tensor | None = None  # the last training output, for backward
 
@@ -188,7 +186,6 @@ class TorchBottom(_TorchPart):
             raise ValueError(f"grad has shape {grad.shape}, the output {tuple(self._out.shape)}")
         import torch
 
-        self.opt.zero_grad()
         # d/d(out) of sum(out * grad) is grad, exactly; a scalar backward skips torch's
         # shape checks of a given gradient, whose first call imports a symbolic-shape
         # library (~0.5 s) in the middle of the first epoch.
@@ -227,7 +224,6 @@ class TorchTop(_TorchPart):
         inputs = [_tensor(p).requires_grad_() for p in parts]
         _mode(self.net, True)
         loss = self._loss(self.net(self.combine(inputs)), y)
-        self.opt.zero_grad()
         loss.backward()
         self.opt.step()
         grads = []
