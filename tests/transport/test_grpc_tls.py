@@ -18,7 +18,7 @@ from consortium.security import Authority, PartyCredentials
 from consortium.transport import PEER_LOST, GrpcHub, GrpcSpoke
 from consortium.transport.grpc_common import HELLO, METHOD, MIN_CHUNK_BYTES, roster_digest
 from consortium.transport.grpc_framing import Assembler, iter_frames
-from consortium.transport.grpc_security import channel_credentials, server_name_options
+from consortium.transport.grpc_security import hub_channel
 from consortium.wire import Message, decode, encode_parts
 
 HUB, S1, S2 = "hub", "spoke-1", "spoke-2"
@@ -92,8 +92,7 @@ def raw_stream(
     """Play ``frames`` to the hub over mutual TLS with ``creds``; what came back, how it ended."""
     received: list[Message] = []
     assembler = Assembler(max_bytes=2**20)
-    options = server_name_options(HUB)
-    with grpc.secure_channel(address, channel_credentials(creds), options=options) as channel:
+    with hub_channel(address, creds, HUB, []) as channel:
         call = channel.stream_stream(METHOD)(iter(frames))
         try:
             for frame in call:

@@ -22,14 +22,7 @@ from consortium.errors import TransportError
 from consortium.security import PartyCredentials
 from consortium.transport.grpc_common import METHOD
 
-__all__ = [
-    "channel_credentials",
-    "dial",
-    "peer_identities",
-    "server_credentials",
-    "server_name_options",
-    "status",
-]
+__all__ = ["dial", "hub_channel", "peer_identities", "server_credentials", "status"]
 
 # A method the hub does not serve: a hub that accepted the connection answers UNIMPLEMENTED.
 _PROBE = METHOD.rsplit("/", 1)[0] + "/Probe"
@@ -48,16 +41,16 @@ def server_credentials(creds: PartyCredentials) -> grpc.ServerCredentials:
     )
 
 
-def channel_credentials(creds: PartyCredentials) -> grpc.ChannelCredentials:
-    """A spoke's side: present its certificate, verify the hub's."""
-    return grpc.ssl_channel_credentials(
+def hub_channel(
+    address: str, creds: PartyCredentials, hub_party: str, options: list[tuple[str, Any]]
+) -> grpc.Channel:
+    """A spoke's side: a channel that presents its certificate and accepts only a hub whose
+    certificate the CA signed for ``hub_party``."""
+    credentials = grpc.ssl_channel_credentials(
         root_certificates=creds.ca, private_key=creds.key, certificate_chain=creds.certificate
     )
-
-
-def server_name_options(hub_party: str) -> list[tuple[str, Any]]:
-    """Channel options that make the spoke check the hub's certificate names ``hub_party``."""
-    return [("grpc.ssl_target_name_override", hub_party)]
+    options = [*options, ("grpc.ssl_target_name_override", hub_party)]
+    return grpc.secure_channel(address, credentials, options=options)
 
 
 def peer_identities(context: Any) -> frozenset[str] | None:

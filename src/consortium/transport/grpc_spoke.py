@@ -44,12 +44,7 @@ from consortium.transport.grpc_common import (
     write_frames,
 )
 from consortium.transport.grpc_framing import Assembler
-from consortium.transport.grpc_security import (
-    channel_credentials,
-    dial,
-    server_name_options,
-    status,
-)
+from consortium.transport.grpc_security import dial, hub_channel, status
 from consortium.wire import Limits, Message, decode, encode_parts
 
 __all__ = ["GrpcSpoke"]
@@ -111,8 +106,7 @@ class GrpcSpoke(StreamEndpoint):
             self._channel = grpc.insecure_channel(hub, options=options)
         else:
             assert hub_party is not None
-            options += server_name_options(hub_party)
-            self._channel = grpc.secure_channel(hub, channel_credentials(tls), options=options)
+            self._channel = hub_channel(hub, tls, hub_party, options)
         deadline = time.monotonic() + connect_timeout  # real time: gRPC's deadlines are real
         try:
             dial(
