@@ -116,8 +116,7 @@ class Topology:
         return [p.name for p in self.parties if self.parents.get(p.name) == name]
 
 
-TemplateFn = Callable[[TopologyDecl], TopologyDecl]
-TEMPLATES: Registry[TemplateFn] = Registry("topology template")
+TEMPLATES: Registry[Callable[[TopologyDecl], TopologyDecl]] = Registry("topology template")
 
 
 @TEMPLATES.decorator("star")
@@ -275,9 +274,8 @@ Links = tuple[tuple[str, str], ...]
 
 
 def _all_links(ch: ChannelDecl, a: Sequence[str], b: Sequence[str]) -> Links:
-    if ch.between[0] == ch.between[1]:
-        return tuple((x, y) for i, x in enumerate(a) for y in a[i + 1 :])
-    return tuple((x, y) for x in a for y in b)
+    same = ch.between[0] == ch.between[1]  # every pair of one role, each pair once
+    return tuple(itertools.combinations(a, 2) if same else itertools.product(a, b))
 
 
 def _tree_links(ch: ChannelDecl, upper: Sequence[str], lower: Sequence[str]) -> Links:
