@@ -154,12 +154,6 @@ def _hierarchical(decl: TopologyDecl) -> TopologyDecl:
         )
     if decl.channels:
         raise ConfigError("topology.channels: the hierarchical template defines its own channels")
-    for upper, lower in itertools.pairwise(decl.roles):
-        if lower.count < upper.count:
-            raise ConfigError(
-                f"topology.roles.{lower.name}.count: {lower.count} parties cannot report to "
-                f"{upper.count} parties of {upper.name!r}; each needs at least one"
-            )
     middle = decl.roles[1:-1]
     roles = (
         decl.roles[0],
@@ -283,8 +277,9 @@ def _tree_links(ch: ChannelDecl, upper: Sequence[str], lower: Sequence[str]) -> 
         raise ConfigError(f"topology.channels.{ch.name}: a tree links two different roles")
     if len(lower) < len(upper):
         raise ConfigError(
-            f"topology.channels.{ch.name}: {len(upper)} {ch.between[0]!r} parties but only "
-            f"{len(lower)} {ch.between[1]!r}; every parent needs a child"
+            f"topology.roles.{ch.between[1]}.count: {len(lower)} parties cannot report to "
+            f"{len(upper)} parties of {ch.between[0]!r} (channel {ch.name!r}); each needs at "
+            "least one"
         )
     # Block j of the lower role goes to upper[j]; block sizes differ by at most one.
     return tuple((upper[i * len(upper) // len(lower)], child) for i, child in enumerate(lower))
