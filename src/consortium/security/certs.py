@@ -77,10 +77,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def _key_pem(key: _Key) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -226,7 +222,7 @@ class Authority:
 
     @property
     def certificate_pem(self) -> bytes:
-        return _pem(self.certificate)
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, party: str, *, days: int = 365) -> PartyCredentials:
         """A new key and a certificate for ``party``, good as TLS client and server."""
@@ -242,7 +238,8 @@ class Authority:
             .add_extension(issuer_key, False)
             .sign(self.key, _HASH)
         )
-        return PartyCredentials(ca=self.certificate_pem, certificate=_pem(cert), key=_key_pem(key))
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        return PartyCredentials(ca=self.certificate_pem, certificate=pem, key=_key_pem(key))
 
     def save(self, directory: Path) -> TlsFiles:
         """Write ``ca.crt`` and ``ca.key`` (owner-only) into ``directory`` (made ``0700``)."""

@@ -32,15 +32,12 @@ class Endpoint(Protocol):
 
     def send(self, msg: Message) -> None:
         """Deliver ``msg`` to ``msg.receiver``. Blocks while the path is full (flow control)."""
-        ...
 
     def recv(self, timeout: float | None = None) -> Message:
         """The next message for this party. Raises TransportTimeout or TransportClosed."""
-        ...
 
     def close(self) -> None:
         """Release resources; idempotent. A blocked ``recv`` raises TransportClosed."""
-        ...
 
 
 class Mailbox:
