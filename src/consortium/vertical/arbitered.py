@@ -39,21 +39,7 @@ from consortium.vertical.parts import LinearBottom, LinearTop
 from consortium.vertical.settings import VerticalSettings
 from consortium.wire import Message
 
-__all__ = ["ArbiteredMaster", "ArbiteredMember", "receive_public_key"]
-
-
-def receive_public_key(msg: Message, settings: VerticalSettings) -> Keyring:
-    """The arbiter's public key from ``vfl.he.public_key``, checked to be of the job's size."""
-    try:
-        key = public_key_from_array(msg.tensors.get("n"), min_bits=settings.paillier.key_bits)
-    except InvalidPublicKey as exc:
-        raise RunFailed(f"{msg.kind} from {msg.sender}: {exc}") from None
-    if key.bits != settings.paillier.key_bits:
-        raise RunFailed(
-            f"{msg.kind} from {msg.sender}: a {key.bits}-bit key, the job asks for "
-            f"{settings.paillier.key_bits} bits"
-        )
-    return Keyring(key, settings.paillier)
+__all__ = ["ArbiteredMaster", "ArbiteredMember"]
 
 
 def _positive_int(value: object) -> TypeGuard[int]:
@@ -63,12 +49,32 @@ def _positive_int(value: object) -> TypeGuard[int]:
 class _Keyed:
     """What either side holds of the arbiter's key, once it has it."""
 
+    settings: VerticalSettings
     keyring: Keyring | None = None
 
     @property
     def ring(self) -> Keyring:
         assert self.keyring is not None  # no step comes before the key
         return self.keyring
+
+    def take_key(self, msg: Message) -> None:
+        """The arbiter's public key (``vfl.he.public_key``), checked to be of the job's size."""
+        bits = self.settings.paillier.key_bits
+        try:
+            key = public_key_from_array(msg.tensors.get("n"), min_bits=bits)
+        except InvalidPublicKey as exc:
+            raise RunFailed(f"{msg.kind} from {msg.sender}: {exc}") from None
+        if key.bits != bits:
+            raise RunFailed(
+                f"{msg.kind} from {msg.sender}: a {key.bits}-bit key, the job asks for {bits} bits"
+            )
+        self.keyring = Keyring(key, self.settings.paillier)
+
+    def unmasked(self, secret: Mask, reply: Message, scale: int) -> np.ndarray:
+        """The values behind the arbiter's reply to a masked decryption, divided by ``scale``."""
+        if "error" in reply.meta:
+            raise RunFailed(f"the arbiter refused to decrypt: {reply.meta['error']}")
+        return self.ring.unmask(secret, reply.tensors.get("residues"), scale)
 
     def close(self) -> None:
         if self.keyring is not None:
@@ -94,7 +100,7 @@ class ArbiteredMember(_Keyed, MemberMode):
         if msg.kind == Kind.PUBLIC_KEY:
             if self.keyring is not None:
                 raise RunFailed(f"{out.name} got a second public key from {msg.sender}")
-            self.keyring = receive_public_key(msg, self.settings)
+            self.take_key(msg)
         elif msg.kind == Kind.FORWARD:
             rows = positions(msg, "rows", self.part.n_train)
             values = self.part.bottom.forward(self.part.x[rows], train=True)
@@ -152,15 +158,13 @@ class ArbiteredMember(_Keyed, MemberMode):
 
     def _decrypted(self, out: Outbox, msg: Message) -> MemberStage:
         """Unmask the gradient, step, and tell the master."""
-        part, ring = self.part, self.ring
+        part = self.part
         assert self._secret is not None
         secret, scale, step = self._secret
         if msg.round != step:
             raise RunFailed(f"{msg.kind} from {msg.sender} for step {msg.round}, not {step}")
-        if "error" in msg.meta:
-            raise RunFailed(f"the arbiter refused to decrypt: {msg.meta['error']}")
         assert isinstance(part.bottom, LinearBottom)  # the arbitered mode trains linear models
-        part.bottom.apply(ring.unmask(secret, msg.tensors.get("residues"), scale))
+        part.bottom.apply(self.unmasked(secret, msg, scale))
         self._secret = self._step = None
         out.send(Kind.STEPPED, self.hub, round=step)
         return MemberStage.READY
@@ -186,7 +190,7 @@ class ArbiteredMaster(_Keyed, MasterMode):
         bits = self.settings.paillier.key_bits
         io.send(Kind.KEYS, self.arbiter, round=step, meta={"bits": bits})
         ((reply,),) = io.collect(step, Expect(Kind.PUBLIC_KEY, (self.arbiter,)))
-        self.keyring = receive_public_key(reply, self.settings)
+        self.take_key(reply)
 
     def min_batch(self, alignment: Alignment) -> int:
         """A member learns its gradient ``X_p^T d`` in the clear; with no more rows than it
@@ -290,9 +294,7 @@ class ArbiteredMaster(_Keyed, MasterMode):
         if wait_stepped:
             expects.append(Expect(Kind.STEPPED, self.members))
         (reply,), *_ = io.collect(step, *expects)
-        if "error" in reply.meta:
-            raise RunFailed(f"the arbiter refused to decrypt: {reply.meta['error']}")
-        return keyring.unmask(secret, reply.tensors.get("residues"), scale)
+        return self.unmasked(secret, reply, scale)
 
 
 MODES.register("arbitered", Mode(master=ArbiteredMaster, member=ArbiteredMember))

@@ -240,9 +240,8 @@ class Keyring:
             raise RunFailed("invalid ciphertexts") from None
 
     def gradient(self, x: np.ndarray, d: EncryptedArray) -> EncryptedArray:
-        """``X^T [[d]]``; RunFailed where its values could outgrow the key."""
-        if d.ndim != 2 or d.shape[0] != len(x):
-            raise ValueError(f"[[d]] has shape {d.shape}, X has {len(x)} rows")
+        """``X^T [[d]]`` for ``[[d]]`` of shape (rows of ``x``, outputs); RunFailed where its
+        values could outgrow the key."""
         product = rmatvec if self.parallel is None else self.parallel.rmatvec
         try:
             columns = [product(x, d[:, k]) for k in range(d.shape[1])]  # one per output

@@ -18,6 +18,7 @@ then ``X_p p_p`` (a partial output) and ``lam |D_p p_p|^2`` (``vfl.exact.directi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import numpy as np
 
@@ -133,9 +134,6 @@ class ExactMaster(MasterMode):
         penalised[-1] = 0.0  # the intercept
         block = CglsBlock(x=own_x, weight=weight, penalised=penalised, lam=self.settings.l2 * n)
 
-        def gamma(msg: Message) -> float:
-            return scalar(msg, "gamma")
-
         def partial_output(msg: Message) -> tuple[np.ndarray, float]:
             q = np.asarray(msg.tensors.get("q", np.zeros(0)), dtype=np.float64)
             if q.shape != (n,):
@@ -147,7 +145,8 @@ class ExactMaster(MasterMode):
             for member in self.members:
                 io.send(Kind.EXACT_RESIDUAL, member, round=step, tensors=tensors)
             total = block.residual(alpha, r)
-            (gammas,) = io.collect(step, Expect(Kind.EXACT_RESIDUAL_REPLY, self.members, gamma))
+            expect = Expect(Kind.EXACT_RESIDUAL_REPLY, self.members, partial(scalar, name="gamma"))
+            (gammas,) = io.collect(step, expect)
             return total + sum(gammas)
 
         def direction(beta: float) -> tuple[np.ndarray, float]:

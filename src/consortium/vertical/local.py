@@ -192,11 +192,9 @@ class MasterPart:
         return part
 
 
-def master_part(
-    ctx: PartyContext, rows: np.ndarray, *, n_train: int, width: int, members: int
-) -> MasterPart:
-    """The master's part over its ``rows`` of the aligned records, with a top over
-    ``members`` outputs and its own (loaded from its saved part when the job predicts)."""
+def master_part(ctx: PartyContext, alignment: Alignment, *, width: int) -> MasterPart:
+    """The master's part over the aligned records, with a top over every member's output
+    and its own (loaded from its saved part when the job predicts)."""
     data: VerticalData = ctx.data
     assert data.y is not None
     saved = saved_part(ctx.settings, ctx.name)
@@ -207,10 +205,12 @@ def master_part(
             own_saved = {
                 k.removeprefix("bottom."): v for k, v in saved.items() if not k.startswith("top.")
             }
-        own = member_part(ctx, rows, n_train=n_train, width=width, saved=own_saved)
+        own = member_part(
+            ctx, alignment.rows, n_train=alignment.n_train, width=width, saved=own_saved
+        )
     seed = derive_seed(ctx.seed, TOP_KEY)
-    parts = members + (own is not None)
+    parts = len(alignment.features) + (own is not None)
     top = data.model.kind.top(data.model.args, data, parts=parts, settings=ctx.settings, seed=seed)
     if saved is not None:
         top.load({k.removeprefix("top."): v for k, v in saved.items() if k.startswith("top.")})
-    return MasterPart(y=data.y[rows], top=top, own=own)
+    return MasterPart(y=data.y[alignment.rows], top=top, own=own)

@@ -92,13 +92,7 @@ class Master:
             alignment = self._align(io, ctx, width)
             if ctx.tracker is not None:
                 ctx.tracker.event("aligned", records=len(alignment.rows), train=alignment.n_train)
-            part = master_part(
-                ctx,
-                alignment.rows,
-                n_train=alignment.n_train,
-                width=width,
-                members=len(self.members),
-            )
+            part = master_part(ctx, alignment, width=width)
             if settings.task == "predict":
                 scores = mode.predict(io, part, np.arange(len(alignment.rows)))
                 self._finish(io, part, ctx.name)

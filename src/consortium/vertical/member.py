@@ -10,7 +10,6 @@ member fails and the run fails naming it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from consortium.errors import RunFailed
 from consortium.privacy.psi import PsiSender
@@ -45,15 +44,13 @@ class Member:
         self.mode: MemberMode = MODES.get(name).member(
             settings=self.settings, hub=self.hub, arbiter=self.arbiter
         )
-        self.part: MemberPart | None = None
         self._psi: PsiSender | None = None
         self._alignment: Message | None = None  # answered once the mode is ready
-        self._shared: dict[str, Callable[[Outbox, Message], None]] = {
-            Kind.PSI_OFFER: self._offer,
-            Kind.ALIGN: self._align,
-            Kind.PREDICT: self._predict,
-            Kind.FINISH: self._finish,
-        }
+
+    @property
+    def part(self) -> MemberPart:
+        """The member's part, once aligned."""
+        return self.mode.part
 
     def start(self, ctx: PartyContext) -> None:
         if self.data.x is None:
@@ -75,9 +72,22 @@ class Member:
             return True
         if msg.kind not in self.accepts[self.stage]:
             raise RunFailed(f"{out.name} got {msg.kind} while {self.stage.value}")
-        shared = self._shared.get(msg.kind)
-        if shared is not None:
-            shared(out, msg)
+        if msg.kind == Kind.PSI_OFFER:
+            self._psi = PsiSender(self.data.ids, domain=self.ctx.job_id)
+            reblinded = self._psi.reblind(msg.tensors["points"])
+            ids = self._psi.blinded()
+            out.reply(msg, Kind.PSI_REPLY, tensors={"ids": ids, "points": reblinded})
+            self.stage = MemberStage.ALIGN
+        elif msg.kind == Kind.ALIGN:
+            self._align(msg)
+        elif msg.kind == Kind.PREDICT:
+            rows = positions(msg, "rows", len(self.part.x))
+            values = self.part.bottom.forward(self.part.x[rows], train=False)
+            self.mode.reply_outputs(out, msg, values)
+        elif msg.kind == Kind.FINISH:
+            saved = save_part(self.settings, out.name, self.part.state())
+            out.reply(msg, Kind.FINISH_REPLY, meta={"saved": saved})
+            self.stage = MemberStage.DONE
         else:
             self.stage = self.mode.handle(out, msg, self.stage)
         if self.stage == MemberStage.KEY and self.mode.ready:
@@ -87,35 +97,17 @@ class Member:
             self.stage = MemberStage.READY
         return True
 
-    def _offer(self, out: Outbox, msg: Message) -> None:
-        self._psi = PsiSender(self.data.ids, domain=self.ctx.job_id)
-        reblinded = self._psi.reblind(msg.tensors["points"])
-        out.reply(msg, Kind.PSI_REPLY, tensors={"ids": self._psi.blinded(), "points": reblinded})
-        self.stage = MemberStage.ALIGN
-
-    def _align(self, out: Outbox, msg: Message) -> None:
+    def _align(self, msg: Message) -> None:
         assert self._psi is not None
         rows = self._psi.rows(msg.tensors["positions"])
         n_train, width = msg.meta.get("train"), msg.meta.get("width")
         if not isinstance(n_train, int) or not isinstance(width, int) or width < 1:
             raise RunFailed(f"{msg.kind} from {msg.sender}: train and width must be integers")
         saved = saved_part(self.settings, self.ctx.name)
-        self.part = member_part(self.ctx, rows, n_train=n_train, width=width, saved=saved)
-        self.mode.aligned(self.part)
+        part = member_part(self.ctx, rows, n_train=n_train, width=width, saved=saved)
+        self.mode.aligned(part)
         self._alignment = msg
         self.stage = MemberStage.KEY  # ready as soon as the mode is
-
-    def _predict(self, out: Outbox, msg: Message) -> None:
-        assert self.part is not None
-        rows = positions(msg, "rows", len(self.part.x))
-        values = self.part.bottom.forward(self.part.x[rows], train=False)
-        self.mode.reply_outputs(out, msg, values)
-
-    def _finish(self, out: Outbox, msg: Message) -> None:
-        assert self.part is not None
-        saved = save_part(self.settings, out.name, self.part.state())
-        out.reply(msg, Kind.FINISH_REPLY, meta={"saved": saved})
-        self.stage = MemberStage.DONE
 
 
 PROGRAMS.register("vertical/member", Member)

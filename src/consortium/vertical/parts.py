@@ -106,13 +106,6 @@ def targets(y: np.ndarray, task: Task, n_outputs: int) -> np.ndarray:
     return onehot
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    shifted = z - z.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
-    return out
-
-
 class LinearTop:
     """The intercept and the link: ``identity`` (regression, one output), ``logistic`` (two
     classes, one output) or ``softmax`` (one output per class)."""
@@ -126,7 +119,9 @@ class LinearTop:
             return z
         if self.n_outputs == 1:
             return 1.0 / (1.0 + np.exp(-z))
-        return _softmax(z)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+        return out
 
     def step(self, parts: Sequence[np.ndarray], y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         z = np.sum(parts, axis=0) + self.bias
@@ -139,8 +134,6 @@ class LinearTop:
 
     def apply(self, gradient: np.ndarray) -> None:
         """One step of the intercept with its gradient, ``sum_rows d``."""
-        if gradient.shape != self.bias.shape:
-            raise ValueError(f"a gradient of shape {gradient.shape} for the intercept")
         self.bias -= self.lr * gradient
 
     def predict(self, parts: Sequence[np.ndarray]) -> np.ndarray:
