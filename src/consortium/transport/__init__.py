@@ -1,8 +1,5 @@
-"""Transports move messages between parties: ``inproc`` in one process, ``grpc`` across.
-
-Over gRPC the hosting party runs a :class:`GrpcHub` and every other party dials it with a
-:class:`GrpcSpoke`; the hub relays messages between spokes. Messages move as frames (see
-:mod:`consortium.transport.grpc_framing`), so a model of any size takes the same path.
+"""Transports move messages between parties: ``inproc`` in one process, ``grpc`` across (the
+hosting party's :class:`GrpcHub` relays between the :class:`GrpcSpoke` endpoints that dial it).
 """
 
 from __future__ import annotations
