@@ -70,6 +70,12 @@ class _Keyed:
             )
         self.keyring = Keyring(key, self.settings.paillier)
 
+    def encrypted(self, msg: Message, shape: tuple[int, ...], bound: int) -> EncryptedArray:
+        """The ciphertexts ``enc`` of ``msg`` (at its ``exponent``), of this shape, whose
+        values the protocol bounds by ``bound``."""
+        enc, exponent = msg.tensors.get("enc"), msg.meta.get("exponent")
+        return self.ring.from_wire(enc, exponent=exponent, shape=shape, bound=bound)
+
     def unmasked(self, secret: Mask, reply: Message, scale: int) -> np.ndarray:
         """The values behind the arbiter's reply to a masked decryption, divided by ``scale``."""
         if "error" in reply.meta:
@@ -79,9 +85,6 @@ class _Keyed:
     def close(self) -> None:
         if self.keyring is not None:
             self.keyring.close()
-
-
-# -- the member --------------------------------------------------------------------------
 
 
 class ArbiteredMember(_Keyed, MemberMode):
@@ -144,12 +147,7 @@ class ArbiteredMember(_Keyed, MemberMode):
                 f"enough for the key's plaintexts, got {bits!r}"
             )
         rows = self._step[1]
-        sd = ring.from_wire(
-            msg.tensors.get("enc"),
-            exponent=msg.meta.get("exponent"),
-            shape=(len(rows), part.width),
-            bound=1 << bits,
-        )
+        sd = self.encrypted(msg, (len(rows), part.width), bound=1 << bits)
         gradient = ring.gradient(part.x[rows], sd)
         wire, secret = ring.masked(gradient, bound=gradient_bound(bits, precision))
         out.send(Kind.DECRYPT, self.arbiter, round=msg.round, tensors={"enc": wire})
@@ -170,9 +168,6 @@ class ArbiteredMember(_Keyed, MemberMode):
         return MemberStage.READY
 
 
-# -- the master --------------------------------------------------------------------------
-
-
 class ArbiteredMaster(_Keyed, MasterMode):
     """The master in arbitered mode; it holds the public key only."""
 
@@ -180,8 +175,7 @@ class ArbiteredMaster(_Keyed, MasterMode):
 
     @property
     def parties(self) -> int:
-        """Parties whose outputs make ``z``: the members and the master (its columns, or at
-        least its intercept)."""
+        """Parties whose outputs make ``z``: the members and the master (at least its intercept)."""
         return len(self.members) + 1
 
     def prepare(self, io: Exchange) -> None:
@@ -233,14 +227,8 @@ class ArbiteredMaster(_Keyed, MasterMode):
         block = np.ones((len(rows), 1))
         if part.own is not None:
             block = np.hstack([part.own.x[rows], block])
-        gradient = self._decrypt(
-            io,
-            step,
-            keyring.gradient(block, sd),
-            scale,
-            bound=gradient_bound(bits, precision),
-            wait_stepped=True,
-        )
+        bound = gradient_bound(bits, precision)
+        gradient = self._decrypt(io, step, keyring.gradient(block, sd), scale, bound, stepped=True)
         if part.own is not None:
             assert isinstance(part.own.bottom, LinearBottom)
             part.own.bottom.apply(gradient[:-1])
@@ -250,7 +238,7 @@ class ArbiteredMaster(_Keyed, MasterMode):
         step = io.new_round()
         z = self._outputs(io, step, part, rows, Kind.PREDICT)
         bound = output_bound(self.parties, self.ring.encoding.precision)
-        scores = self._decrypt(io, step, z, 1, bound=bound, wait_stepped=False)
+        scores = self._decrypt(io, step, z, 1, bound, stepped=False)
         return part.top.predict([scores])
 
     def _outputs(
@@ -258,18 +246,12 @@ class ArbiteredMaster(_Keyed, MasterMode):
     ) -> EncryptedArray:
         """``[[sum_p X_p W_p]]`` for these rows: the members' encrypted outputs, asked for
         with ``request`` (``vfl.forward`` or ``vfl.predict``), plus the master's own."""
-        keyring = self.ring
         reply = Kind.HE_FORWARD_REPLY if request == Kind.FORWARD else Kind.HE_PREDICT_REPLY
         for member in self.members:
             io.send(request, member, round=step, tensors={"rows": rows})
 
-        def read(msg: Message) -> EncryptedArray:
-            return keyring.from_wire(
-                msg.tensors.get("enc"),
-                exponent=msg.meta.get("exponent"),
-                shape=(len(rows), self.width),
-                bound=keyring.limit,  # each member checks its own against it
-            )
+        def read(msg: Message) -> EncryptedArray:  # each member checks its own against the limit
+            return self.encrypted(msg, (len(rows), self.width), bound=self.ring.limit)
 
         (outs,) = io.collect(step, Expect(reply, self.members, read))
         return functools.reduce(operator.add, [*outs, *part.outputs(rows, train=False)])
@@ -280,18 +262,18 @@ class ArbiteredMaster(_Keyed, MasterMode):
         step: int,
         values: EncryptedArray,
         scale: int,
-        *,
         bound: int,
-        wait_stepped: bool,
+        *,
+        stepped: bool,
     ) -> np.ndarray:
         """``values / scale`` through the arbiter, packed by the public ``bound`` and
-        masked; with ``wait_stepped``, also every member's ``vfl.he.stepped`` (which may
-        come before the arbiter's reply)."""
+        masked; with ``stepped``, also every member's ``vfl.he.stepped`` (which may come
+        before the arbiter's reply)."""
         keyring = self.ring
         wire, secret = keyring.masked(values, bound=bound)
         io.send(Kind.DECRYPT, self.arbiter, round=step, tensors={"enc": wire})
         expects = [Expect(Kind.DECRYPT_REPLY, (self.arbiter,))]
-        if wait_stepped:
+        if stepped:
             expects.append(Expect(Kind.STEPPED, self.members))
         (reply,), *_ = io.collect(step, *expects)
         return self.unmasked(secret, reply, scale)

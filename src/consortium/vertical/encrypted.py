@@ -170,8 +170,7 @@ def taylor_residual(z: np.ndarray, y: np.ndarray, *, task: Task, n_outputs: int)
         p = 0.5 + z / 4.0
     else:
         p = 1.0 / n_outputs + (z - z.mean(axis=1, keepdims=True)) / n_outputs
-    out: np.ndarray = (p - t) / rows
-    return out
+    return (p - t) / rows
 
 
 class Keyring:

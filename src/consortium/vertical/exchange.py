@@ -11,6 +11,7 @@ the mode needs; a reply it refuses (``RunFailed``) is a failure that names its s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -125,7 +126,7 @@ class ContextExchange:
                 round=round,
                 timeout=self.timeout,
                 quorum=len(waiting),
-                on_reply=_keeping(expect.read, got[i]),
+                on_reply=functools.partial(_keep, expect.read, got[i]),
                 on_other=on_other if i == 0 and len(expects) > 1 else None,
             )
         return [
@@ -133,21 +134,14 @@ class ContextExchange:
         ]
 
 
-def _keeping(read: Reader, into: dict[str, Any]) -> Callable[[Message], str | None]:
+def _keep(read: Reader, into: dict[str, Any], msg: Message) -> str | None:
     """A gather's reply handler: what ``read`` makes of a reply, kept by its sender, or the
     reason it refused it."""
-
-    def on_reply(msg: Message) -> str | None:
-        try:
-            into[msg.sender] = read(msg)
-        except RunFailed as exc:
-            return str(exc)
-        return None
-
-    return on_reply
-
-
-# -- reading what the modes receive ------------------------------------------------------
+    try:
+        into[msg.sender] = read(msg)
+    except RunFailed as exc:
+        return str(exc)
+    return None
 
 
 def positions(msg: Message, name: str, limit: int) -> np.ndarray:

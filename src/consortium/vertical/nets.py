@@ -66,8 +66,7 @@ class MLPNet(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.layers(x)
-        return out
+        return self.layers(x)
 
 
 class _BasicBlock(nn.Module):
@@ -133,8 +132,7 @@ class ResNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.head(self.stages(self.stem(x.reshape(-1, 1, *self.grid))))
-        return out
+        return self.head(self.stages(self.stem(x.reshape(-1, 1, *self.grid))))
 
 
 class _SqueezeExcite(nn.Module):
@@ -149,8 +147,7 @@ class _SqueezeExcite(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = x * self.gate(x)
-        return out
+        return x * self.gate(x)
 
 
 class _MBConv(nn.Module):
@@ -219,5 +216,4 @@ class EfficientNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.head(self.blocks(self.stem(x.reshape(-1, 1, *self.grid))))
-        return out
+        return self.head(self.blocks(self.stem(x.reshape(-1, 1, *self.grid))))

@@ -75,8 +75,7 @@ class LinearBottom:
         return x @ self.weight
 
     def backward(self, grad: np.ndarray) -> None:
-        if self._x is None:
-            raise RuntimeError("backward before a training forward")
+        assert self._x is not None  # the member checks that it ran the step's forward
         self.apply(self._x.T @ grad)
         self._x = None
 
@@ -120,8 +119,7 @@ class LinearTop:
         if self.n_outputs == 1:
             return 1.0 / (1.0 + np.exp(-z))
         e = np.exp(z - z.max(axis=1, keepdims=True))
-        out: np.ndarray = e / e.sum(axis=1, keepdims=True)
-        return out
+        return e / e.sum(axis=1, keepdims=True)
 
     def step(self, parts: Sequence[np.ndarray], y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         z = np.sum(parts, axis=0) + self.bias
@@ -139,8 +137,7 @@ class LinearTop:
     def predict(self, parts: Sequence[np.ndarray]) -> np.ndarray:
         p = self._probabilities(np.sum(parts, axis=0) + self.bias)
         if self.task == "regression":
-            out: np.ndarray = p[:, 0]
-            return out
+            return p[:, 0]
         if self.n_outputs == 1:
             return np.hstack([1.0 - p, p])
         return p

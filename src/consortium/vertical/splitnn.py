@@ -176,8 +176,7 @@ class TorchBottom(_TorchPart):
             self._out = self.net(inputs)
             return self._out.detach().numpy().copy()
         with torch.no_grad():
-            out: np.ndarray = self.net(inputs).numpy().copy()
-        return out
+            return self.net(inputs).numpy().copy()
 
     def backward(self, grad: np.ndarray) -> None:
         if self._out is None:
@@ -239,10 +238,8 @@ class TorchTop(_TorchPart):
         with torch.no_grad():
             out = self.net(self.combine([_tensor(p) for p in parts]))
             if self.task == "regression":
-                values: np.ndarray = out[:, 0].numpy().astype(np.float64)
-                return values
-            probs: np.ndarray = torch.softmax(out, dim=1).numpy().astype(np.float64)
-        return probs
+                return out[:, 0].numpy().astype(np.float64)
+            return torch.softmax(out, dim=1).numpy().astype(np.float64)
 
 
 def central_network(
@@ -262,9 +259,6 @@ def central_network(
             self.top = top
 
         def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-            out: torch.Tensor = self.top(
-                join([b(x) for b, x in zip(self.bottoms, xs, strict=True)])
-            )
-            return out
+            return self.top(join([b(x) for b, x in zip(self.bottoms, xs, strict=True)]))
 
     return Central()
