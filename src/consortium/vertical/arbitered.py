@@ -190,8 +190,6 @@ class ArbiteredMaster(_Keyed, MasterMode):
         """A member learns its gradient ``X_p^T d`` in the clear; with no more rows than it
         has columns it could solve that for the rows' residuals, and so their labels.
         Batches are larger (a short last batch joins the one before it), or the run stops."""
-        if not alignment.features:
-            return 1
         member, columns = max(sorted(alignment.features.items()), key=lambda item: item[1])
         size = self.settings.batch_size or alignment.n_train
         if min(size, alignment.n_train) <= columns:

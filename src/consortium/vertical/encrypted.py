@@ -7,20 +7,19 @@ data via entity resolution and additively homomorphic encryption", arXiv:1711.10
 Paillier keypair and keeps the private key; the master (labels) and the members (columns)
 hold the public key. For a batch of ``B`` rows, one step is:
 
-1. each member encrypts its partial output ``[[u_p]] = [[X_p W_p]]`` and sends it to the
-   master;
-2. the master adds them, and its own ``u_0 = X_0 W_0 + b`` in plaintext, to ``[[z]]``, and
-   forms the encrypted gradient of the loss w.r.t. the output, scaled by an integer ``s``:
-   ``[[s d]]`` (see below), which it sends to every member;
-3. every party with columns computes its encrypted weight gradient ``X_p^T [[s d]]`` by
-   multi-exponentiation (the master's block carries a column of ones for the intercept),
-   adds a uniform mask in Z_n and sends the masked ciphertexts to the arbiter;
-4. the arbiter decrypts them and returns the residues, which are uniform and independent of
-   the gradient; the party subtracts its mask, divides by ``s`` and steps, exactly as in
-   honest mode (``W <- W - lr (X^T d + l2 W)``).
+1. each member encrypts its partial output ``[[u_p]] = [[X_p W_p]]`` for the master;
+2. the master adds them and its own ``u_0 = X_0 W_0 + b`` (in plaintext) into ``[[z]]`` and
+   sends every member the gradient of the loss w.r.t. the output, scaled by an integer
+   ``s``: ``[[s d]]`` (see below);
+3. every party with columns computes ``X_p^T [[s d]]`` by multi-exponentiation (the master's
+   block carries a column of ones for the intercept), adds a uniform mask in Z_n and sends
+   the masked ciphertexts to the arbiter;
+4. the arbiter returns their decryptions, residues uniform and independent of the gradient;
+   the party subtracts its mask, divides by ``s`` and steps as in honest mode
+   (``W <- W - lr (X^T d + l2 W)``).
 
-To predict, the members send ``[[u_p]]`` for the rows, the master masks ``[[z]]`` and has the
-arbiter decrypt it the same way: the master learns the outputs, nobody else does.
+To predict, the master masks ``[[z]]`` of the rows and has the arbiter decrypt it the same
+way: the master learns the outputs, nobody else does.
 
 The link, linearised
 --------------------
@@ -35,7 +34,7 @@ logistic and softmax links the protocol uses their first-order Taylor expansion 
   ``K = 2`` and one output fixed at 0).
 
 This is gradient descent on the second-order Taylor expansion of the cross-entropy at
-``z = 0``; it tracks the exact gradient while the outputs stay near zero (``|z| < 2`` keeps
+``z = 0``: it tracks the exact gradient while the outputs stay near zero (``|z| < 2`` keeps
 the sigmoid's error under 0.1) and trains a model close to, not equal to, the honest mode's.
 Predictions use the exact link, at the master, on the decrypted outputs.
 
@@ -45,25 +44,23 @@ The master multiplies by ``s`` (``B``, ``4B`` or ``K^2 B``) so that every coeffi
 integer: ``s d`` is ``z - y``, ``z + 2 - 4y`` or ``K z - sum_j z_j + K - K^2 t``. Integer
 operations keep the fixed-point exponent, so the only rounding is where values are encoded
 (each ``u_p``, ``y`` and ``X_p`` to ``2^-precision``), and the decrypted gradient is the
-exact sum of the encoded terms. Runs with the same seed give the same model to the bit,
+exact sum of the encoded terms: runs with the same seed give the same model to the bit,
 whatever the randomness of the ciphertexts.
 
 Public bounds
 -------------
-Each party packs its masked gradient several values to a ciphertext before the arbiter
-decrypts it (``privacy.paillier.masking``). The packing needs a bound on the values that is
-both proven and public: laid out from the values' own magnitudes, the number of
-ciphertexts the arbiter receives would tell it about them. So the protocol fixes public
-limits, far beyond any model that trains: every feature, partial output and regression
-target is at most ``2^62`` in magnitude (:data:`VALUE_LIMIT_BITS`) and a batch has at most
-``2^32`` rows (:data:`ROWS_LIMIT_BITS`). From them and public settings the master bounds
-``[[s d]]`` (:func:`residual_bound`), checks that its own ``[[s d]]`` keeps within that,
-and announces the bound to the members; each party bounds its gradient by it
-(:func:`gradient_bound`) and the master its prediction outputs (:func:`output_bound`). The
-layout then depends on the job and the key alone. Members check their outputs before
-encrypting them; every other value is checked through the bound its arithmetic proves:
-where a party's values could exceed the public bound they are packed by, the run fails
-with a message saying so.
+Each party packs its masked values several to a ciphertext before the arbiter decrypts
+them (``privacy.paillier.masking``). The packing needs a bound that is both proven and
+public: laid out from the values' own magnitudes, the number of ciphertexts would tell the
+arbiter about them. So the protocol fixes public limits, far beyond any model that trains:
+every feature, partial output and regression target is at most ``2^62`` in magnitude
+(:data:`VALUE_LIMIT_BITS`), a batch at most ``2^32`` rows (:data:`ROWS_LIMIT_BITS`). From
+them and public settings the master bounds ``[[s d]]`` (:func:`residual_bound`), checks its
+own against it and announces it; each party bounds its gradient by it
+(:func:`gradient_bound`), the master its prediction outputs (:func:`output_bound`), so the
+layout depends on the job and the key alone. Members check their outputs before encrypting
+them; every other value is checked through the bound its arithmetic proves: where a party's
+values could exceed the public bound they are packed by, the run fails saying so.
 """
 
 from __future__ import annotations
@@ -217,12 +214,7 @@ class Keyring:
         return ciphertexts_to_array(encrypted, obfuscators=self.pool)
 
     def from_wire(
-        self,
-        arr: object,
-        *,
-        exponent: object,
-        shape: tuple[int, ...],
-        bound: int,
+        self, arr: object, *, exponent: object, shape: tuple[int, ...], bound: int
     ) -> EncryptedArray:
         """Load ciphertexts of the given shape and exponent, whose encoded values the
         protocol bounds by ``bound``; RunFailed for anything else."""

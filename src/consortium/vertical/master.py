@@ -1,16 +1,14 @@
 """The master's program (the hub's driver): what every mode does, around the mode's own
 steps (:mod:`consortium.vertical.modes`).
 
-The master waits for every party to join and lets its mode prepare (the arbitered mode has
-the arbiter make the keys). It aligns the records: it runs
-:class:`~consortium.privacy.psi.PsiReceiver` once per member (see
-:mod:`consortium.privacy.psi` for who learns what), intersects the matches, puts the shared
-records in its own row order, picks the test records, and sends each member the positions
-of the aligned records in that member's own shuffled list; from then on every request names
-the aligned positions it is about. It builds its part (loaded from its saved part to
-predict), trains (or, with ``algorithm.task: predict``, predicts for every aligned record)
-through its mode, and finally has every member save its part and saves its own. Every wait
-has the round deadline and needs every member: vertical training cannot go on without one.
+The master waits for every party to join and lets its mode prepare. It aligns the records:
+a :class:`~consortium.privacy.psi.PsiReceiver` per member (:mod:`consortium.privacy.psi`
+says who learns what), the shared records in its own row order, the test records drawn, and
+each member sent the aligned records' positions in its own shuffled list; from then on every
+request names the aligned positions it is about. It builds its part, trains (or, with
+``algorithm.task: predict``, predicts for every aligned record) through its mode, records
+each round, and has every member save its part, then saves its own. Every wait has the
+round deadline and needs every member: vertical training cannot go on without one.
 """
 
 from __future__ import annotations

@@ -118,9 +118,7 @@ class ResNet(nn.Module):
             raise ConfigError(f"blocks must be a positive integer, got {blocks!r}")
         self.grid = _grid(in_features, image_shape)
         self.stem = nn.Sequential(
-            nn.Conv2d(1, widths[0], 3, padding=1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(),
+            nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
         )
         layers: list[nn.Module] = []
         for cin, cout, stride in _stages(widths, self.grid):

@@ -3,11 +3,9 @@ top network over their combined outputs (Vepakomma, Gupta, Swedish and Raskar (2
 "Split learning for health: Distributed deep learning without sharing raw patient data";
 Ceballos et al. (2020), "SplitNN-driven Vertical Partitioning").
 
-Each party steps its own network with SGD on the gradient of the loss w.r.t. its own
-parameters: the master's top by ordinary backpropagation, a bottom by backpropagating the
-gradient w.r.t. its output that the master sends back. This is the same computation as
-training the whole network (:func:`central_network`) in one place, batch for batch.
-
+Each party steps its own network with SGD: the master's top by ordinary backpropagation, a
+bottom from the gradient w.r.t. its output that the master sends back; the same computation,
+batch for batch, as training the whole network (:func:`central_network`) in one place.
 torch is imported only when a network is built.
 """
 
@@ -87,10 +85,7 @@ def build_net(
     try:
         with torch_seeded(seed):
             return factory(
-                in_features=in_features,
-                out_features=out_features,
-                image_shape=image_shape,
-                **args,
+                in_features=in_features, out_features=out_features, image_shape=image_shape, **args
             )
     except TypeError as exc:
         raise ConfigError(f"network {name!r} does not take these arguments: {exc}") from None
