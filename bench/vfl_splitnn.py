@@ -72,16 +72,14 @@ def run_central(raw: dict[str, Any]) -> dict[str, float]:
     """The same network and batches on the pooled data (what the protocol never does)."""
     from consortium.jobs import bind_data, parse_job
     from consortium.runtime import derive_rng, derive_seed
-    from consortium.vertical import (
-        NET_KEY,
-        TOP_KEY,
+    from consortium.vertical import NET_KEY, TOP_KEY, build_net, central_network
+    from consortium.vertical.local import (
+        EPOCH_KEY,
+        SPLIT_KEY,
         batches,
-        build_net,
-        central_network,
         fit_standardizer,
         split_records,
     )
-    from consortium.vertical.local import EPOCH_KEY, SPLIT_KEY
 
     torch.set_num_threads(1)
     loaded = parse_job(copy.deepcopy(raw))

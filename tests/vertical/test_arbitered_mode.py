@@ -21,11 +21,12 @@ from consortium.privacy.paillier import (
     encrypt,
     public_key_to_array,
 )
-from consortium.vertical import Kind, LinearBottom, MemberStage, VerticalSettings
+from consortium.vertical import Kind, MemberStage, VerticalSettings
 from consortium.vertical.arbitered import ArbiteredMember
 from consortium.vertical.encrypted import decrypt_masked, residual_bound
 from consortium.vertical.gradient import GradientMember
 from consortium.vertical.local import MemberPart
+from consortium.vertical.parts import LinearBottom
 
 LR, L2, BITS = 0.1, 0.01, 512
 SETTINGS = VerticalSettings(mode="arbitered", lr=LR, l2=L2, paillier={"key_bits": BITS})

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from consortium.errors import RunFailed
-from consortium.vertical import Kind, LinearBottom, MemberStage, VerticalSettings
+from consortium.vertical import Kind, MemberStage, VerticalSettings
 from consortium.vertical.exact import ExactMember
 from consortium.vertical.local import MemberPart
+from consortium.vertical.parts import LinearBottom
 
 
 def _member(x: np.ndarray, n_train: int, l2: float) -> ExactMember:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from consortium.errors import RunFailed
-from consortium.vertical import Kind, LinearBottom, MemberStage, VerticalSettings
+from consortium.vertical import Kind, MemberStage, VerticalSettings
 from consortium.vertical.gradient import GradientMember
 from consortium.vertical.local import MemberPart
+from consortium.vertical.parts import LinearBottom
 
 LR, L2 = 0.1, 0.01
 

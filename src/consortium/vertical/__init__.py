@@ -13,44 +13,21 @@ from consortium.runtime import BINDERS as _BINDERS
 from consortium.runtime import PROTOCOLS as _PROTOCOLS
 from consortium.vertical import arbitered, exact, gradient  # noqa: F401 (each registers its mode)
 from consortium.vertical.arbiter import Arbiter
-from consortium.vertical.data import BINDER, VerticalBinder, VerticalData, record_ids
-from consortium.vertical.local import (
-    NET_KEY,
-    TOP_KEY,
-    batches,
-    fit_standardizer,
-    load_part,
-    part_path,
-    split_records,
-)
+from consortium.vertical.data import BINDER as _BINDER
+from consortium.vertical.local import NET_KEY, TOP_KEY
 from consortium.vertical.master import Master
 from consortium.vertical.member import Member
 from consortium.vertical.messages import Kind, MemberStage
-from consortium.vertical.models import (
-    MODELS,
-    LinearKind,
-    ModelKind,
-    SplitNNKind,
-    VerticalModel,
-    resolve_model,
-)
-from consortium.vertical.parts import Bottom, LinearBottom, LinearTop, Top, score
-from consortium.vertical.settings import LinearArgs, NetRef, SplitNNArgs, VerticalSettings
-from consortium.vertical.splitnn import (
-    COMBINERS,
-    NETS,
-    TorchBottom,
-    TorchTop,
-    build_net,
-    central_network,
-)
+from consortium.vertical.models import MODELS, ModelKind
+from consortium.vertical.parts import Bottom, Top
+from consortium.vertical.settings import VerticalSettings
+from consortium.vertical.splitnn import COMBINERS, NETS, build_net, central_network
 from consortium.vertical.visibility import VISIBILITY, Visibility
 
 _PROTOCOLS.register("vertical", VerticalSettings)
-_BINDERS.register("vertical", BINDER)
+_BINDERS.register("vertical", _BINDER)
 
 __all__ = [
-    "BINDER",
     "COMBINERS",
     "MODELS",
     "NETS",
@@ -60,33 +37,13 @@ __all__ = [
     "Arbiter",
     "Bottom",
     "Kind",
-    "LinearArgs",
-    "LinearBottom",
-    "LinearKind",
-    "LinearTop",
     "Master",
     "Member",
     "MemberStage",
     "ModelKind",
-    "NetRef",
-    "SplitNNArgs",
-    "SplitNNKind",
     "Top",
-    "TorchBottom",
-    "TorchTop",
-    "VerticalBinder",
-    "VerticalData",
-    "VerticalModel",
     "VerticalSettings",
     "Visibility",
-    "batches",
     "build_net",
     "central_network",
-    "fit_standardizer",
-    "load_part",
-    "part_path",
-    "record_ids",
-    "resolve_model",
-    "score",
-    "split_records",
 ]
