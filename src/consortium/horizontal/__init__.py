@@ -1,10 +1,9 @@
 """Horizontal federated learning: trainers hold different rows of the same features."""
 
+from consortium.horizontal import data, regional, ring  # noqa: F401 (each registers its part)
 from consortium.horizontal.aggregate import UpdateStack, WeightedSum, check_update
-from consortium.horizontal.asynchronous import AsyncAggregator
 from consortium.horizontal.bulyan import Bulyan
 from consortium.horizontal.clients import AUX, CLIENTS, Client, FitConfig, sgd_client
-from consortium.horizontal.data import RowBinder
 from consortium.horizontal.fedavg import FedAvg
 from consortium.horizontal.fedavgm import FedAvgM
 from consortium.horizontal.fedbuff import FedBuff
@@ -14,12 +13,10 @@ from consortium.horizontal.fedopt import FedAdagrad, FedAdam, FedYogi
 from consortium.horizontal.fedprox import FedProx
 from consortium.horizontal.fedtrimmedavg import FedTrimmedAvg
 from consortium.horizontal.krum import Krum, MultiKrum
-from consortium.horizontal.programs import SCHEDULES, Aggregator, SyncAggregator, Trainer
-from consortium.horizontal.regional import Regional
-from consortium.horizontal.ring import RingAggregator
+from consortium.horizontal.programs import Trainer
 from consortium.horizontal.scaffold import Scaffold
 from consortium.horizontal.selection import SELECTORS, AllSelector, RandomSelector, Selector
-from consortium.horizontal.settings import HorizontalSettings, LocalTraining, StrategyRef
+from consortium.horizontal.settings import HorizontalSettings, StrategyRef
 from consortium.horizontal.strategy import (
     STRATEGIES,
     FitInstructions,
@@ -36,12 +33,9 @@ _PROTOCOLS.register("horizontal", HorizontalSettings)
 __all__ = [
     "AUX",
     "CLIENTS",
-    "SCHEDULES",
     "SELECTORS",
     "STRATEGIES",
-    "Aggregator",
     "AllSelector",
-    "AsyncAggregator",
     "Bulyan",
     "Client",
     "FedAdagrad",
@@ -58,19 +52,14 @@ __all__ = [
     "FitInstructions",
     "HorizontalSettings",
     "Krum",
-    "LocalTraining",
     "MultiKrum",
     "RandomSelector",
-    "Regional",
-    "RingAggregator",
     "Round",
-    "RowBinder",
     "Scaffold",
     "Selector",
     "ServerState",
     "Strategy",
     "StrategyRef",
-    "SyncAggregator",
     "Trainer",
     "UpdateStack",
     "WeightedSum",
