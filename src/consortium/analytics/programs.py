@@ -15,7 +15,6 @@ state (results meant for everyone) and its own rows.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Collection, Mapping
@@ -28,9 +27,9 @@ from consortium.analytics.scheduler import JobResult, Scheduler
 from consortium.analytics.settings import AnalyticsSettings
 from consortium.analytics.tables import Table, load_table
 from consortium.analytics.worker import KEYS, Worker
-from consortium.errors import ConfigError, TransportClosed
+from consortium.errors import ConfigError
 from consortium.privacy.secure_sum import PUBLIC_KEY_BYTES
-from consortium.runtime import BINDERS, JOIN, PROGRAMS, STOP, Outcome, PartyContext, gather
+from consortium.runtime import BINDERS, JOIN, PROGRAMS, Outcome, PartyContext, gather
 from consortium.topology import TEMPLATES, ChannelDecl, TopologyDecl
 from consortium.tracking import RunDirectory
 from consortium.wire import Message
@@ -78,9 +77,7 @@ class Coordinator:
                 _write(ctx, DAG_FILE, {"jobs": dag.to_json()})
                 _write(ctx, RESULTS_FILE, results_document(self.settings, scheduler.results))
         finally:
-            for worker in workers:
-                with contextlib.suppress(TransportClosed):
-                    ctx.send(STOP, worker)
+            ctx.stop(workers)
         metrics = {f"{r.job.id}.{k}": float(v) for r in results for k, v in r.metrics.items()}
         model = {k: np.asarray(v) for k, v in scheduler.state.arrays.items()}
         return Outcome(metrics=metrics, rounds_completed=len(results), model=model or None)

@@ -16,7 +16,6 @@ with more workers or processes it depends on timing, as asynchrony does.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import deque
 from typing import Any
@@ -29,7 +28,7 @@ from consortium.horizontal.fedbuff import STALENESS
 from consortium.horizontal.rounds import FIT, FIT_REPLY, join_children
 from consortium.horizontal.settings import HorizontalSettings
 from consortium.horizontal.strategy import Strategy
-from consortium.runtime import CRASHED, STOP, Outcome, PartyContext, quorum_size
+from consortium.runtime import CRASHED, Outcome, PartyContext, quorum_size
 from consortium.tracking import RoundRecord
 from consortium.transport import PEER_LOST
 from consortium.wire import Message, MetaValue
@@ -110,10 +109,7 @@ class AsyncAggregator:
                     acc = self.strategy.begin(state.round + 1, state)
                     failures, party_metrics, started = {}, {}, ctx.clock.now()
         finally:
-            for party in alive:
-                if party not in self.dropouts:
-                    with contextlib.suppress(TransportClosed):
-                        ctx.send(STOP, party)
+            ctx.stop(p for p in alive if p not in self.dropouts)
         return Outcome(
             metrics=metrics,
             rounds_completed=state.round,

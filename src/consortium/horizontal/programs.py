@@ -8,7 +8,6 @@ see of its own children, and the root sees each intermediate's aggregate only.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from collections.abc import Callable, Mapping
@@ -16,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from consortium.errors import TransportClosed
 from consortium.horizontal.asynchronous import AsyncAggregator
 from consortium.horizontal.clients import CLIENTS, Client, FitConfig, split_aux
 from consortium.horizontal.evaluation import EVALUATE, evaluate_locally, federated_evaluation
@@ -86,9 +84,7 @@ class SyncAggregator:
                 state, metrics = self._round(ctx, rnd, state, model, alive)
                 alive = [t for t in alive if t not in self.dropouts]
         finally:
-            for party in alive:
-                with contextlib.suppress(TransportClosed):
-                    ctx.send(STOP, party)
+            ctx.stop(alive)
         return Outcome(
             metrics=metrics,
             rounds_completed=self.settings.rounds,

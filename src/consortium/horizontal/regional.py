@@ -13,10 +13,9 @@ What it sees: its children's updated models and example counts, and the global m
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
-from consortium.errors import RunFailed, TransportClosed
+from consortium.errors import RunFailed
 from consortium.horizontal.programs import join_children, parent_of
 from consortium.horizontal.rounds import FAILED, FIT, FIT_REPLY, fit_round
 from consortium.horizontal.settings import HorizontalSettings
@@ -79,9 +78,7 @@ class Regional:
                 ctx.reply(msg, FIT_REPLY, meta=reply, tensors=state.weights)
                 rounds += 1
         finally:
-            for child in alive:
-                with contextlib.suppress(TransportClosed):
-                    ctx.send(STOP, child)
+            ctx.stop(alive)
         return Outcome(metrics={}, rounds_completed=rounds)
 
 

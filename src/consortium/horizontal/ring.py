@@ -15,7 +15,6 @@ comes back and who trained it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -25,7 +24,7 @@ from consortium.errors import PartyCrashed, QuorumLost, TransportClosed, Transpo
 from consortium.horizontal.aggregate import check_update
 from consortium.horizontal.rounds import FIT, FIT_REPLY, join_children
 from consortium.horizontal.settings import HorizontalSettings
-from consortium.runtime import CRASHED, PROGRAMS, STOP, Outcome, PartyContext, quorum_size
+from consortium.runtime import CRASHED, PROGRAMS, Outcome, PartyContext, quorum_size
 from consortium.tracking import RoundRecord
 from consortium.transport import PEER_LOST
 from consortium.wire import Message, MetaValue
@@ -84,9 +83,7 @@ class RingAggregator:
                 weights, metrics = self._round(ctx, rnd, weights, model, ring)
                 ring = [p for p in ring if p not in self.dropouts]
         finally:
-            for party in ring:
-                with contextlib.suppress(TransportClosed):
-                    ctx.send(STOP, party)
+            ctx.stop(ring)
         return Outcome(
             metrics=metrics,
             rounds_completed=self.settings.rounds,

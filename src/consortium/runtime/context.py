@@ -3,15 +3,18 @@ receive with deadlines, and randomness derived from (seed, round, party)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from consortium.clock import Clock, SystemClock
+from consortium.errors import TransportClosed
+from consortium.runtime.program import STOP
 from consortium.runtime.seeding import derive_rng
 from consortium.topology import Party, Topology
 from consortium.transport import Endpoint
@@ -101,3 +104,10 @@ class PartyContext:
 
     def recv(self, timeout: float | None = None) -> Message:
         return self.endpoint.recv(timeout)
+
+    def stop(self, parties: Iterable[str]) -> None:
+        """End the run for ``parties`` (:data:`~consortium.runtime.STOP`); those already
+        gone are skipped."""
+        for party in parties:
+            with contextlib.suppress(TransportClosed):
+                self.send(STOP, party)

@@ -13,14 +13,13 @@ round deadline and needs every member: vertical training cannot go on without on
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import numpy as np
 
-from consortium.errors import RunFailed, TransportClosed
+from consortium.errors import RunFailed
 from consortium.privacy.psi import Match, PsiError, PsiReceiver, intersect
-from consortium.runtime import JOIN, PROGRAMS, STOP, Outcome, PartyContext, gather
+from consortium.runtime import JOIN, PROGRAMS, Outcome, PartyContext, gather
 from consortium.tracking import RoundRecord
 from consortium.vertical.data import VerticalData
 from consortium.vertical.exchange import ContextExchange, Exchange, Expect
@@ -67,9 +66,7 @@ class Master:
         try:
             return self.conduct(ctx, ContextExchange(ctx, timeout=self.settings.round_timeout))
         finally:
-            for party in everyone:
-                with contextlib.suppress(TransportClosed):
-                    ctx.send(STOP, party)
+            ctx.stop(everyone)
 
     def conduct(self, ctx: PartyContext, io: Exchange) -> Outcome:
         """The run once every party has joined, every exchange through ``io``; ``ctx`` gives
