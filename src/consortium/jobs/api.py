@@ -86,7 +86,7 @@ def _register_objects(
                 f"strategy= must be a consortium.strategy.Strategy, got {type(strategy).__name__}"
             )
         name = f"python:{type(strategy).__qualname__}"
-        STRATEGIES.register(name, _constant(strategy), force=True)
+        STRATEGIES.register(name, lambda: strategy, force=True)
         out += [f"algorithm.strategy.name={name}", "algorithm.strategy.args={}"]
     if client is not None:
         if not callable(client):
@@ -96,7 +96,7 @@ def _register_objects(
         out.append(f"algorithm.client.name={name}")
     if dataset is not None:
         if isinstance(dataset, Dataset):
-            name, loader = f"python:{dataset.name}", _rows(dataset)
+            name, loader = f"python:{dataset.name}", lambda *, seed: dataset
         elif callable(dataset):
             name, loader = f"python:{getattr(dataset, '__qualname__', 'dataset')}", dataset
         else:
@@ -106,17 +106,3 @@ def _register_objects(
         DATASETS.register(name, loader, force=True)
         out += [f"data.dataset.name={name}", "data.dataset.args={}"]
     return out
-
-
-def _constant(strategy: Strategy[Any]) -> Callable[[], Strategy[Any]]:
-    def build() -> Strategy[Any]:
-        return strategy
-
-    return build
-
-
-def _rows(dataset: Dataset) -> Callable[..., Dataset]:
-    def load(*, seed: int) -> Dataset:
-        return dataset
-
-    return load
