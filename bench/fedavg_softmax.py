@@ -8,7 +8,8 @@ informative), 80/20 split, standardised; SGD lr 0.05, batch 32, one local epoch 
 
 Both sides use the same data preparation and the same model code (``consortium.ml``), so
 the difference is what the framework adds: parties, messages, threads, rounds, quorum,
-tracking to the run directory. Each variant runs in a fresh process, timed from its first
+tracking to the run directory (the variant ``no-curves`` without drawing ``curves.png`` at
+the end, ``tracking.curves: false``). Each variant runs in a fresh process, timed from its first
 line (before imports). With ``--no-training`` both sides replace local training by a no-op
 (the model comes back unchanged), so that a round holds only what the framework adds to the
 plain loop's sampling, model loading and evaluation: its per-round overhead, measured
@@ -40,7 +41,7 @@ ROUNDS = 20
 QUICK_ARGS: list[str] = ["--repeat", "1"]
 
 
-def job(scenario: str, workers: int) -> dict:
+def job(scenario: str, workers: int, *, curves: bool = True) -> dict:
     sc = SCENARIOS[scenario]
     selection = (
         {"name": "all"}
@@ -73,7 +74,7 @@ def job(scenario: str, workers: int) -> dict:
             "local": {"epochs": 1, "batch_size": 32, "lr": 0.05},
             "selection": selection,
         },
-        "tracking": {"console": False, "mlflow": {"enabled": False}},
+        "tracking": {"console": False, "mlflow": {"enabled": False}, "curves": curves},
         "runtime": {"workers": workers},
     }
 
@@ -82,11 +83,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_consortium(scenario: str, workers: int) -> dict:
+def run_consortium(scenario: str, workers: int, *, curves: bool = True) -> dict:
     import consortium
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = consortium.run(job(scenario, workers), out=Path(tmp) / "run", quiet=True)
+        spec = job(scenario, workers, curves=curves)
+        result = consortium.run(spec, out=Path(tmp) / "run", quiet=True)
         rounds = [
             json.loads(x)["duration_s"]
             for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
@@ -164,7 +166,10 @@ def child(args: list[str], *, no_training: bool) -> None:
     kind, scenario, workers = args[0], args[1], int(args[2])
     if no_training:
         _skip_training()
-    out = run_plain(scenario) if kind == "plain" else run_consortium(scenario, workers)
+    if kind == "plain":
+        out = run_plain(scenario)
+    else:
+        out = run_consortium(scenario, workers, curves=kind != "no-curves")
     print(json.dumps(out))
 
 
@@ -197,7 +202,7 @@ def main() -> None:
         child(args.child, no_training=args.no_training)
         return
     rows = []
-    variants = (("plain", 1), ("consortium", 1), ("consortium", 2))
+    variants = (("plain", 1), ("consortium", 1), ("no-curves", 1), ("consortium", 2))
     for scenario in SCENARIOS:
         # repeats interleaved, so that a drift of the machine's speed reaches every variant
         runs: dict[tuple[str, int], list[dict]] = {v: [] for v in variants}
