@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test test-fast lint bench setup clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
 		$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# The same without the tests marked slow (several processes, long fuzzing, compiling).
+test-fast: $(BIN)/.installed
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not slow"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench fuzz
