@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from consortium.jobs import load_job, run
+from consortium.testing import skip_without_extras
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
 
@@ -22,6 +23,7 @@ def test_example_runs(tmp_path, path):
     overrides = ["algorithm.rounds=2", "tracking.console=false", "tracking.mlflow.enabled=false"]
     if "paillier" in yaml.safe_load(path.read_text()).get("algorithm", {}):
         overrides.append("algorithm.paillier.key_bits=512")
+    skip_without_extras(yaml.safe_load(path.read_text()))
     job = load_job(path, overrides)
     result = run(job, out=tmp_path / "run", quiet=True)
     assert result.ok, result.error

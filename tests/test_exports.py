@@ -42,8 +42,11 @@ def test_all_matches_public_names(name):
         and attr not in {"annotations", "TYPE_CHECKING", "Any"}
     }
     lazy = {n for n in declared if n not in vars(module)}
-    for n in lazy:  # names served by a module __getattr__ must resolve
-        getattr(module, n)
+    for n in lazy:  # names served by a module __getattr__ must resolve (given their extra)
+        try:
+            getattr(module, n)
+        except ImportError as exc:
+            assert exc.name in {"torch"}, exc
     assert public <= declared, f"public but not in __all__: {sorted(public - declared)}"
     assert len(module.__all__) == len(declared), "duplicates in __all__"
 

@@ -13,6 +13,7 @@ from consortium.errors import ConfigError
 from consortium.horizontal import FedDyn, FedProx, Scaffold, build_strategy
 from consortium.horizontal.clients import CONTROL, CONTROL_DELTA, CORRECTIONS, FitConfig
 from consortium.jobs import load_job, run
+from consortium.testing import needs
 
 ROUNDS = 3
 
@@ -182,7 +183,7 @@ def test_feddyn_client_linear_term():
     ],
     ids=["fedprox", "scaffold", "feddyn"],
 )
-@pytest.mark.parametrize("model", ["logreg", "mlp"])
+@pytest.mark.parametrize("model", ["logreg", pytest.param("mlp", marks=needs("torch"))])
 def test_client_strategies_learn_on_non_iid_data(tmp_path, small_job, strategy, model):
     job = small_job(
         model={"name": model},

@@ -6,13 +6,15 @@ against a hang; nothing here depends on how fast the machine is.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 
 import pytest
 
+from consortium.errors import TransportClosed, TransportTimeout
 from consortium.runtime import PartyContext
-from consortium.runtime.host import ActorPool, ActorSlot
+from consortium.runtime.host import ActorPool, ActorSlot, serve_actor
 from consortium.topology import RoleDecl, TopologyDecl, expand
 from consortium.transport import InprocNetwork
 from consortium.wire import Message
@@ -49,9 +51,7 @@ def build(workers: int, crashes: dict[str, str], actors: dict[str, Recorder], **
     )
     topology = expand(decl)
     network = InprocNetwork()
-    pool = ActorPool(
-        workers=workers, on_crash=lambda p, e: crashes.__setitem__(p, str(e)), **kw
-    )
+    pool = ActorPool(workers=workers, on_crash=lambda p, e: crashes.__setitem__(p, str(e)), **kw)
     hub = network.endpoint(topology.hub)
     slots: list[tuple[ActorSlot, PartyContext, Recorder]] = []
     for party, actor in zip(topology.with_role("trainer"), actors.values(), strict=True):
@@ -164,3 +164,43 @@ def test_an_interrupt_reaches_the_sender_and_the_pool_keeps_working(crashes):
     send(hub, topo.with_role("trainer")[0], "again", seq=2)
     assert log[-1][:2] == (trainer, "again")
     pool.close()
+
+
+def kinds_waiting(endpoint) -> list[str]:
+    kinds = []
+    with contextlib.suppress(TransportTimeout):
+        while True:
+            kinds.append(endpoint.recv(timeout=0.2).kind)
+    return kinds
+
+
+def _hub_has_left(ctx: PartyContext, msg: Message) -> None:
+    raise TransportClosed("the hub has left")  # as a reply sent after the run ended
+
+
+def test_an_actor_whose_reply_finds_the_run_over_stops_without_a_crash(crashes):
+    pool, hub, topo = build(1, crashes, {"a": Recorder([], _hub_has_left)})
+    send(hub, topo.with_role("trainer")[0], "fit")
+    assert pool.wait_all_done(HANG)
+    assert crashes == {}
+    assert "party.crashed" not in kinds_waiting(hub)
+    pool.close()
+
+
+def test_a_served_actor_whose_reply_finds_the_run_over_returns_without_a_crash():
+    roles = (RoleDecl(name="aggregator", count=1), RoleDecl(name="trainer", count=1))
+    topology = expand(TopologyDecl(template="star", roles=roles))
+    network = InprocNetwork()
+    hub = network.endpoint(topology.hub)
+    party = topology.with_role("trainer")[0]
+    ctx = PartyContext(
+        party=topology.party(party),
+        topology=topology,
+        endpoint=network.endpoint(party),
+        job_id="j",
+        seed=0,
+        settings=None,
+    )
+    send(hub, party, "fit")
+    serve_actor(ctx, Recorder([], _hub_has_left))  # returns: does not raise
+    assert "party.crashed" not in kinds_waiting(hub)

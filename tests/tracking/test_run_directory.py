@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from consortium.errors import ConfigError, ConsortiumError
+from consortium.testing import needs
 from consortium.tracking import (
     PLOT_MISSING,
     RoundRecord,
@@ -34,6 +35,7 @@ def run_tracker(run_dir: Path) -> Tracker:
     return Tracker(required=[RunDirectory(path=run_dir, wall_clock=lambda: 1000.0)])
 
 
+@needs("matplotlib")
 def test_completed_run_writes_every_file(
     run_dir: Path,
     info: RunInfo,
@@ -95,6 +97,7 @@ def test_completed_run_writes_every_file(
     assert not list(run_dir.glob(".*.tmp"))
 
 
+@needs("matplotlib")
 def test_failed_run_keeps_finished_rounds(
     run_dir: Path, info: RunInfo, record: Callable[[int], RoundRecord]
 ) -> None:
@@ -238,6 +241,7 @@ def test_without_matplotlib_a_run_completes_with_one_warning_and_no_plot(tmp_pat
     assert "Traceback" not in done.stderr
 
 
+@needs("matplotlib")
 def test_metrics_jsonl_reads_back_as_the_rounds_written(
     run_dir: Path, info: RunInfo, summary: RunSummary
 ) -> None:

@@ -12,10 +12,13 @@ import pytest
 
 from consortium.errors import ConfigError
 from consortium.jobs import parse_job, run
+from consortium.testing import needs
 from consortium.vertical import Kind
 from consortium.vertical import arbitered as arbitered_module
 
 SMALL_KEY = {"key_bits": 512, "precision": 32}
+
+pytestmark = needs("gmpy2")  # Paillier
 
 
 def arbitered(vfl, name: str, **changes):

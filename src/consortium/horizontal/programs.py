@@ -19,7 +19,14 @@ from consortium.horizontal.asynchronous import AsyncAggregator
 from consortium.horizontal.clients import CLIENTS, Client, FitConfig, split_aux
 from consortium.horizontal.evaluation import EVALUATE, evaluate_locally, federated_evaluation
 from consortium.horizontal.ring import ROUTE, pass_on
-from consortium.horizontal.rounds import FIT, FIT_REPLY, fit_round, join_children, parent_of
+from consortium.horizontal.rounds import (
+    FIT,
+    FIT_REPLY,
+    fit_round,
+    join_children,
+    parent_of,
+    run_is_over,
+)
 from consortium.horizontal.selection import SELECTORS
 from consortium.horizontal.settings import HorizontalSettings, LocalTraining, SemiSynchronous
 from consortium.horizontal.strategy import ServerState, Strategy
@@ -27,12 +34,10 @@ from consortium.registry import Registry
 from consortium.runtime import (
     JOIN,
     PROGRAMS,
-    STOP,
     Outcome,
     PartyContext,
 )
 from consortium.tracking import RoundRecord
-from consortium.transport import PEER_LOST
 from consortium.wire import Message, MetaValue
 
 __all__ = ["SCHEDULES", "Aggregator", "SyncAggregator", "Trainer"]
@@ -177,7 +182,7 @@ class Trainer:
                 self._model = ctx.data.model_factory()
             evaluate_locally(ctx, self._model, msg)
             return True
-        if msg.kind == STOP or (msg.kind == PEER_LOST and msg.sender == parent_of(ctx)):
+        if run_is_over(ctx, msg):
             return False
         log.debug("%s ignored %s from %s", ctx.name, msg.kind, msg.sender)
         return True

@@ -17,11 +17,10 @@ import logging
 
 from consortium.errors import RunFailed
 from consortium.horizontal.programs import join_children, parent_of
-from consortium.horizontal.rounds import FAILED, FIT, FIT_REPLY, fit_round
+from consortium.horizontal.rounds import FAILED, FIT, FIT_REPLY, fit_round, run_is_over
 from consortium.horizontal.settings import HorizontalSettings
 from consortium.horizontal.strategy import ServerState
-from consortium.runtime import JOIN, PROGRAMS, STOP, Outcome, PartyContext
-from consortium.transport import PEER_LOST
+from consortium.runtime import JOIN, PROGRAMS, Outcome, PartyContext
 from consortium.wire import MetaValue
 
 __all__ = ["Regional"]
@@ -47,7 +46,7 @@ class Regional:
         try:
             while True:
                 msg = ctx.recv()
-                if msg.kind == STOP or (msg.kind == PEER_LOST and msg.sender == parent):
+                if run_is_over(ctx, msg):
                     break
                 if msg.kind != FIT or msg.sender != parent:
                     log.debug("%s ignored %s from %s", ctx.name, msg.kind, msg.sender)

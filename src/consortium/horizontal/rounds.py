@@ -16,7 +16,8 @@ import numpy as np
 from consortium.errors import TransportClosed
 from consortium.horizontal.settings import HorizontalSettings
 from consortium.horizontal.strategy import ServerState, Strategy
-from consortium.runtime import JOIN, PartyContext, gather, quorum_size
+from consortium.runtime import JOIN, STOP, PartyContext, gather, quorum_size
+from consortium.transport import PEER_LOST
 from consortium.wire import Message, MetaValue
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "fit_round",
     "join_children",
     "parent_of",
+    "run_is_over",
 ]
 
 FIT = "fit"
@@ -128,6 +130,14 @@ def children_of(ctx: PartyContext) -> list[str]:
 def parent_of(ctx: PartyContext) -> str:
     """The party this one reports to (the hub when the topology has no tree)."""
     return ctx.topology.parent(ctx.name) or ctx.topology.hub
+
+
+def run_is_over(ctx: PartyContext, msg: Message) -> bool:
+    """Whether ``msg`` ends this party's run: a STOP, or the loss of its parent or of the hub
+    (across processes a party's only connection is to the hub, so losing it ends the run
+    even for a party whose parent is an intermediate aggregator)."""
+    lost = msg.kind == PEER_LOST and msg.sender in (parent_of(ctx), ctx.topology.hub)
+    return msg.kind == STOP or lost
 
 
 def join_children(

@@ -50,9 +50,10 @@ def serve_actor(ctx: PartyContext, actor: Actor) -> None:
         while True:
             try:
                 msg = ctx.recv()
-            except TransportClosed:
-                return
-            if not actor.handle(ctx, msg):
+                if not actor.handle(ctx, msg):
+                    return
+            except TransportClosed as exc:  # the run is over: as in ActorSlot._drain
+                log.info("party %s stops: %s", ctx.name, exc)
                 return
     except BaseException as exc:
         report_crash(ctx, exc)
