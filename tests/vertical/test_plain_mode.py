@@ -112,6 +112,20 @@ def test_training_on_the_loopback_equals_centralised_gradient_descent(vfl):
     }
 
 
+@pytest.mark.parametrize(("eval_every", "scored"), [(1, 5), (2, 3), (9, 1)])
+def test_the_held_out_records_are_scored_every_eval_every_epochs_and_after_the_last(
+    vfl, eval_every, scored
+):
+    raw = vfl.example("vfl_logreg_breast_cancer", algorithm__rounds=5)
+    raw["algorithm"]["eval_every"] = eval_every
+    loop = vfl.Loopback(raw)
+    outcome = loop.conduct()
+    member = next(p for p in loop.programs if p.startswith("member"))
+    predicts = [m for m in loop.sent if m.kind == Kind.PREDICT and m.receiver == member]
+    assert len(predicts) == scored
+    assert "accuracy" in outcome.metrics  # the last epoch is always scored
+
+
 def test_a_split_network_step_on_the_loopback_equals_the_central_networks(vfl):
     """The same network in one place, one SGD step on every training row: the parties'
     parts after the split step are its parts."""

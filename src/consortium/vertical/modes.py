@@ -103,7 +103,8 @@ class MasterMode:
         self, io: Exchange, part: MasterPart, alignment: Alignment, rng: EpochRng
     ) -> Iterator[dict[str, float]]:
         """Train on the aligned training rows: each epoch's metrics, scored on the held-out
-        rows (``settings.rounds`` epochs, each in batches of a fresh order from ``rng``)."""
+        rows every ``settings.eval_every`` epochs and after the last (``settings.rounds``
+        epochs, each in batches of a fresh order from ``rng``)."""
         settings = self.settings
         min_size = self.min_batch(alignment)
         for epoch in range(1, settings.rounds + 1):
@@ -113,7 +114,8 @@ class MasterMode:
                 loss = self.train_step(io, part, rows)
                 total = None if loss is None or total is None else total + loss * len(rows)
             metrics = {} if total is None else {"train_loss": total / alignment.n_train}
-            self.score_held_out(io, part, alignment, metrics)
+            if epoch % settings.eval_every == 0 or epoch == settings.rounds:
+                self.score_held_out(io, part, alignment, metrics)
             yield metrics
 
     def score_held_out(
