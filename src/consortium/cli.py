@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="consortium", description="Federated learning and analytics."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--version", action="version", version=f"consortium {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a job")
@@ -85,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("consortium")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -108,9 +118,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from consortium.jobs import load_job
+    from consortium.jobs import bind_data, load_job
 
     job = load_job(args.job, args.overrides)
+    bind_data(job)  # every party's data, as a run binds it: files, columns, row counts
     roles = ", ".join(
         f"{r} x{len(job.topology.with_role(r))}"
         for r in dict.fromkeys(p.role for p in job.topology.parties)

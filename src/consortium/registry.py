@@ -8,6 +8,7 @@ Registering a name twice is an error unless ``force=True`` (to replace on purpos
 from __future__ import annotations
 
 import importlib
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -80,3 +81,9 @@ def import_plugins(modules: list[str]) -> None:
             importlib.import_module(name)
         except ImportError as exc:
             raise PluginError(f"cannot import plugin module {name!r}: {exc}") from exc
+        except Exception as exc:  # the module's own code failed: name it, and where
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            raise PluginError(
+                f"plugin module {name!r} failed on import: {type(exc).__name__}: {exc} "
+                f"({where.filename}:{where.lineno})"
+            ) from exc

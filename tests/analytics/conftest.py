@@ -19,8 +19,8 @@ PATIENTS: dict[str, Any] = {
         "age": {"type": "float", "bounds": [18, 80]},
         "sex": {"type": "category", "categories": ["1", "2"]},
         "age_band": {"type": "category", "categories": ["under_40", "40_to_59", "60_plus"]},
-        "bmi": {"type": "float", "bounds": [15, 45]},
-        "bp": {"type": "float", "bounds": [60, 140]},
+        "bmi": {"type": "float", "bounds": [15, 45], "nullable": True},
+        "bp": {"type": "float", "bounds": [60, 140], "nullable": True},
         "s1": {"type": "float"},
         "s5": {"type": "float"},
         "progression": {"type": "float", "bounds": [0, 350]},
@@ -37,7 +37,7 @@ WINE_COLUMNS = [
 WINE: dict[str, Any] = {
     "files": str(DATA / "wine_{index}.csv"),
     "columns": {
-        **{c: {"type": "float"} for c in WINE_COLUMNS},
+        **{c: {"type": "float", "nullable": c == "magnesium"} for c in WINE_COLUMNS},
         "ash_level": {"type": "category", "categories": ["low", "medium", "high"]},
         "cultivar": {"type": "category", "categories": ["class_0", "class_1", "class_2"]},
     },

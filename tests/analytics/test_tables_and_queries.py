@@ -14,9 +14,9 @@ SPEC = TableSpec.model_validate(
     {
         "files": "t.csv",
         "columns": {
-            "x": {"type": "float"},
+            "x": {"type": "float", "nullable": True},
             "n": {"type": "int"},
-            "c": {"type": "category", "categories": ["a", "b", "c"]},
+            "c": {"type": "category", "categories": ["a", "b", "c"], "nullable": True},
         },
     }
 )
@@ -45,6 +45,8 @@ def test_loading_encodes_missing_values_and_categories(table):
         ("x,n,c\n1,2.5,a\n", "column 'n': row 1: '2.5' is not an integer"),
         ("x,n,c\nabc,2,a\n", "column 'x': row 1: 'abc' is not a number"),
         ("x,n,c\n1,2\n", "line 2 has 2 fields"),
+        ("x,n,c\n1,2,a\n2,,b\n", "column 'n': row 2: a missing value; declare the column"),
+        ("x,n,c\n1,2,a\n2,NaN,b\n", "column 'n': row 2: a missing value"),
     ],
 )
 def test_a_file_that_does_not_fit_the_schema_is_refused(tmp_path, text, message):

@@ -67,6 +67,26 @@ def test_bad_set_exits_2():
     assert proc.returncode == 2 and "algorithm.rounds" in proc.stderr
 
 
+def test_an_override_error_names_the_override():
+    proc = consortium("validate", str(FLAGSHIP), "--set", "algorithm.rounds=abc")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("consortium: error: --set algorithm.rounds=abc: algorithm.rounds:")
+
+
+def test_validate_binds_the_data_as_a_run_would():
+    proc = consortium("validate", str(FLAGSHIP), "--set", "topology.roles.trainer.count=5000")
+    assert proc.returncode == 2
+    assert "cannot give 5000 parties at least one row each" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_version():
+    from importlib.metadata import version
+
+    proc = consortium("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"consortium {version('consortium')}"
+
+
 def test_list_shows_registries():
     proc = consortium("list")
     assert proc.returncode == 0

@@ -84,6 +84,35 @@ def test_missing_file_and_bad_yaml(tmp_path):
         parse_job(["not", "a", "mapping"])
 
 
+def test_an_empty_job_file_says_so_and_a_yaml_error_says_where(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=rf"^{empty}: the job file is empty$"):
+        load_job(empty)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\n  seed: [\n")
+    with pytest.raises(ConfigError, match=rf"^{bad}:2:7: not valid YAML: ") as info:
+        load_job(bad)
+    assert "unicode string" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_plugin_module_that_fails_on_import_is_named(small_job, write_job):
+    path = write_job(small_job(plugins=["broken_plugin"]))
+    (path.parent / "broken_plugin.py").write_text("raise RuntimeError('no licence file')\n")
+    with pytest.raises(ConfigError) as info:
+        load_job(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: plugins: plugin module 'broken_plugin' failed on import")
+    assert "RuntimeError: no licence file" in message and "broken_plugin.py:1" in message
+
+
+def test_a_random_selection_larger_than_the_trainers_is_refused(small_job, write_job):
+    selection = {"name": "random", "args": {"count": 20}}
+    path = write_job(small_job(algorithm__selection=selection))
+    with pytest.raises(ConfigError, match="count: 20 parties asked for each round, but only"):
+        load_job(path)
+
+
 def test_bad_override_syntax(flagship):
     with pytest.raises(ConfigError, match="expected path.to.key=value"):
         load_job(flagship, ["algorithm.rounds"])

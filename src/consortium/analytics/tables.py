@@ -7,7 +7,7 @@ against it when the run starts. Rows never leave the party.
 
 A loaded :class:`Table` is columnar numpy: ``float`` and ``int`` columns as ``float64`` with
 NaN for a missing value, ``category`` columns as ``int64`` codes into the declared categories
-with -1 for a missing value. CSV is read with the standard library; Parquet needs pyarrow.
+with -1 for a missing value (only columns declared ``nullable`` may have one). CSV is read with the standard library; Parquet needs pyarrow.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ class ColumnSpec(Strict):
     )
     categories: list[str] | None = Field(
         default=None, description="the levels of a category column, in a fixed order"
+    )
+    nullable: bool = Field(
+        default=False,
+        description="whether a cell may be missing (empty, NA, NaN, null, None); a missing "
+        "cell in a column that is not nullable is an error naming its row",
     )
 
     @model_validator(mode="after")
@@ -167,6 +172,11 @@ def _convert(values: list[Any], spec: ColumnSpec, where: str) -> np.ndarray:
     out = np.empty(len(values), dtype=np.int64 if is_category else np.float64)
     for i, v in enumerate(values):
         if v is None or (isinstance(v, str) and v.strip().lower() in _NULLS):
+            if not spec.nullable:
+                raise ConfigError(
+                    f"{where}: row {i + 1}: a missing value; declare the column "
+                    "'nullable: true' if it may have them"
+                )
             out[i] = -1 if is_category else np.nan
         elif is_category:
             key = str(v).strip()

@@ -16,6 +16,10 @@ __all__ = ["SELECTORS", "AllSelector", "RandomSelector", "Selector"]
 class Selector(Protocol):
     def select(self, round: int, available: Sequence[str], *, seed: int) -> list[str]: ...
 
+    def check(self, available: int, aggregator: str) -> None:
+        """Refuse (ConfigError) settings that cannot select from the ``available`` parties
+        that report to ``aggregator``."""
+
 
 SELECTORS: Registry[type] = Registry("selector")
 
@@ -26,6 +30,9 @@ class AllSelector:
 
     def select(self, round: int, available: Sequence[str], *, seed: int) -> list[str]:
         return list(available)
+
+    def check(self, available: int, aggregator: str) -> None:
+        pass
 
 
 @SELECTORS.decorator("random")
@@ -41,6 +48,13 @@ class RandomSelector:
             raise ConfigError("algorithm.selection.args.fraction must be in (0, 1]")
         self._count = count
         self._fraction = fraction
+
+    def check(self, available: int, aggregator: str) -> None:
+        if self._count is not None and self._count > available:
+            raise ConfigError(
+                f"algorithm.selection.args.count: {self._count} parties asked for each round, "
+                f"but only {available} report to {aggregator!r}"
+            )
 
     def select(self, round: int, available: Sequence[str], *, seed: int) -> list[str]:
         if self._count is not None:

@@ -112,15 +112,17 @@ class HorizontalSettings(ProtocolSettings):
         return ref
 
     def check_topology(self, topology: Topology) -> None:
-        """Refuse, at load time, a strategy that needs more updates per round than the
-        topology and the quorum can guarantee (Krum's n > 2f + 2, say)."""
+        """Refuse, at load time, a selection the topology cannot satisfy, and a strategy that
+        needs more updates per round than the topology and the quorum can guarantee (Krum's
+        n > 2f + 2, say)."""
         need = self.strategy.build().minimum_updates()
-        if need <= 1:
-            return
         selector = SELECTORS.get(self.selection.name)(**self.selection.args)
         for party in topology.parties:
             children = topology.children(party.name)
             if not children or party.program not in ("aggregator", "regional"):
+                continue
+            selector.check(len(children), party.name)
+            if need <= 1:
                 continue
             selected = len(selector.select(1, children, seed=0))
             floor = quorum_size(self.quorum, selected)

@@ -7,7 +7,7 @@ error is a :class:`ConfigError` whose message starts with the file and the field
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,14 @@ from consortium.runtime import BINDERS, PROGRAMS, PROTOCOLS
 from consortium.topology import ChannelDecl, RoleDecl, TopologyDecl, expand
 from consortium.tracking import hash_job
 
-__all__ = ["apply_overrides", "load_job", "parse_job"]
+__all__ = ["apply_overrides", "load_job", "override_keys", "parse_job"]
 
 
-def _format(exc: ValidationError, source: str, prefix: str = "") -> str:
+def _format(
+    exc: ValidationError, source: str, prefix: str = "", overrides: Mapping[str, str] = {}
+) -> str:
+    """One line per error, each naming where the value came from: the file, or the
+    ``--set`` override that gave it (``overrides``: dotted key -> the override as given)."""
     lines = []
     for err in exc.errors():
         parts = [*(prefix.split(".") if prefix else []), *err["loc"]]
@@ -33,8 +37,19 @@ def _format(exc: ValidationError, source: str, prefix: str = "") -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling)"
-        lines.append(f"{source}: {loc or '<root>'}: {msg}")
+        given = [
+            item
+            for key, item in overrides.items()
+            if f"{loc}.".startswith(f"{key}.") or f"{key}.".startswith(f"{loc}.")
+        ]
+        origin = f"--set {given[-1]}" if given else source
+        lines.append(f"{origin}: {loc or '<root>'}: {msg}")
     return "\n".join(lines)
+
+
+def override_keys(overrides: Iterable[str]) -> dict[str, str]:
+    """Each override's dotted key -> the override as given (the last one wins)."""
+    return {item.partition("=")[0]: item for item in overrides}
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -58,11 +73,17 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return raw
 
 
-def _validate(model: type[BaseModel], data: Any, source: str, prefix: str = "") -> Any:
+def _validate(
+    model: type[BaseModel],
+    data: Any,
+    source: str,
+    prefix: str = "",
+    overrides: Mapping[str, str] = {},
+) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, source, prefix)) from None
+        raise ConfigError(_format(exc, source, prefix, overrides)) from None
 
 
 def _check(registry: Registry[Any], name: str, where: str, source: str) -> None:
@@ -81,11 +102,20 @@ def _check_plugins(job: LoadedJob) -> None:
     binder.check(job)
 
 
-def parse_job(raw: Any, *, source: str = "<dict>", base_dir: Path | None = None) -> LoadedJob:
-    """Validate a job given as a mapping (already read from YAML)."""
+def parse_job(
+    raw: Any,
+    *,
+    source: str = "<dict>",
+    base_dir: Path | None = None,
+    overrides: Mapping[str, str] = {},
+) -> LoadedJob:
+    """Validate a job given as a mapping (already read from YAML). An error in a value that
+    ``overrides`` gave (see :func:`override_keys`) names the override, not ``source``."""
+    if raw is None:
+        raise ConfigError(f"{source}: the job file is empty")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a job file must be a mapping of sections")
-    spec: JobSpec = _validate(JobSpec, raw, source)
+    spec: JobSpec = _validate(JobSpec, raw, source, overrides=overrides)
     if spec.plugins:
         if base_dir is not None and str(base_dir) not in sys.path:
             sys.path.insert(0, str(base_dir))
@@ -98,7 +128,7 @@ def parse_job(raw: Any, *, source: str = "<dict>", base_dir: Path | None = None)
         settings_model = PROTOCOLS.get(str(protocol))
     except PluginError as exc:
         raise ConfigError(f"{source}: algorithm.protocol: {exc}") from None
-    algorithm = _validate(settings_model, spec.algorithm, source, "algorithm")
+    algorithm = _validate(settings_model, spec.algorithm, source, "algorithm", overrides)
     decl = TopologyDecl(
         template=spec.topology.template,
         roles=tuple(
@@ -153,7 +183,16 @@ def load_job(
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    overrides = list(overrides)
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides)
-    return parse_job(raw, source=source, base_dir=base_dir or path.resolve().parent)
+    return parse_job(
+        raw,
+        source=source,
+        base_dir=base_dir or path.resolve().parent,
+        overrides=override_keys(overrides),
+    )

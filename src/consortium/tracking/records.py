@@ -69,7 +69,7 @@ class RunInfo:
 
     def __post_init__(self) -> None:
         if not self.run_id:
-            raise ConfigError("RunInfo.run_id must not be empty; use new_run_id()")
+            raise ConfigError("RunInfo.run_id must not be empty")
         if self.rounds < 0:
             raise ConfigError(f"RunInfo.rounds must be >= 0, got {self.rounds}")
 
@@ -171,7 +171,7 @@ def default_run_dir(base: Path, job_name: str, run_id: str) -> Path:
     if not run_id or _UNSAFE_PATH_CHARS.search(run_id) or run_id in (".", ".."):
         raise ConfigError(
             f"run id {run_id!r} cannot name a folder; use letters, digits, '.', '_' and '-' "
-            "(new_run_id() makes one)"
+            "(consortium.tracking.new_run_id makes one)"
         )
     folder = _UNSAFE_PATH_CHARS.sub("-", job_name).strip(".-") or "job"
     return Path(base) / folder / run_id

@@ -76,8 +76,8 @@ class RunDirectory:
         for name in (METRICS_FILE, SUMMARY_FILE):
             if (self.path / name).exists():
                 raise ConfigError(
-                    f"{self.path} already holds a run ({name}); use a new run id "
-                    "(new_run_id()) or another folder"
+                    f"{self.path} already holds a run ({name}); give another folder "
+                    "(--out), or none for a new run directory"
                 )
         self._header = {"run_id": info.run_id, "job": info.job_name, "job_hash": info.job_hash}
         # through JSON: plain dicts and lists, which yaml.safe_dump accepts
