@@ -22,7 +22,6 @@ from consortium.tracking import (
     RunInfo,
     RunSummary,
     Tracker,
-    save_model,
 )
 from consortium.tracking.records import read_metrics
 
@@ -180,12 +179,6 @@ def test_run_dir_must_match_run_info(tmp_path: Path, info: RunInfo) -> None:
     sink = RunDirectory(path=tmp_path / "elsewhere")
     with pytest.raises(ConfigError, match="differs"):
         sink.start(info)
-
-
-def test_object_arrays_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConsortiumError, match="never pickled"):
-        save_model(tmp_path / "model.npz", {"w": np.array([{"a": 1}], dtype=object)})
-    assert not list(tmp_path.iterdir())
 
 
 def test_a_model_that_cannot_be_saved_still_leaves_a_summary(

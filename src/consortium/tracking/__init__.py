@@ -20,7 +20,7 @@ from consortium.tracking.records import (
     hash_job,
     new_run_id,
 )
-from consortium.tracking.rundir import RunDirectory, draw_report, read_report, save_model
+from consortium.tracking.rundir import RunDirectory, draw_report, read_report
 from consortium.tracking.tracker import SINKS, Sink, Tracker, build_tracker
 
 __all__ = [
@@ -46,5 +46,4 @@ __all__ = [
     "hash_job",
     "new_run_id",
     "read_report",
-    "save_model",
 ]

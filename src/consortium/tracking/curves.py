@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consortium.errors import ConfigError
+from consortium.npz import replacing
 from consortium.tracking.panels import MetricRows, Panel, choose_panels, row_lengths
-from consortium.tracking.records import RoundRecord, replacing
+from consortium.tracking.records import RoundRecord
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -2,7 +2,7 @@
 the model; the whole vocabulary between the runtime and the tracking sinks. Plain numbers,
 strings and named arrays, so every sink can serialise them without knowing about parties
 or transports. The helpers make sortable run ids and the hash and flat parameters of a
-job, read ``metrics.jsonl`` back and write files atomically.
+job, and read ``metrics.jsonl`` back.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +34,6 @@ __all__ = [
     "hash_job",
     "new_run_id",
     "read_metrics",
-    "replacing",
 ]
 
 EventValue = str | int | float
@@ -198,16 +195,3 @@ def flatten_params(resolved_job: Mapping[str, Any], *, prefix: str = "") -> dict
         else:
             flat[name] = json.dumps(value, sort_keys=True, default=str)
     return flat
-
-
-@contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; it replaces ``path`` when the block
-    ends without error and is removed otherwise, so ``path`` is never seen half written."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

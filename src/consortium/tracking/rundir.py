@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 import yaml
 
 from consortium.errors import ConfigError, ConsortiumError
+from consortium.npz import replacing, save_arrays
 from consortium.tracking.curves import plot_curves
 from consortium.tracking.records import (
     EventValue,
@@ -34,10 +33,9 @@ from consortium.tracking.records import (
     RunInfo,
     RunSummary,
     read_metrics,
-    replacing,
 )
 
-__all__ = ["RunDirectory", "RunReport", "draw_report", "read_report", "save_model"]
+__all__ = ["RunDirectory", "RunReport", "draw_report", "read_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +96,7 @@ class RunDirectory:
             raise ConsortiumError("RunDirectory.finish() before start()")
         try:
             if model is not None:
-                save_model(self.path / MODEL_FILE, model)
+                save_arrays(self.path / MODEL_FILE, model)
         finally:
             # The summary is written even if the model cannot be: it holds the metrics.
             document = {
@@ -189,29 +187,9 @@ def _read_optional(path: Path, parse: Callable[[str], Any]) -> dict[str, Any]:
     return document
 
 
-def save_model(path: Path, model: Model) -> None:
-    """Save named arrays as ``.npz`` (readable with ``np.load(path, allow_pickle=False)``),
-    member by member rather than with ``np.savez(file, **model)``, which refuses layers
-    named ``file`` and would pickle object arrays; object arrays are refused here."""
-    with replacing(path) as temporary, zipfile.ZipFile(temporary, "w") as archive:
-        for name, value in model.items():
-            if not isinstance(name, str) or not name:
-                raise ConsortiumError(f"model array names must be non-empty strings, got {name!r}")
-            array = np.asarray(value)
-            if array.dtype.hasobject:
-                raise ConsortiumError(
-                    f"model array {name!r} has dtype {array.dtype}; only numeric arrays are "
-                    "saved (never pickled objects)"
-                )
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, array, allow_pickle=False)
-
-
 def _write_atomically(path: Path, text: str) -> None:
-    with replacing(path) as temporary, open(temporary, "wb") as handle:
-        handle.write(text.encode("utf-8"))
-        handle.flush()
-        os.fsync(handle.fileno())
+    with replacing(path) as temporary:
+        temporary.write_bytes(text.encode("utf-8"))
 
 
 def _json_default(obj: object) -> Any:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from consortium.errors import RunFailed
+from consortium.npz import save_arrays
 from consortium.runtime import PartyContext, derive_seed
-from consortium.tracking import save_model
 from consortium.vertical.data import VerticalData
 from consortium.vertical.parts import Bottom, Top
 from consortium.vertical.settings import VerticalSettings
@@ -115,13 +115,13 @@ def saved_part(settings: VerticalSettings, party: str) -> dict[str, np.ndarray] 
 
 def save_part(settings: VerticalSettings, party: str, state: Mapping[str, np.ndarray]) -> str:
     """Save ``state`` as the party's part when the job trains and saves parts (atomically,
-    see ``tracking.save_model``); where the party keeps its part, "" when the job saves none."""
+    see :func:`consortium.npz.save_arrays`); where the party keeps its part, "" when the job saves none."""
     path = part_path(settings, party)
     if path is None:
         return ""
     if settings.task == "train":
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_model(path, dict(state))
+        save_arrays(path, dict(state))
     return str(path)
 
 
