@@ -19,7 +19,13 @@ import pytest
 from consortium.clock import FakeClock
 from consortium.errors import TransportClosed, TransportError, TransportTimeout
 from consortium.transport import PEER_LOST, GrpcHub, GrpcSpoke
-from consortium.transport.grpc_common import HELLO, METHOD, MIN_CHUNK_BYTES, roster_digest
+from consortium.transport.grpc_common import (
+    HELLO,
+    METHOD,
+    MIN_CHUNK_BYTES,
+    limits_for_model,
+    roster_digest,
+)
 from consortium.transport.grpc_framing import FIRST, Assembler, iter_frames
 from consortium.wire import Limits, Message, decode, encode_parts
 
@@ -312,12 +318,18 @@ def test_a_message_over_the_limit_is_refused_when_sent(hub):
     not os.environ.get("CONSORTIUM_HUGE_TESTS"),
     reason="needs ~7 GB of memory; set CONSORTIUM_HUGE_TESTS=1",
 )
-def test_a_model_over_2_gib_moves(hub, spokes):
-    spoke = spokes(S1)
+def test_a_model_over_2_gib_moves():
     big = np.arange((2**31 + 2**20) // 8, dtype="<f8")
-    spoke.send(Message(kind="model", sender=S1, receiver=HUB, tensors={"w": big}))
-    got = hub.recv(timeout=600)
-    assert np.array_equal(got.tensors["w"], big)
+    limits = limits_for_model(big.nbytes)
+    hub = GrpcHub(party=HUB, peers=NAMES, limits=limits)
+    spoke = GrpcSpoke(party=S1, peers=NAMES, hub=hub.address, limits=limits)
+    try:
+        spoke.send(Message(kind="model", sender=S1, receiver=HUB, tensors={"w": big}))
+        got = hub.recv(timeout=600)
+        assert np.array_equal(got.tensors["w"], big)
+    finally:
+        spoke.close()
+        hub.close()
 
 
 def test_a_received_message_is_not_kept_alive_by_the_transport(hub, spokes):

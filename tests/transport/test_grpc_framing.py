@@ -70,21 +70,27 @@ def test_bad_frames_are_decode_errors(frames, reason):
             assembler.feed(frame)
 
 
-def test_the_declared_total_is_checked_before_anything_is_allocated(monkeypatch):
-    allocated: list[int] = []
-
-    class Spy(bytearray):
-        def __init__(self, n: int) -> None:
-            allocated.append(n)
-            super().__init__(n)
-
-    monkeypatch.setattr("consortium.transport.grpc_framing.bytearray", Spy, raising=False)
-    assembler = Assembler(max_bytes=100)
+def test_the_buffer_grows_with_the_bytes_that_arrive_not_with_the_declared_total():
+    begun: list[int] = []
+    assembler = Assembler(max_bytes=2**40, on_begin=begun.append)
     with pytest.raises(DecodeError):
-        assembler.feed(_first(101, b"x"))
-    assert allocated == []
-    assembler.feed(_first(100, b"x"))
-    assert allocated == [100]  # exactly one buffer of the declared size
+        Assembler(max_bytes=100, on_begin=begun.append).feed(_first(101, b"x"))
+    assert begun == []  # refused before anything is reserved or kept
+    assert assembler.feed(_first(2**40, b"abc")) is None
+    assert begun == [2**40] and assembler.busy and assembler.buffered == 3
+    assert assembler.feed(b"\x00" + b"d" * 5) is None
+    assert assembler.buffered == 8
+    with pytest.raises(DecodeError, match="after 9 of its 1099511627776"):
+        assembler.feed(b"\x02e")
+
+
+def test_a_message_reassembled_from_many_frames_is_exact():
+    payload = bytes(range(256)) * 40
+    assembler = Assembler(max_bytes=len(payload))
+    frames = list(iter_frames([memoryview(payload)], len(payload), 1000))
+    *head, last = frames
+    assert all(assembler.feed(f) is None for f in head)
+    assert assembler.feed(last) == payload and assembler.buffered == 0
 
 
 # -- the send queue ------------------------------------------------------------------------

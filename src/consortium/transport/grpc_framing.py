@@ -9,9 +9,11 @@ frames, each one gRPC stream message::
 ``LAST`` (0x02) closes it; a message that fits one frame has both. Every other bit must be
 zero. Frames of one stream never interleave messages.
 
-The receiver checks the declared total against its limit *before* allocating, allocates one
-buffer of exactly that size, copies each payload into place, and on ``LAST`` checks that the
-payloads filled it exactly. The finished buffer is decoded zero-copy. Anything else raises
+The receiver checks the declared total against its limit, then appends each payload to a
+buffer that grows as the bytes arrive: a declared size is a claim, never a reason to
+allocate, so a peer makes the receiver hold only what it has actually sent. No frame may
+carry the message past its declared total, and on ``LAST`` the payloads must have filled it
+exactly. The finished buffer is decoded zero-copy. Anything else raises
 :class:`~consortium.errors.DecodeError` naming what was wrong.
 
 This module knows nothing about gRPC, so the format is tested without a network.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from consortium.errors import DecodeError
 
@@ -61,19 +63,26 @@ class Assembler:
     """Puts frames of one stream back into whole messages.
 
     ``max_bytes`` bounds the total a first frame may declare; it can be changed between
-    messages (a hub raises it once a spoke has introduced itself).
+    messages (a hub raises it once a spoke has introduced itself). ``on_begin``, if given,
+    is called with the declared total of each message once that total passed the check and
+    before any of its bytes are kept (the hub reserves its per-party budget there).
     """
 
-    def __init__(self, *, max_bytes: int) -> None:
+    def __init__(self, *, max_bytes: int, on_begin: Callable[[int], None] | None = None) -> None:
         self.max_bytes = max_bytes
+        self._on_begin = on_begin
         self._buf: bytearray | None = None
-        self._view: memoryview | None = None
-        self._filled = 0
+        self._total = 0
 
     @property
     def busy(self) -> bool:
         """True while a message has begun and not ended."""
         return self._buf is not None
+
+    @property
+    def buffered(self) -> int:
+        """The bytes of the unfinished message held so far (0 between messages)."""
+        return 0 if self._buf is None else len(self._buf)
 
     def feed(self, frame: bytes) -> bytearray | None:
         """Take one frame; return the finished message buffer after its last frame."""
@@ -94,26 +103,24 @@ class Assembler:
                     f"declared message of {total} bytes exceeds the limit of {self.max_bytes}"
                 )
             body = body[_TOTAL.size :]
-            self._buf = bytearray(total)
-            self._view = memoryview(self._buf)
-            self._filled = 0
+            if self._on_begin is not None:
+                self._on_begin(total)
+            self._buf = bytearray()
+            self._total = total
         elif self._buf is None:
             raise DecodeError("continuation frame without a first frame")
         elif not body:
             raise DecodeError("continuation frame without payload")
-        assert self._buf is not None and self._view is not None
-        end = self._filled + len(body)
-        if end > len(self._buf):
+        assert self._buf is not None
+        end = len(self._buf) + len(body)
+        if end > self._total:
             raise DecodeError(
-                f"frames carry more than the {len(self._buf)} bytes their message declared"
+                f"frames carry more than the {self._total} bytes their message declared"
             )
-        self._view[self._filled : end] = body
-        self._filled = end
+        self._buf += body
         if not flags & LAST:
             return None
         buf, self._buf = self._buf, None
-        self._view.release()
-        self._view = None
-        if end != len(buf):
-            raise DecodeError(f"message ended after {end} of its {len(buf)} declared bytes")
+        if end != self._total:
+            raise DecodeError(f"message ended after {end} of its {self._total} declared bytes")
         return buf

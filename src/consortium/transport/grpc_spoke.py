@@ -10,12 +10,17 @@ With ``tls`` the spoke speaks mutual TLS and accepts only a hub whose certificat
 ``hub_party`` (see :mod:`grpc_security`). With ``job`` it drops (and logs) every message
 that is for another job or replays a sequence number; transport notices are exempt (only
 the hub can send them), and a :data:`PEER_LOST` from a party starts its numbering afresh.
+
+A hub that turns the hello away because it is busy (RESOURCE_EXHAUSTED: its handshake slots
+are taken) or unavailable is tried again, with exponential backoff and jitter, until
+``connect_timeout``; any other refusal fails at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Collection
@@ -30,6 +35,7 @@ from consortium.security import PartyCredentials
 from consortium.transport.base import PEER_LOST
 from consortium.transport.grpc_common import (
     DEFAULT_CHUNK_BYTES,
+    DEFAULT_LIMITS,
     HELLO,
     METHOD,
     MIN_CHUNK_BYTES,
@@ -51,6 +57,12 @@ __all__ = ["GrpcSpoke"]
 
 log = logging.getLogger(__name__)
 
+# Refusals of a hello worth trying again: the hub is full of handshakes, or going through a
+# restart. Anything else (a name already taken, another roster) will not change by waiting.
+_RETRY_CODES = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+_BACKOFF_FIRST_S = 0.05  # doubled after each refusal, up to _BACKOFF_MAX_S, with jitter
+_BACKOFF_MAX_S = 2.0
+
 
 class GrpcSpoke(StreamEndpoint):
     """A party's :class:`~consortium.transport.Endpoint` that reaches the others via a hub.
@@ -60,7 +72,8 @@ class GrpcSpoke(StreamEndpoint):
     roster, or already connected, a certificate the hub does not trust) raises
     :class:`TransportError` with the reason. ``tls``: this party's credentials for mutual
     TLS, with ``hub_party`` the name the hub's certificate must carry (None: plain text,
-    with a warning). ``job``: the job id every message must carry (replay protection).
+    with a warning). ``job``: the job id every message must carry (replay protection). A
+    hub that is busy or unavailable is retried with backoff within ``connect_timeout``.
     """
 
     def __init__(
@@ -70,7 +83,7 @@ class GrpcSpoke(StreamEndpoint):
         peers: Collection[str],
         hub: str,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-        limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing the default is safe
+        limits: Limits = DEFAULT_LIMITS,
         clock: Clock | None = None,
         tls: PartyCredentials | None = None,
         hub_party: str | None = None,
@@ -98,6 +111,7 @@ class GrpcSpoke(StreamEndpoint):
         self._outbox: Outbox[Outgoing] = Outbox(clock=self._clock)
         self._lock = threading.Lock()
         self._welcome: Future[str] = Future()  # the hub's party name
+        self._refused: grpc.StatusCode | None = None  # how the hub ended the last stream
         options = grpc_options(self._chunk, server=False)
         if tls is None:
             log.warning(
@@ -115,30 +129,50 @@ class GrpcSpoke(StreamEndpoint):
         except TransportError:
             self._channel.close()
             raise
-        hello = Message(
-            kind=HELLO,
-            sender=party,
-            receiver="",
-            job=job or "",
-            meta={"chunk_bytes": self._chunk, "roster": roster_digest(self._peers)},
+        self._hello = encode_parts(
+            Message(
+                kind=HELLO,
+                sender=party,
+                receiver="",
+                job=job or "",
+                meta={"chunk_bytes": self._chunk, "roster": roster_digest(self._peers)},
+            )
         )
-        self._outbox.put(encode_parts(hello))
+        jitter = random.Random(f"backoff:{party}")  # de-synchronises spokes started together
+        backoff = _BACKOFF_FIRST_S
+        while True:
+            self._refused = None
+            self._open()
+            try:
+                self._welcome.result(timeout=max(0.0, deadline - time.monotonic()))
+                return
+            except FutureTimeout:
+                self.close()
+                raise TransportError(
+                    f"the hub at {hub} did not welcome {party!r} within {connect_timeout} s"
+                ) from None
+            except TransportError:
+                pause = backoff * (0.5 + jitter.random())
+                if self._refused not in _RETRY_CODES or time.monotonic() + pause >= deadline:
+                    self.close()
+                    raise
+            self._reader.join()  # it has seen the refusal: nothing of this attempt is left
+            log.info("the hub at %s is busy; %r tries again in %.2f s", hub, party, pause)
+            time.sleep(pause)  # a backoff between attempts, not a wait for an event
+            backoff = min(backoff * 2, _BACKOFF_MAX_S)
+
+    def _open(self) -> None:
+        """Open a stream to the hub and say hello on it; ``_welcome`` says how it went."""
+        self._send_chunk = MIN_CHUNK_BYTES  # until the hub says what it accepts
+        self._outbox = Outbox(clock=self._clock)
+        self._welcome = Future()
+        self._outbox.put(self._hello)
         requests = write_frames(self._outbox, lambda: self._send_chunk)
         self._call = self._channel.stream_stream(METHOD)(requests)
         self._reader = threading.Thread(
-            target=self._read, name=f"consortium-spoke-{party}-reader", daemon=True
+            target=self._read, name=f"consortium-spoke-{self._party}-reader", daemon=True
         )
         self._reader.start()
-        try:
-            self._welcome.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            self.close()
-            raise TransportError(
-                f"the hub at {hub} did not welcome {party!r} within {connect_timeout} s"
-            ) from None
-        except TransportError:
-            self.close()
-            raise
 
     def _outbox_to(self, receiver: str) -> Outbox[Outgoing]:
         return self._outbox  # everything goes up the one stream; the hub delivers or relays
@@ -171,6 +205,7 @@ class GrpcSpoke(StreamEndpoint):
                     buf = None  # let the message go before waiting for the next one
         except grpc.RpcError as exc:
             code, details = status(exc)
+            self._refused = code
             reason = f"{details} ({code})" if details else str(code)
         except DecodeError as exc:
             reason = f"malformed input from the hub: {exc}"
