@@ -1,4 +1,5 @@
-"""Test plugins: a model that crashes or gets its own process killed at a chosen fit call.
+"""Test plugins: a model that crashes or gets its own process killed at a chosen fit call
+(only while the environment variable ``only_if_env`` names is set, when one is named).
 
 The job names this module under ``plugins``; each party imports it locally.
 """
@@ -22,14 +23,22 @@ def _this_party() -> str | None:
 
 class _Faulty(SoftmaxRegression):
     def __init__(
-        self, *, fault: str, at_call: int, parties: list[str] | None, **kwargs: Any
+        self,
+        *,
+        fault: str,
+        at_call: int,
+        parties: list[str] | None,
+        only_if_env: str | None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._fault, self._at, self._parties, self._calls = fault, at_call, parties, 0
+        self._armed = only_if_env is None or only_if_env in os.environ
 
     def fit(self, x, y, **kwargs):  # type: ignore[no-untyped-def]
         self._calls += 1
-        if self._calls >= self._at and (self._parties is None or _this_party() in self._parties):
+        party_chosen = self._parties is None or _this_party() in self._parties
+        if self._armed and self._calls >= self._at and party_chosen:
             if self._fault == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             if self._fault == "raise":
@@ -52,10 +61,16 @@ def faulty(
     fault: str = "raise",
     at_call: int = 2,
     parties: list[str] | None = None,
+    only_if_env: str | None = None,
 ) -> _Faulty:
     assert n_classes is not None
     return _Faulty(
-        fault=fault, at_call=at_call, parties=parties, n_features=n_features, n_classes=n_classes
+        fault=fault,
+        at_call=at_call,
+        parties=parties,
+        only_if_env=only_if_env,
+        n_features=n_features,
+        n_classes=n_classes,
     )
 
 

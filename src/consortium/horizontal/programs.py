@@ -78,16 +78,23 @@ class SyncAggregator:
                 ctx.tracker.event("dropout", party=party, reason=reason)
 
     def run(self, ctx: PartyContext) -> Outcome:
-        alive, missing = join_children(ctx, self.settings)
-        for party, reason in missing.items():
-            self._drop(ctx, party, f"did not join: {reason}")
         model = ctx.data.model_factory()
         state = self.strategy.init(model.get_weights())
         metrics: dict[str, float] = {}
+        checkpoints, rounds, first = ctx.checkpoints, self.settings.rounds, 1
+        if checkpoints is not None and checkpoints.resumed is not None:
+            state, metrics = self._restore(checkpoints.resumed.state)
+            first = checkpoints.resumed.round + 1
+        alive, missing = join_children(ctx, self.settings)
+        for party, reason in missing.items():
+            self._drop(ctx, party, f"did not join: {reason}")
+        alive = [t for t in alive if t not in self.dropouts]
         try:
-            for rnd in range(1, self.settings.rounds + 1):
+            for rnd in range(first, rounds + 1):
                 state, metrics = self._round(ctx, rnd, state, model, alive)
                 alive = [t for t in alive if t not in self.dropouts]
+                if checkpoints is not None and checkpoints.due(rnd, last=rnd == rounds):
+                    checkpoints.save(rnd, self._saved(state, metrics))
         finally:
             ctx.stop(alive)
         return Outcome(
@@ -96,6 +103,25 @@ class SyncAggregator:
             dropouts=dict(self.dropouts),
             model=state.weights,
         )
+
+    def _saved(self, state: ServerState, metrics: Mapping[str, float]) -> dict[str, Any]:
+        """What a resumed run needs: the strategy's state, the last round's metrics, who
+        dropped out, and the semi-synchronous epochs (selection and local training draw their
+        randomness from the seed and the round)."""
+        return {
+            "round": state.round,
+            "weights": dict(state.weights),
+            "extra": dict(state.extra),
+            "metrics": dict(metrics),
+            "dropouts": dict(self.dropouts),
+            "epochs": dict(self._epochs),
+        }
+
+    def _restore(self, saved: Mapping[str, Any]) -> tuple[ServerState, dict[str, float]]:
+        self.dropouts.update(saved["dropouts"])
+        self._epochs.update(saved["epochs"])
+        state = ServerState(round=saved["round"], weights=saved["weights"], extra=saved["extra"])
+        return state, dict(saved["metrics"])
 
     def _size_epochs(
         self, semi: SemiSynchronous, reported: Mapping[str, Mapping[str, float]]

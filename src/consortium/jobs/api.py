@@ -11,6 +11,7 @@ from typing import Any
 
 from consortium.errors import ConfigError
 from consortium.horizontal import CLIENTS, STRATEGIES, Client, Strategy
+from consortium.jobs.hosting import checkpoints_for
 from consortium.jobs.job import LAUNCHERS, LoadedJob
 from consortium.jobs.load import apply_overrides, load_job, parse_job
 from consortium.jobs.result import RunResult
@@ -34,6 +35,7 @@ def run(
     overrides: Iterable[str] = (),
     console: Any = None,
     quiet: bool = False,
+    resume: bool = False,
     strategy: Strategy[Any] | None = None,
     client: Client | None = None,
     dataset: Dataset | Callable[..., Dataset] | None = None,
@@ -43,6 +45,8 @@ def run(
     ``job`` is a job file path, a mapping with the same content, or an already loaded job.
     ``launcher`` overrides ``runtime.launcher``; ``out`` is the run directory (default
     ``runs/<job name>/<run id>``); ``overrides`` are ``path.to.key=value`` settings.
+    ``resume``: go on from the checkpoint in ``out`` (the same job and overrides, any
+    launcher), after the last round it saved.
 
     ``strategy`` (a :class:`~consortium.strategy.Strategy`), ``client`` (see
     :mod:`consortium.client`) and ``dataset`` (a :class:`~consortium.data.Dataset`, or a
@@ -68,8 +72,12 @@ def run(
             f"strategy=, client= and dataset= objects run with the inproc launcher only, not "
             f"{name!r}: register them in a module named under plugins: instead"
         )
+    if resume and out is None:
+        raise ConfigError("to resume a run, give its run directory (--out)")
     run_dir = resolve_run_dir(loaded, out)
-    return LAUNCHERS.get(name)(loaded, run_dir, console=console, quiet=quiet)
+    if resume:
+        checkpoints_for(loaded, run_dir, resume=True)  # refused here, before anything starts
+    return LAUNCHERS.get(name)(loaded, run_dir, console=console, quiet=quiet, resume=resume)
 
 
 def _register_objects(

@@ -10,10 +10,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from consortium.errors import ConsortiumError
+from consortium.errors import ConfigError, ConsortiumError
 from consortium.jobs.job import LoadedJob
 from consortium.jobs.result import RunResult
-from consortium.runtime import Outcome, PartyContext
+from consortium.runtime import Checkpoints, Outcome, PartyContext
 from consortium.tracking import (
     MlflowSettings,
     RunInfo,
@@ -23,12 +23,36 @@ from consortium.tracking import (
     new_run_id,
 )
 
-__all__ = ["host_driver", "open_tracker"]
+__all__ = ["CHECKPOINT_FILE", "checkpoints_for", "host_driver", "open_tracker"]
 
 log = logging.getLogger(__name__)
 
 
-def open_tracker(job: LoadedJob, run_dir: Path, *, console: Any = None, quiet: bool = False) -> Any:
+CHECKPOINT_FILE = "checkpoint.npz"
+
+
+def checkpoints_for(job: LoadedJob, run_dir: Path, *, resume: bool) -> Checkpoints:
+    """The hub's checkpoints in ``run_dir``; to resume, with the snapshot read back
+    (ConfigError naming the file when there is none, or it is another job's)."""
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if resume and not path.exists():
+        raise ConfigError(
+            f"{path}: no checkpoint to resume from (the run ended before its first checkpoint, "
+            f"its protocol saves none, or runtime.checkpoint_every is 0)"
+        )
+    resumed = Checkpoints.read(path, job_hash=job.job_hash) if resume else None
+    every = job.spec.runtime.checkpoint_every
+    return Checkpoints(path=path, job_hash=job.job_hash, every=every, resumed=resumed)
+
+
+def open_tracker(
+    job: LoadedJob,
+    run_dir: Path,
+    *,
+    console: Any = None,
+    quiet: bool = False,
+    resumed_after: int = 0,
+) -> Any:
     spec = job.spec.tracking
     mlflow = None
     if spec.mlflow.enabled:
@@ -52,6 +76,7 @@ def open_tracker(job: LoadedJob, run_dir: Path, *, console: Any = None, quiet: b
             params=flatten_params(job.resolved),
             rounds=int(getattr(job.algorithm, "rounds", 0)),
             run_dir=run_dir,
+            resumed_after=resumed_after,
         )
     )
     return tracker
@@ -65,10 +90,14 @@ def host_driver(
     *,
     console: Any = None,
     quiet: bool = False,
+    resume: bool = False,
 ) -> RunResult:
-    """Run ``driver`` with a tracker attached and always write the summary."""
-    tracker = open_tracker(job, run_dir, console=console, quiet=quiet)
-    ctx.tracker = tracker
+    """Run ``driver`` with a tracker and checkpoints attached (``resume``: from the
+    checkpoint in ``run_dir``) and always write the summary."""
+    checkpoints = checkpoints_for(job, run_dir, resume=resume)
+    resumed_after = 0 if checkpoints.resumed is None else checkpoints.resumed.round
+    tracker = open_tracker(job, run_dir, console=console, quiet=quiet, resumed_after=resumed_after)
+    ctx.tracker, ctx.checkpoints = tracker, checkpoints
     try:
         outcome: Outcome = driver.run(ctx)
         summary = RunSummary(

@@ -46,7 +46,13 @@ def bind_data(job: LoadedJob, parties: Collection[str] | None = None) -> dict[st
 
 class Launcher(Protocol):
     def __call__(
-        self, job: LoadedJob, run_dir: Path, *, console: Any = None, quiet: bool = False
+        self,
+        job: LoadedJob,
+        run_dir: Path,
+        *,
+        console: Any = None,
+        quiet: bool = False,
+        resume: bool = False,
     ) -> RunResult: ...
 
 

@@ -49,6 +49,7 @@ def run_inproc(
     quiet: bool = False,
     clock: Clock | None = None,
     on_context: Callable[[PartyContext], None] | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Every party in this process: the hub's driver on this thread, other drivers on threads
     of their own, actors on this thread (``runtime.workers`` 1, the default) or a pool."""
@@ -108,7 +109,9 @@ def run_inproc(
         for slot, ctx, program in actors:
             slot.bind(ctx, program)
         try:
-            result = host_driver(job, hub_ctx, hub_program, run_dir, console=console, quiet=quiet)
+            result = host_driver(
+                job, hub_ctx, hub_program, run_dir, console=console, quiet=quiet, resume=resume
+            )
         finally:
             hub_ctx.endpoint.close()
             if not pool.wait_all_done(timeout=60.0):

@@ -157,6 +157,11 @@ class RuntimeSpec(Strict):
         default="127.0.0.1:0", description="where the hub listens under the processes launcher"
     )
     chunk_bytes: PositiveInt = Field(default=4 * 2**20, description="gRPC streaming chunk size")
+    checkpoint_every: NonNegativeInt = Field(
+        default=1,
+        description="the hub saves checkpoint.npz in the run directory every this many rounds "
+        "and after the last (0: never), for consortium run --resume",
+    )
     tls: TlsSpec = TlsSpec()
 
 

@@ -2,6 +2,7 @@
 deadlines, seeding, the program and protocol registries). How launchers host programs lives
 in :mod:`consortium.runtime.host`."""
 
+from consortium.runtime.checkpoint import Checkpoints, Snapshot
 from consortium.runtime.context import PartyContext
 from consortium.runtime.data import BINDERS, DataBinder, LocalData
 from consortium.runtime.gather import GatherResult, gather, quorum_size
@@ -30,6 +31,7 @@ __all__ = [
     "PROTOCOLS",
     "STOP",
     "Actor",
+    "Checkpoints",
     "DataBinder",
     "Driver",
     "GatherResult",
@@ -38,6 +40,7 @@ __all__ = [
     "PartyContext",
     "ProgramFactory",
     "ProtocolSettings",
+    "Snapshot",
     "derive_rng",
     "derive_seed",
     "gather",

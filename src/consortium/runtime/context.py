@@ -14,6 +14,7 @@ import numpy as np
 
 from consortium.clock import Clock, SystemClock
 from consortium.errors import TransportClosed
+from consortium.runtime.checkpoint import Checkpoints
 from consortium.runtime.program import STOP
 from consortium.runtime.seeding import derive_rng
 from consortium.topology import Party, Topology
@@ -29,7 +30,8 @@ class PartyContext:
 
     ``settings`` is the job's validated configuration (read-only by convention); ``data``
     holds this party's local data binding; ``tracker`` is set only on the party that records
-    the run (the hub).
+    the run (the hub), and ``checkpoints`` where the run keeps them (see
+    :mod:`consortium.runtime.checkpoint`).
     """
 
     party: Party
@@ -40,6 +42,7 @@ class PartyContext:
     settings: Any
     data: Any = None
     tracker: Any = None
+    checkpoints: Checkpoints | None = None
     clock: Clock = field(default_factory=SystemClock)
     _seq: dict[str, itertools.count[int]] = field(default_factory=dict, repr=False)
     _seq_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

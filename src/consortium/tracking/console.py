@@ -48,7 +48,11 @@ class ConsoleSink:
             auto_refresh=self.console.is_terminal,
             redirect_stdout=False,
         )
-        self._progress.add_task("starting", total=info.rounds if info.rounds > 0 else None)
+        self._progress.add_task(
+            "resuming" if info.resumed_after else "starting",
+            total=info.rounds if info.rounds > 0 else None,
+            completed=info.resumed_after,
+        )
         self._progress.start()
 
     def round(self, record: RoundRecord) -> None:

@@ -119,6 +119,8 @@ class MlflowSink:
             "consortium.run_id": info.run_id,
             "consortium.status": "running",
         }
+        if info.resumed_after:  # a new MLflow run holds the rounds after the checkpoint
+            tags["consortium.resumed_after"] = str(info.resumed_after)
         run = client.create_run(experiment_id, run_name=info.run_id, tags=tags)
         self._client, self.run_id, self._run_dir = client, run.info.run_id, Path(info.run_dir)
         logger.info("MLflow run %s in experiment %s at %s", self.run_id, experiment_id, uri)

@@ -63,12 +63,16 @@ class RunInfo:
     rounds: int
     """Rounds planned."""
     run_dir: Path
+    resumed_after: int = 0
+    """A run resumed from its checkpoint: the rounds already recorded (0: a new run)."""
 
     def __post_init__(self) -> None:
         if not self.run_id:
             raise ConfigError("RunInfo.run_id must not be empty")
         if self.rounds < 0:
             raise ConfigError(f"RunInfo.rounds must be >= 0, got {self.rounds}")
+        if not 0 <= self.resumed_after <= self.rounds:
+            raise ConfigError(f"RunInfo.resumed_after must be in [0, {self.rounds}]")
 
 
 @dataclass(frozen=True, kw_only=True)

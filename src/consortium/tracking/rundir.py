@@ -70,6 +70,11 @@ class RunDirectory:
                 f"RunInfo.run_dir {str(info.run_dir)!r} differs from the run directory "
                 f"{str(self.path)!r} this sink writes to; build both from the same path"
             )
+        header = {"run_id": info.run_id, "job": info.job_name, "job_hash": info.job_hash}
+        if info.resumed_after:
+            self._reopen(info.resumed_after)
+            self._header = header
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         for name in (METRICS_FILE, SUMMARY_FILE):
             if (self.path / name).exists():
@@ -77,13 +82,30 @@ class RunDirectory:
                     f"{self.path} already holds a run ({name}); give another folder "
                     "(--out), or none for a new run directory"
                 )
-        self._header = {"run_id": info.run_id, "job": info.job_name, "job_hash": info.job_hash}
+        self._header = header  # from here on, finish() writes this folder's summary
         # through JSON: plain dicts and lists, which yaml.safe_dump accepts
         job = json.loads(json.dumps(info.resolved_job, default=_json_default))
         text = yaml.safe_dump(job, sort_keys=False, allow_unicode=True)
         _write_atomically(self.path / JOB_FILE, text)
         self._metrics = open(self.path / METRICS_FILE, "x", encoding="utf-8")  # noqa: SIM115
         self._events = open(self.path / EVENTS_FILE, "x", encoding="utf-8")  # noqa: SIM115
+
+    def _reopen(self, rounds: int) -> None:
+        """Go on with the run in this folder after its first ``rounds`` rounds: the rounds
+        recorded after them (they run again) and the results of the earlier ending go."""
+        kept = [r for r in read_metrics(self.path / METRICS_FILE) if r.round <= rounds]
+        if [r.round for r in kept] != list(range(1, rounds + 1)):
+            raise ConfigError(
+                f"{self.path / METRICS_FILE}: rounds 1 to {rounds} are not all recorded; "
+                "the folder does not belong to the checkpoint"
+            )
+        text = "".join(json.dumps(r.to_json(), default=_json_default) + "\n" for r in kept)
+        _write_atomically(self.path / METRICS_FILE, text)
+        for name in (SUMMARY_FILE, MODEL_FILE, CURVES_FILE):
+            (self.path / name).unlink(missing_ok=True)
+        self._metrics = open(self.path / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        self._events = open(self.path / EVENTS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        self.event("resumed", after_round=rounds)
 
     def round(self, record: RoundRecord) -> None:
         self._append(self._metrics, record.to_json())
