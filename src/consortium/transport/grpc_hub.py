@@ -18,21 +18,9 @@ refuses a hello for another job and drops (and logs) every message that is for a
 or replays a sequence number (see :class:`~consortium.security.ReplayGuard`), relayed
 messages included; the sender stays connected.
 
-Against hostile peers (anyone who reaches the port in plain text; any certificate holder
-with mutual TLS), the hub bounds what each can cost it:
-
-- memory: a message's buffer grows as its bytes arrive, never from the size a frame
-  declares; each party has a byte budget (``party_bytes``, by default one message of the
-  largest size ``limits`` allows) covering what it has begun sending and what it sent to the
-  hub that the hub has not yet taken with ``recv``. A party over its budget is not read from
-  until the hub catches up. A message relayed to another spoke leaves the sender's budget
-  once queued for that spoke, whose queue holds at most a few messages.
-- time: a message begun must be finished within ``message_timeout`` seconds, and a new
-  stream must say a valid hello within ``handshake_timeout``; otherwise the stream is cut.
-- slots: beyond one stream per roster member, at most ``handshake_slots`` streams may be
-  saying hello at once; more are refused at once with RESOURCE_EXHAUSTED (a spoke retries),
-  and a slot comes free when its hello succeeds, fails or runs out of time.
-- the log: warnings about refused streams are throttled per kind of refusal.
+Against hostile peers the hub bounds what each can cost it in memory, time, connection slots
+and log lines (see :mod:`grpc_hub_guard`): streams beyond one per roster member and the
+handshake pool are refused at once with RESOURCE_EXHAUSTED (a spoke retries).
 """
 
 from __future__ import annotations
@@ -48,83 +36,33 @@ from typing import Any
 import grpc
 
 from consortium.clock import Clock
-from consortium.errors import DecodeError, TransportClosed, TransportError, TransportTimeout
+from consortium.errors import TransportClosed, TransportError, TransportTimeout
 from consortium.security import PartyCredentials
 from consortium.transport.base import PEER_LOST, wait_until
 from consortium.transport.grpc_common import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_LIMITS,
-    HELLO,
-    HELLO_MAX_BYTES,
     METHOD,
-    MIN_CHUNK_BYTES,
     RESERVED_PREFIX,
     WELCOME,
-    ByteBudget,
-    Deadlines,
     Outbox,
     Outgoing,
     StreamEndpoint,
-    ThrottledLog,
-    chunk_ok,
     grpc_options,
-    roster_digest,
     write_frames,
 )
-from consortium.transport.grpc_framing import Assembler
+from consortium.transport.grpc_hub_guard import HubGuard
+from consortium.transport.grpc_hub_stream import Link, Refused, read_stream
 from consortium.transport.grpc_security import peer_identities, server_credentials
-from consortium.wire import Limits, Message, decode, encode_parts
+from consortium.wire import Limits, Message, encode_parts
 
 __all__ = ["GrpcHub"]
 
 log = logging.getLogger(__name__)
 
-# A stream that is cut gets this long to end with its status before it is cancelled (its
-# peer may not be reading, which would hold the handler thread in a send).
-_CUT_GRACE_S = 5.0
 # Streams gRPC may hold beyond the roster's and the handshake pool's: the ones being turned
 # away at once. Past that gRPC itself refuses with RESOURCE_EXHAUSTED.
 _REFUSAL_SLOTS = 4
-
-
-class _Refused(Exception):
-    """The spoke is turned away or cut off; ``code`` and ``reason`` become its gRPC status."""
-
-    def __init__(self, code: grpc.StatusCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-class _Link:
-    """One spoke's stream, as the hub sees it."""
-
-    def __init__(self, *, clock: Clock, identities: frozenset[str] | None, context: Any) -> None:
-        self.party: str | None = None  # set by the hello
-        self.identities = identities  # names its verified certificate gives; None: no TLS
-        self.context = context  # the RPC, to cancel it if it does not end when cut
-        self.peer = str(context.peer())  # its address, for the log
-        self.handshaking = False  # holds a slot of the handshake pool
-        self.budget: ByteBudget | None = None  # its party's, once it said hello
-        self.reserved = 0  # bytes of its budget held by the message it is sending
-        self.assembler: Assembler | None = None  # set by the reader
-        self.outbox: Outbox[Outgoing] = Outbox(clock=clock)
-        self.chunk_bytes = MIN_CHUNK_BYTES  # until the hello says what the spoke accepts
-        self.contacts: set[str] = set()  # spokes it exchanged messages with (under hub lock)
-        self.refusal: _Refused | None = None
-        self.said_goodbye = False  # the spoke ended its side of the stream itself
-        self.finished = threading.Event()  # the RPC is over, status sent
-        self.reader: threading.Thread | None = None  # reassembles and routes what it sends
-
-    def end(self) -> None:
-        self.outbox.close("the stream ended", discard=True)
-        self.finished.set()
-        if self.budget is not None:
-            self.budget.wake()  # a reader waiting for room gives up
-
-    @property
-    def label(self) -> str:
-        return repr(self.party) if self.party else f"an unidentified spoke at {self.peer}"
 
 
 class GrpcHub(StreamEndpoint):
@@ -160,13 +98,6 @@ class GrpcHub(StreamEndpoint):
         handshake_slots: int = 4,
         handshake_timeout: float = 10.0,
     ) -> None:
-        if party_bytes is not None and party_bytes < limits.max_message_bytes:
-            raise ValueError(
-                f"party_bytes ({party_bytes}) must hold at least one message of the largest "
-                f"size the limits allow ({limits.max_message_bytes})"
-            )
-        if handshake_slots < 1 or message_timeout <= 0 or handshake_timeout <= 0:
-            raise ValueError("handshake_slots, message_timeout and handshake_timeout must be > 0")
         super().__init__(
             party=party,
             who=f"the hub {party!r}",
@@ -178,23 +109,24 @@ class GrpcHub(StreamEndpoint):
             job=job,
         )
         self._close_timeout = close_timeout
-        self._party_bytes = party_bytes or self._limits.max_message_bytes
-        self._message_timeout = message_timeout
-        self._handshake_slots = handshake_slots
-        self._handshake_timeout = handshake_timeout
+        self._bounds = HubGuard(
+            party=party,
+            peers=self._peers,
+            tls=tls is not None,
+            job=job or None,
+            clock=self._clock,
+            message_bytes=self._limits.max_message_bytes,
+            party_bytes=party_bytes,
+            message_timeout=message_timeout,
+            handshake_slots=handshake_slots,
+            handshake_timeout=handshake_timeout,
+        )
         self._tls = tls is not None
         self._job = job or None
-        self._digest = roster_digest(self._peers)
         self._cond = threading.Condition(threading.Lock())  # guards everything below
-        self._links: dict[str, _Link] = {}  # registered spokes by party name
-        self._streams: set[_Link] = set()  # every open stream, registered or not
+        self._links: dict[str, Link] = {}  # registered spokes by party name
+        self._streams: set[Link] = set()  # every open stream, registered or not
         self._told: set[tuple[str, str]] = set()  # (receiver, lost party) already notified
-        self._handshaking = 0  # streams holding a slot of the handshake pool
-        self._budgets: dict[str, ByteBudget] = {}  # per party, kept across its reconnections
-        # For each message in the mailbox (by id): its sender's budget and what it holds there.
-        self._charges: dict[int, tuple[ByteBudget, int]] = {}
-        self._refusals = ThrottledLog(log, clock=self._clock)
-        self._deadlines = Deadlines(clock=self._clock, name=f"consortium-hub-{party}-deadlines")
         slots = len(self._peers) - 1 + handshake_slots + _REFUSAL_SLOTS
         self._executor = ThreadPoolExecutor(slots, thread_name_prefix=f"consortium-hub-{party}")
         service, method = METHOD[1:].rsplit("/", 1)
@@ -215,7 +147,7 @@ class GrpcHub(StreamEndpoint):
             port, detail = 0, f": {exc}"
         if not port:
             self._executor.shutdown(wait=False)
-            self._deadlines.close()
+            self._bounds.close()
             raise TransportError(f"could not listen on {address}{detail}; is the port in use?")
         self._address = f"{address.rsplit(':', 1)[0]}:{port}"
         self._server.start()
@@ -282,25 +214,19 @@ class GrpcHub(StreamEndpoint):
         for thread in readers:
             thread.join(self._close_timeout)
         self._executor.shutdown(wait=True)
-        self._deadlines.close()
-        self._refusals.flush()
+        self._bounds.close()
         self._warnings.flush()
 
     def recv(self, timeout: float | None = None) -> Message:
         msg = self._mailbox.get(timeout)
-        with self._cond:
-            charge = self._charges.pop(id(msg), None)
-        if charge is not None:  # the message is the caller's now: its sender may send more
-            charge[0].give(charge[1])
+        self._bounds.release(msg)  # the caller's now: its sender may send more
         return msg
 
     @property
     def budget_used(self) -> dict[str, int]:
         """Per party that has said hello, the bytes of its budget in use now: the declared
         size of the message it is sending, and what it sent that ``recv`` has not taken."""
-        with self._cond:
-            budgets = dict(self._budgets)
-        return {name: budget.used for name, budget in budgets.items()}
+        return self._bounds.budget_used()
 
     @property
     def buffered_bytes(self) -> int:
@@ -313,16 +239,21 @@ class GrpcHub(StreamEndpoint):
     def _serve(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
         """The gRPC handler: start the reader, then write queued messages as frames."""
         identities = peer_identities(context) if self._tls else None
-        link = _Link(clock=self._clock, identities=identities, context=context)
+        link = Link(clock=self._clock, identities=identities, context=context)
         with self._cond:
-            busy = self._closed or self._handshaking >= self._handshake_slots
+            busy = self._closed or not self._bounds.take_slot(link)
             if not busy:
-                self._handshaking += 1
-                link.handshaking = True
                 self._streams.add(link)
                 link.reader = threading.Thread(
-                    target=self._read,
+                    target=read_stream,
                     args=(link, requests),
+                    kwargs={
+                        "bounds": self._bounds,
+                        "limits": self._limits,
+                        "on_hello": self._register,
+                        "on_message": self._route,
+                        "on_end": self._drop,
+                    },
                     name=f"consortium-hub-{self._party}-reader",
                     daemon=True,
                 )
@@ -331,22 +262,16 @@ class GrpcHub(StreamEndpoint):
                 context.set_code(grpc.StatusCode.UNAVAILABLE)
                 context.set_details(f"hub {self._party!r} is closing")
                 return
-            reason = f"{self._handshake_slots} other connections are saying hello; retry shortly"
-            self._refusals.warning(
-                "refused stream (RESOURCE_EXHAUSTED)",
-                "refusing the stream of %s: %s",
-                link.label,
-                reason,
+            slots = self._bounds.handshake_slots
+            refusal = Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{slots} other connections are saying hello; retry shortly",
             )
-            context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
-            context.set_details(reason)
+            self._bounds.refused(link, "refusing", refusal)
+            context.set_code(refusal.code)
+            context.set_details(refusal.reason)
             return
         assert link.reader is not None
-        self._deadlines.arm(
-            link,
-            self._handshake_timeout,
-            lambda: self._cut(link, f"no valid hello within {self._handshake_timeout:g} s"),
-        )
         if not context.add_callback(link.end):
             link.end()  # the RPC is already over
         link.reader.start()
@@ -358,120 +283,14 @@ class GrpcHub(StreamEndpoint):
             context.set_code(link.refusal.code)
             context.set_details(link.refusal.reason)
 
-    def _cut(self, link: _Link, reason: str) -> None:
-        """End ``link``'s stream with DEADLINE_EXCEEDED (on the deadline thread)."""
-        if link.finished.is_set():
-            return
-        if link.refusal is None:
-            link.refusal = _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, reason)
-        link.outbox.close(reason, discard=True)  # the handler returns and sends the status
-        if link.budget is not None:
-            link.budget.wake()
-        self._deadlines.arm(("cancel", link), _CUT_GRACE_S, lambda: self._cancel(link))
-
-    @staticmethod
-    def _cancel(link: _Link) -> None:
-        if not link.finished.is_set():
-            link.context.cancel()
-
-    def _read(self, link: _Link, requests: Iterator[bytes]) -> None:
-        def begin(total: int) -> None:  # a message begins: hold its declared size for it
-            if link.budget is None:
-                return  # before the hello: one message of at most HELLO_MAX_BYTES
-            if not link.budget.take(total, link.finished.is_set):
-                raise TransportClosed("the stream ended")
-            link.reserved = total
-
-        assembler = link.assembler = Assembler(
-            max_bytes=min(HELLO_MAX_BYTES, self._limits.max_message_bytes), on_begin=begin
-        )
-        timing = False  # whether a deadline runs for the message in progress
-        try:
-            for frame in requests:
-                buf = assembler.feed(frame)
-                if buf is None:
-                    if not timing and assembler.busy and link.party is not None:
-                        timing = True
-                        self._deadlines.arm(
-                            link,
-                            self._message_timeout,
-                            lambda: self._cut(
-                                link,
-                                f"a message was not finished within {self._message_timeout:g} s",
-                            ),
-                        )
-                    continue
-                if timing:
-                    timing = False
-                    self._deadlines.cancel(link)
-                msg = decode(buf, limits=self._limits)
-                if link.party is None:
-                    self._register(link, msg)
-                    assembler.max_bytes = self._limits.max_message_bytes
-                else:
-                    charge, link.reserved = link.reserved, 0
-                    self._route(link, msg, buf, charge)
-                del buf, msg  # let the message go before waiting for the next one
-            link.said_goodbye = link.refusal is None
-        except DecodeError as exc:
-            link.refusal = _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed input: {exc}")
-        except _Refused as exc:
-            link.refusal = exc
-        except (grpc.RpcError, TransportClosed):
-            pass  # the stream broke or was cut: the spoke is gone
-        except Exception as exc:  # a bug here must not take the hub down; cut this stream
-            log.exception("unexpected error on the stream of %s", link.label)
-            link.refusal = _Refused(grpc.StatusCode.INTERNAL, f"hub error: {exc}")
-        finally:
-            del assembler  # the unfinished message goes now, not when the thread is collected
-            link.assembler = None
-            if link.budget is not None and link.reserved:
-                link.budget.give(link.reserved)
-                link.reserved = 0
-            if link.refusal is not None:
-                code = link.refusal.code.name
-                self._refusals.warning(
-                    f"refused stream ({code})",
-                    "closing the stream of %s: %s",
-                    link.label,
-                    link.refusal.reason,
-                )
-            self._drop(link)
-
-    def _register(self, link: _Link, hello: Message) -> None:
-        name, meta = hello.sender, hello.meta
-        chunk = meta.get("chunk_bytes")
-        if hello.kind != HELLO:
-            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "the stream must open with a hello")
-        if name not in self._peers or name == self._party:
-            raise _Refused(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"party {name!r} is not a spoke of this job",  # the roster stays private
-            )
-        if self._tls and (link.identities is None or name not in link.identities):
-            raise _Refused(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"a spoke whose certificate is for {sorted(link.identities or ())} "
-                f"claimed to be {name!r}",
-            )
-        if meta.get("roster") != self._digest:
-            raise _Refused(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"party {name!r} was given a different roster than the hub; same job file?",
-            )
-        if self._job is not None and hello.job != self._job:
-            raise _Refused(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"party {name!r} runs job {hello.job!r}, the hub runs {self._job!r}; "
-                "did every party start from the same job file?",
-            )
-        if not chunk_ok(chunk):
-            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"bad chunk_bytes {chunk!r}")
+    def _register(self, link: Link, hello: Message) -> None:
+        name = hello.sender
+        chunk = self._bounds.check_hello(link, hello)
         with self._cond:
             if self._closed:
-                raise _Refused(grpc.StatusCode.UNAVAILABLE, f"hub {self._party!r} is closing")
+                raise Refused(grpc.StatusCode.UNAVAILABLE, f"hub {self._party!r} is closing")
             if name in self._links:
-                raise _Refused(
+                raise Refused(
                     grpc.StatusCode.ALREADY_EXISTS, f"party {name!r} is already connected"
                 )
             if link.refusal is not None:  # its handshake ran out of time meanwhile
@@ -480,14 +299,8 @@ class GrpcHub(StreamEndpoint):
             link.chunk_bytes = min(chunk, self._chunk)
             self._links[name] = link
             self._told = {pair for pair in self._told if name not in pair}
-            if link.handshaking:  # from the handshake pool to the party's own slot
-                link.handshaking = False
-                self._handshaking -= 1
-            if name not in self._budgets:
-                self._budgets[name] = ByteBudget(self._party_bytes, clock=self._clock)
-            link.budget = self._budgets[name]
+            self._bounds.introduced(link, name)
             self._cond.notify_all()
-        self._deadlines.cancel(link)
         if self._guard is not None:
             self._guard.forget(name)  # a new session numbers its messages from 1 again
         how = "with a verified certificate" if self._tls else "without TLS"
@@ -501,7 +314,7 @@ class GrpcHub(StreamEndpoint):
         )
         link.outbox.put(encode_parts(welcome), force=True)
 
-    def _route(self, link: _Link, msg: Message, buf: bytearray, charge: int) -> None:
+    def _route(self, link: Link, msg: Message, buf: bytearray, charge: int) -> None:
         """Deliver or relay ``msg`` (``buf``, holding ``charge`` bytes of the budget of its
         sender) or refuse it. The charge goes back unless ``msg`` waits in the mailbox."""
         assert link.budget is not None
@@ -512,26 +325,24 @@ class GrpcHub(StreamEndpoint):
             if not kept:
                 link.budget.give(charge)
 
-    def _deliver(self, link: _Link, msg: Message, buf: bytearray, charge: int) -> bool:
+    def _deliver(self, link: Link, msg: Message, buf: bytearray, charge: int) -> bool:
         src, dst = link.party, msg.receiver
         assert src is not None and link.budget is not None
         if msg.sender != src:
-            raise _Refused(grpc.StatusCode.PERMISSION_DENIED, f"{src!r} sent as {msg.sender!r}")
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{src!r} sent as {msg.sender!r}")
         if msg.kind.startswith(RESERVED_PREFIX):
-            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"reserved kind {msg.kind!r}")
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"reserved kind {msg.kind!r}")
         if dst not in self._peers or dst == src:
-            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"bad receiver {dst!r}")
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"bad receiver {dst!r}")
         if not self._admitted(msg):
             return False
         if dst == self._party:
-            with self._cond:  # before ``put``: ``recv`` may take it at once
-                self._charges[id(msg)] = (link.budget, charge)
+            self._bounds.hold(msg, link.budget, charge)  # before ``put``: ``recv`` may take it
             try:
                 self._mailbox.put(msg)
             except TransportClosed:  # the hub is closing
-                with self._cond:
-                    del self._charges[id(msg)]
-                return False
+                self._bounds.release(msg)
+                return True  # released: nothing more to give back
             return True
         with self._cond:
             target = self._links.get(dst)
@@ -546,16 +357,13 @@ class GrpcHub(StreamEndpoint):
             self._tell_lost(src, dst)
         return False
 
-    def _drop(self, link: _Link) -> None:
+    def _drop(self, link: Link) -> None:
         """The stream ended: forget it and tell whoever should know."""
         link.outbox.close("the stream ended", discard=True)
-        self._deadlines.cancel(link)
         name = link.party
         with self._cond:
             self._streams.discard(link)
-            if link.handshaking:
-                link.handshaking = False
-                self._handshaking -= 1
+            self._bounds.ended(link)
             if name is None or self._links.get(name) is not link:
                 return
             del self._links[name]
