@@ -11,6 +11,7 @@ import consortium
 from consortium.client import CLIENTS, FitConfig, LocalData, register_client, sgd_client
 from consortium.errors import ConfigError
 from consortium.jobs import bind_data, parse_job
+from consortium.jobs.predict import load_model
 
 
 def _records(run_dir) -> list[dict]:
@@ -18,8 +19,7 @@ def _records(run_dir) -> list[dict]:
 
 
 def _model(run_dir) -> dict[str, np.ndarray]:
-    with np.load(run_dir / "model.npz", allow_pickle=False) as archive:
-        return {k: archive[k] for k in archive.files}
+    return load_model(run_dir)[1]
 
 
 def test_a_client_that_sends_the_model_back_unchanged_leaves_it_unchanged(tmp_path, small_job):

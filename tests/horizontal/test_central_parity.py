@@ -21,6 +21,8 @@ import pytest
 
 import consortium
 from consortium.jobs import bind_data, parse_job
+from consortium.ml import read_card
+from consortium.npz import load_arrays
 
 N_TRAINERS = 5
 L2 = 3e-2  # a strongly convex loss: one optimum, which both sides come close to
@@ -137,7 +139,7 @@ def test_a_job_file_can_name_the_new_models(
     assert result.ok, result.error
     assert result.metrics["accuracy"] > 0.7  # chance is 0.1
     expected = bind_data(parse_job(job))["trainer-0"].model_factory().get_weights()
-    with np.load(tmp_path / "run" / "model.npz", allow_pickle=False) as saved:
-        assert set(saved.files) == set(expected)
-        for name, arr in expected.items():
-            assert saved[name].dtype == arr.dtype and saved[name].shape == arr.shape, name
+    card, saved = read_card(load_arrays(tmp_path / "run" / "model.npz"), "model.npz")
+    assert card.model == model["name"] and set(saved) == set(expected)
+    for name, arr in expected.items():
+        assert saved[name].dtype == arr.dtype and saved[name].shape == arr.shape, name

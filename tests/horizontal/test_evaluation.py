@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from consortium.errors import ConfigError
 from consortium.horizontal.evaluation import METRIC_AGGREGATIONS
 from consortium.jobs import bind_data, parse_job, run
+from consortium.ml import read_card
+from consortium.npz import load_arrays
 
 
 def test_aggregations_against_plain_arithmetic():
@@ -40,8 +41,7 @@ def test_federated_metrics_equal_the_weighted_mean_of_local_scores(tmp_path, sma
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     # Oracle: score the final global model on each trainer's held-out rows, by hand.
     data = bind_data(parse_job(job))
-    with np.load(tmp_path / "run" / "model.npz") as f:
-        weights = {k: f[k] for k in f.files}
+    _, weights = read_card(load_arrays(tmp_path / "run" / "model.npz"), "model.npz")
     model = data["aggregator"].model_factory()
     model.set_weights(weights)
     total, correct = 0, 0.0

@@ -9,6 +9,8 @@ import pytest
 
 import consortium
 from consortium.jobs import load_job, run
+from consortium.ml import read_card
+from consortium.npz import load_arrays
 
 
 def test_small_run_writes_everything_and_logs_to_mlflow(tmp_path, small_job, write_job, console):
@@ -32,8 +34,10 @@ def test_small_run_writes_everything_and_logs_to_mlflow(tmp_path, small_job, wri
     assert [x["round"] for x in lines] == [1, 2, 3]
     assert sorted(lines[0]["participants"]) == [f"trainer-{i}" for i in range(4)]
     assert set(lines[0]["party_metrics"]["trainer-0"]) >= {"num_examples", "train_loss"}
-    with np.load(run_dir / "model.npz", allow_pickle=False) as model:
-        assert set(model.files) == {"W", "b"} and model["W"].shape == (64, 10)
+    card, weights = read_card(load_arrays(run_dir / "model.npz"), "model.npz")
+    assert set(weights) == {"W", "b"} and weights["W"].shape == (64, 10)
+    assert (card.model, card.n_features, card.n_classes) == ("logreg", 64, 10)
+    assert card.mean is not None and card.mean.shape == (64,)  # the rows were standardised
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "accuracy" in console.file.getvalue()
 

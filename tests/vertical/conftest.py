@@ -20,9 +20,10 @@ import yaml
 
 from consortium.errors import TransportTimeout
 from consortium.jobs import bind_data, parse_job, run_inproc
+from consortium.ml import fit_standardizer
 from consortium.runtime import PartyContext, derive_rng, program_for
 from consortium.vertical.exchange import Expect
-from consortium.vertical.local import EPOCH_KEY, SPLIT_KEY, batches, fit_standardizer, split_records
+from consortium.vertical.local import EPOCH_KEY, SPLIT_KEY, batches, split_records
 from consortium.wire import Message
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

@@ -9,7 +9,8 @@ its own slice, and a factory for a model of the job's architecture.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,11 +20,16 @@ from consortium.ml import (
     DATASETS,
     MODELS,
     PARTITIONERS,
+    Model,
+    ModelCard,
+    apply_standardizer,
+    fit_standardizer,
     load_dataset,
     model_factory,
-    standardize,
+    read_card,
     train_test_split,
 )
+from consortium.npz import load_arrays
 from consortium.runtime import BINDERS, LocalData, derive_seed
 
 __all__ = ["RowBinder"]
@@ -85,6 +91,52 @@ def _hold_out(job: Any, party: str, rows: Any, fraction: float) -> tuple[Any, An
         raise ConfigError(f"{job.source}: data.roles: holdout for {party}: {exc}") from None
 
 
+def _model_builder(job: Any, card: ModelCard) -> Callable[[], Model]:
+    """Builds the job's model: from its seed, or holding the weights of the saved model
+    ``model.init.from`` names (which must be of the same architecture)."""
+    spec = job.spec.model
+    try:
+        build = model_factory(
+            card.model,
+            n_features=card.n_features,
+            n_classes=card.n_classes,
+            seed=card.seed,
+            **card.args,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{job.source}: model: {exc}") from None
+    if spec.init is None:
+        return build
+    path = Path(job.base_dir) / spec.init.from_
+    if path.is_dir():
+        path = path / "model.npz"
+    where = f"{job.source}: model.init.from: {path}"
+    try:
+        arrays = load_arrays(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{job.source}: model.init.from: {exc}") from None
+    saved, weights = read_card(arrays, where)
+    mine = (card.model, dict(card.args), card.n_features, card.n_classes)
+    theirs = (saved.model, dict(saved.args), saved.n_features, saved.n_classes)
+    if mine != theirs:
+        raise ConfigError(
+            f"{where}: a model {saved.model!r} {saved.args} for {saved.n_features} features "
+            f"and {saved.n_classes} classes, this job trains {card.model!r} {dict(card.args)} "
+            f"for {card.n_features} and {card.n_classes}"
+        )
+    try:
+        build().set_weights(weights)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    def build_saved() -> Model:
+        model = build()
+        model.set_weights(weights)
+        return model
+
+    return build_saved
+
+
 def _registered(registry: Any, name: str, where: str, source: str) -> None:
     try:
         registry.get(name)
@@ -101,19 +153,23 @@ def _bind_rows(job: Any, parties: Collection[str] | None) -> dict[str, LocalData
         train, test = train_test_split(full, test_fraction=spec.data.test_fraction, seed=spec.seed)
     except (ConfigError, ValueError) as exc:
         raise ConfigError(f"{job.source}: data: {exc}") from None
+    mean = scale = None
     if spec.data.standardize:
-        train, test = standardize(train, test)
-    splits = {"train": train, "test": test, "none": None}
-    try:
-        build = model_factory(
-            spec.model.name,
-            n_features=int(full.x.shape[1]),
-            n_classes=full.n_classes,
-            seed=derive_seed(spec.seed, _MODEL_SEED_KEY),
-            **spec.model.args,
+        mean, scale = fit_standardizer(train.x)
+        train, test = (
+            dataclasses.replace(ds, x=apply_standardizer(ds.x, mean, scale)) for ds in (train, test)
         )
-    except ConfigError as exc:
-        raise ConfigError(f"{job.source}: model: {exc}") from None
+    splits = {"train": train, "test": test, "none": None}
+    card = ModelCard(
+        model=spec.model.name,
+        args=spec.model.args,
+        n_features=int(full.x.shape[1]),
+        n_classes=full.n_classes,
+        seed=derive_seed(spec.seed, _MODEL_SEED_KEY),
+        mean=mean,
+        scale=scale,
+    )
+    build = _model_builder(job, card)
     out: dict[str, LocalData] = {}
     for role in {p.role for p in job.topology.parties}:
         members = job.topology.with_role(role)
@@ -139,7 +195,7 @@ def _bind_rows(job: Any, parties: Collection[str] | None) -> dict[str, LocalData
             own: tuple[Any, Any] = (None, share) if is_test else (share, None)
             if binding is not None and binding.holdout > 0 and own[0] is not None:
                 own = _hold_out(job, name, own[0], binding.holdout)
-            out[name] = LocalData(train=own[0], test=own[1], model_factory=build)
+            out[name] = LocalData(train=own[0], test=own[1], model_factory=build, card=card)
     return out
 
 

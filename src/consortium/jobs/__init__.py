@@ -12,6 +12,7 @@ from consortium.jobs.job import LAUNCHERS, Launcher, LoadedJob, bind_data
 from consortium.jobs.launchers import run_inproc
 from consortium.jobs.load import apply_overrides, load_job, parse_job
 from consortium.jobs.party import run_party
+from consortium.jobs.predict import Predictions, load_model, predict
 from consortium.jobs.processes import run_processes
 from consortium.jobs.result import RunResult
 from consortium.jobs.spec import JobSpec
@@ -21,11 +22,14 @@ __all__ = [
     "JobSpec",
     "Launcher",
     "LoadedJob",
+    "Predictions",
     "RunResult",
     "apply_overrides",
     "bind_data",
     "load_job",
+    "load_model",
     "parse_job",
+    "predict",
     "resolve_run_dir",
     "run",
     "run_inproc",

@@ -13,7 +13,7 @@ from typing import Any
 from consortium.errors import ConfigError, ConsortiumError
 from consortium.jobs.job import LoadedJob
 from consortium.jobs.result import RunResult
-from consortium.runtime import Checkpoints, Outcome, PartyContext
+from consortium.runtime import Checkpoints, LocalData, Outcome, PartyContext
 from consortium.tracking import (
     MlflowSettings,
     RunInfo,
@@ -108,6 +108,8 @@ def host_driver(
             dropouts=dict(outcome.dropouts),
         )
         model = outcome.model
+        if model is not None and isinstance(ctx.data, LocalData) and ctx.data.card is not None:
+            model = {**model, **ctx.data.card.arrays()}  # so that the saved model predicts
     except BaseException as exc:
         # Record the failure first, so finished rounds are never lost; then a bug (not a
         # run failure) propagates with its traceback.

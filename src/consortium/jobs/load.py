@@ -152,7 +152,7 @@ def parse_job(
             f"topology.roles.{party.role}",
             source,
         )
-    resolved = spec.model_dump(mode="json")
+    resolved = spec.model_dump(mode="json", by_alias=True)
     resolved["algorithm"] = algorithm.model_dump(mode="json")
     job = LoadedJob(
         spec=spec,

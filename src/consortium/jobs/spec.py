@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
 from consortium.spec import PluginRef, Strict
 
@@ -19,6 +19,8 @@ __all__ = [
     "DataSpec",
     "JobSpec",
     "MlflowSpec",
+    "ModelInit",
+    "ModelSpec",
     "RoleBinding",
     "RoleSpec",
     "RuntimeSpec",
@@ -99,6 +101,25 @@ class DataSpec(Strict):
     roles: dict[str, RoleBinding] = Field(default_factory=_default_bindings)
 
 
+class ModelInit(Strict):
+    """Where training starts: the model another run saved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(
+        alias="from",
+        min_length=1,
+        description="a run directory, or its model.npz; relative to the job file",
+    )
+
+
+class ModelSpec(PluginRef):
+    """The registered model by name, with its arguments; ``init`` starts it from a saved
+    model of the same architecture instead of its seed."""
+
+    init: ModelInit | None = None
+
+
 class MlflowSpec(Strict):
     enabled: bool = True
     tracking_uri: str | None = Field(
@@ -175,7 +196,7 @@ class JobSpec(Strict):
     data: DataSpec | None = Field(
         default=None, description="what each role holds; the protocol says whether it is needed"
     )
-    model: PluginRef | None = None
+    model: ModelSpec | None = None
     algorithm: dict[str, Any]
     tracking: TrackingSpec = TrackingSpec()
     runtime: RuntimeSpec = RuntimeSpec()

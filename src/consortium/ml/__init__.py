@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from consortium.ml._affine import LinearRegression, SoftmaxRegression
+from consortium.ml.card import ModelCard, read_card
 from consortium.ml.datasets import (
     DATASETS,
     Dataset,
     DatasetLoader,
     Task,
+    apply_standardizer,
     classification,
+    fit_standardizer,
     load_dataset,
     regression,
     standardize,
@@ -56,6 +59,7 @@ __all__ = [
     "LinearRegression",
     "LogisticRegressionModel",
     "Model",
+    "ModelCard",
     "ModelFactory",
     "Partitioner",
     "SGDClassifierModel",
@@ -64,16 +68,19 @@ __all__ = [
     "Task",
     "TorchModel",
     "accuracy",
+    "apply_standardizer",
     "build_model",
     "check_fit_args",
     "check_weights",
     "classification",
     "dirichlet",
+    "fit_standardizer",
     "iid",
     "load_dataset",
     "model_factory",
     "partition",
     "r2_score",
+    "read_card",
     "regression",
     "shards",
     "standardize",

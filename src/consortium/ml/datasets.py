@@ -25,7 +25,9 @@ __all__ = [
     "Dataset",
     "DatasetLoader",
     "Task",
+    "apply_standardizer",
     "classification",
+    "fit_standardizer",
     "load_dataset",
     "regression",
     "standardize",
@@ -184,15 +186,26 @@ def standardize(train: Dataset, test: Dataset) -> tuple[Dataset, Dataset]:
     about the test rows leaks into training."""
     if train.n_features != test.n_features:
         raise ValueError(f"train has {train.n_features} features but test has {test.n_features}")
-    x = train.x.astype(np.float64)
-    mean = x.mean(axis=0)
-    # a constant column can have a rounding-error std of 1e-17; test constancy exactly
-    std = np.where(np.ptp(x, axis=0) == 0.0, 1.0, x.std(axis=0))
+    mean, scale = fit_standardizer(train.x)
 
     def scaled(ds: Dataset) -> Dataset:
-        return dataclasses.replace(ds, x=((ds.x - mean) / std).astype(np.float32))
+        return dataclasses.replace(ds, x=apply_standardizer(ds.x, mean, scale))
 
     return scaled(train), scaled(test)
+
+
+def fit_standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale (standard deviation) of each column of the training rows, float64; a
+    constant column keeps a scale of 1 (its std can be a rounding error of 1e-17, so
+    constancy is tested exactly)."""
+    values = np.asarray(x, dtype=np.float64)
+    mean = values.mean(axis=0)
+    return mean, np.where(np.ptp(values, axis=0) == 0.0, 1.0, values.std(axis=0))
+
+
+def apply_standardizer(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``x`` standardised as :func:`standardize` does it, as float32."""
+    return ((np.asarray(x, dtype=np.float32) - mean) / scale).astype(np.float32)
 
 
 @DATASETS.decorator("digits")

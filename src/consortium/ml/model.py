@@ -84,6 +84,9 @@ class Model(Protocol):
         """``loss`` and ``accuracy`` for classification; ``loss`` (MSE) and ``r2`` for
         regression."""
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The predicted class of each row (classification) or its predicted target."""
+
     def num_parameters(self) -> int:
         """The number of trainable scalars."""
 

@@ -240,13 +240,25 @@ class TorchModel:
 
         return correct
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        import torch
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The predicted class of each row, or the predicted target (regression)."""
+        return self._run(np.asarray(x), None)[0]
 
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         x, y = np.asarray(x), np.asarray(y)
         if len(y) == 0 or len(x) != len(y):
             raise ValueError(f"cannot evaluate on x of shape {x.shape} and y of shape {y.shape}")
-        xt, yt = self._tensors(x, y)
+        predicted, total = self._run(x, y)
+        if self.task == "classification":
+            return {"loss": total / len(y), "accuracy": accuracy(predicted, y)}
+        return {"loss": total / len(y), "r2": r2_score(predicted.astype(np.float64), y)}
+
+    def _run(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, float]:
+        """The predictions for ``x`` by batches, and the summed loss against ``y`` (0.0
+        without labels)."""
+        import torch
+
+        xt, yt = self._tensors(x, np.zeros(len(x)) if y is None else y)
         self.module.eval()
         classify = self.task == "classification"
         total = 0.0
@@ -255,12 +267,10 @@ class TorchModel:
             for start in range(0, len(xt), self.eval_batch_size):
                 stop = start + self.eval_batch_size
                 out = self.module(xt[start:stop])
-                total += float(self._loss(out, yt[start:stop])) * len(out)
+                if y is not None:
+                    total += float(self._loss(out, yt[start:stop])) * len(out)
                 outputs.append((out.argmax(dim=1) if classify else out.reshape(-1)).cpu().numpy())
-        predicted = np.concatenate(outputs)
-        if classify:
-            return {"loss": total / len(y), "accuracy": accuracy(predicted, y)}
-        return {"loss": total / len(y), "r2": r2_score(predicted.astype(np.float64), y)}
+        return np.concatenate(outputs), total
 
 
 def _classifier(name: str, *, n_classes: int | None, seed: int, **args: Any) -> TorchModel:

@@ -30,9 +30,11 @@ BINDERS: Registry[DataBinder] = Registry("data binder")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalData:
-    """A party's own training and test data (``None`` where the role holds none) and a
-    factory for a fresh model of the job's architecture."""
+    """A party's own training and test data (``None`` where the role holds none), a
+    factory for a fresh model of the job's architecture, and the card saved with the trained
+    model so that it predicts on its own (horizontal: :class:`consortium.ml.ModelCard`)."""
 
     train: Any = None
     test: Any = None
     model_factory: Callable[[], Any] | None = None
+    card: Any = None

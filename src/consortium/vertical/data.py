@@ -97,6 +97,11 @@ class VerticalBinder:
             raise ConfigError(f"{source}: data: the vertical protocol needs a data section")
         if spec.model is None:
             raise ConfigError(f"{source}: model: the vertical protocol needs a model")
+        if spec.model.init is not None:
+            raise ConfigError(
+                f"{source}: model.init: the vertical protocol starts from saved parts with "
+                "algorithm.parts_dir, not from one saved model"
+            )
         try:
             DATASETS.get(spec.data.dataset.name)
         except PluginError as exc:

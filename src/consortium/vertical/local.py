@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from consortium.errors import RunFailed
+from consortium.ml import fit_standardizer
 from consortium.npz import save_arrays
 from consortium.runtime import PartyContext, derive_seed
 from consortium.vertical.data import VerticalData
@@ -31,7 +32,6 @@ __all__ = [
     "MasterPart",
     "MemberPart",
     "batches",
-    "fit_standardizer",
     "load_part",
     "master_part",
     "member_part",
@@ -79,14 +79,6 @@ def batches(
     if len(out) > 1 and len(out[-1]) < min_size:
         out[-2:] = [np.concatenate(out[-2:])]
     return out
-
-
-def fit_standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of each column of the training rows (a constant column keeps scale 1)."""
-    values = np.asarray(x, dtype=np.float64)
-    mean = values.mean(axis=0)
-    scale = np.where(np.ptp(values, axis=0) == 0.0, 1.0, values.std(axis=0))
-    return mean, scale
 
 
 def part_path(settings: VerticalSettings, party: str) -> Path | None:
