@@ -18,7 +18,7 @@ import pytest
 
 from consortium.clock import FakeClock
 from consortium.errors import TransportClosed, TransportError, TransportTimeout
-from consortium.transport import PEER_LOST, GrpcHub, GrpcSpoke
+from consortium.transport import PEER_BACK, PEER_LOST, GrpcHub, GrpcSpoke
 from consortium.transport.grpc_common import (
     HELLO,
     METHOD,
@@ -226,6 +226,8 @@ def test_a_spoke_may_come_back_after_leaving(hub, spokes):
     assert hub.recv(timeout=WAIT_S).kind == PEER_LOST
     again = GrpcSpoke(party=S1, peers=NAMES, hub=hub.address)
     try:
+        back = hub.recv(timeout=WAIT_S)
+        assert (back.kind, back.sender) == (PEER_BACK, S1)
         assert_round_trip(hub, again)
     finally:
         again.close()

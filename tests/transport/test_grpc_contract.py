@@ -22,3 +22,7 @@ class TestGrpcContract(TransportContract):
                 endpoint.close()
             raise
         return made
+
+    def reconnect(self, endpoints: dict[str, Endpoint], name: str) -> Endpoint:
+        hub = next(ep for ep in endpoints.values() if isinstance(ep, GrpcHub))
+        return GrpcSpoke(party=name, peers=list(endpoints), hub=hub.address)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from consortium.clock import FakeClock
-from consortium.transport import PEER_LOST, GrpcHub, GrpcSpoke
+from consortium.transport import PEER_BACK, PEER_LOST, GrpcHub, GrpcSpoke
 from consortium.transport.grpc_common import (
     HELLO,
     METHOD,
@@ -155,6 +155,7 @@ def test_an_unfinished_message_is_cut_after_its_deadline_and_the_others_go_on():
         assert (lost.kind, lost.sender) == (PEER_LOST, S1)
         assert_round_trip(hub, good)
         again = GrpcSpoke(party=S1, peers=NAMES, hub=hub.address)  # its slot came free
+        assert hub.recv(timeout=WAIT_S).kind == PEER_BACK
         assert_round_trip(hub, again)
         again.close()
     finally:

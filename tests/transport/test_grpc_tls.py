@@ -15,7 +15,7 @@ import pytest
 
 from consortium.errors import TransportError, TransportTimeout
 from consortium.security import Authority, PartyCredentials
-from consortium.transport import PEER_LOST, GrpcHub, GrpcSpoke
+from consortium.transport import PEER_BACK, PEER_LOST, GrpcHub, GrpcSpoke
 from consortium.transport.grpc_common import HELLO, METHOD, MIN_CHUNK_BYTES, roster_digest
 from consortium.transport.grpc_framing import Assembler, iter_frames
 from consortium.transport.grpc_security import hub_channel
@@ -299,4 +299,5 @@ def test_a_spoke_that_comes_back_numbers_from_one_again(hub, dial):
     first.close()
     assert hub.recv(timeout=WAIT_S).kind == PEER_LOST
     again = dial(S1)
+    assert hub.recv(timeout=WAIT_S).kind == PEER_BACK
     assert_served(hub, again, 1)

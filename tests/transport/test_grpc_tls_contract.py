@@ -38,3 +38,13 @@ class TestGrpcTlsContract(TransportContract):
                 endpoint.close()
             raise
         return made
+
+    def reconnect(self, endpoints: dict[str, Endpoint], name: str) -> Endpoint:
+        hub = next(ep for ep in endpoints.values() if isinstance(ep, GrpcHub))
+        return GrpcSpoke(  # a fresh certificate for the same identity
+            party=name,
+            peers=list(endpoints),
+            hub=hub.address,
+            tls=self._tls(name),
+            hub_party=hub.party,
+        )

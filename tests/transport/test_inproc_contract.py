@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from consortium.testing import TransportContract
-from consortium.transport import PEER_LOST, Endpoint, InprocNetwork
+from consortium.transport import PEER_LOST, Endpoint, InprocEndpoint, InprocNetwork
 from consortium.wire import Message
 
 
@@ -16,6 +16,11 @@ class TestInprocContract(TransportContract):
     def make_endpoints(self, names: list[str], **opts: Any) -> dict[str, Endpoint]:
         network = InprocNetwork()
         return {name: network.endpoint(name) for name in names}
+
+    def reconnect(self, endpoints: dict[str, Endpoint], name: str) -> Endpoint:
+        old = endpoints[name]
+        assert isinstance(old, InprocEndpoint)
+        return old.network.endpoint(name)
 
 
 def test_a_party_that_leaves_unread_tells_those_who_wrote_to_it():

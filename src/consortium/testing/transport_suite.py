@@ -1,7 +1,7 @@
 """The contract every transport must pass, as a pytest base class.
 
-Subclass :class:`TransportContract` in a test module and implement :meth:`make_endpoints`;
-pytest then runs every ``test_*`` below against that transport::
+Subclass :class:`TransportContract` in a test module and implement :meth:`make_endpoints`
+and :meth:`reconnect`; pytest then runs every ``test_*`` below against that transport::
 
     class TestInproc(TransportContract):
         def make_endpoints(self, names, **opts):
@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from consortium.errors import TransportClosed, TransportError, TransportTimeout
-from consortium.transport.base import PEER_LOST, Endpoint
+from consortium.transport.base import PEER_BACK, PEER_LOST, Endpoint
 from consortium.wire import ALLOWED_DTYPES, Message
 
 __all__ = ["TransportContract", "assert_same_message"]
@@ -92,6 +92,11 @@ class TransportContract:
 
     def make_endpoints(self, names: list[str], **opts: Any) -> dict[str, Endpoint]:
         """Connected endpoints for ``names`` (the first is the hub, if there is one)."""
+        raise NotImplementedError
+
+    def reconnect(self, endpoints: dict[str, Endpoint], name: str) -> Endpoint:
+        """A new endpoint for ``name`` (not the hub), whose endpoint in ``endpoints`` (made
+        by :meth:`make_endpoints`) was closed: the party is back in the same federation."""
         raise NotImplementedError
 
     @pytest.fixture
@@ -254,6 +259,24 @@ class TransportContract:
         if stayer == HUB:
             with pytest.raises(TransportClosed):
                 eps[HUB].send(Message(kind="late", sender=HUB, receiver=leaver))
+
+    @pytest.mark.parametrize("stayer", [HUB, S2])
+    def test_a_party_that_comes_back_is_announced_and_reachable(
+        self, connect: Connect, stayer: str
+    ) -> None:
+        eps = connect(HUB, S1, S2)
+        eps[S1].send(Message(kind="hi", sender=S1, receiver=stayer))
+        assert eps[stayer].recv(timeout=WAIT_S).kind == "hi"
+        eps[S1].close()
+        lost = eps[stayer].recv(timeout=WAIT_S)
+        assert (lost.kind, lost.sender) == (PEER_LOST, S1)
+        eps[S1] = self.reconnect(eps, S1)  # the fixture closes it
+        back = eps[stayer].recv(timeout=WAIT_S)
+        assert (back.kind, back.sender, back.receiver) == (PEER_BACK, S1, stayer)
+        eps[stayer].send(Message(kind="again", sender=stayer, receiver=S1))
+        assert eps[S1].recv(timeout=WAIT_S).kind == "again"
+        eps[S1].send(Message(kind="again", sender=S1, receiver=stayer))
+        assert eps[stayer].recv(timeout=WAIT_S).kind == "again"
 
     def test_closing_leaves_no_threads_behind(self) -> None:
         before = set(threading.enumerate())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from consortium.transport.base import PEER_LOST, Endpoint, Mailbox
+from consortium.transport.base import PEER_BACK, PEER_LOST, Endpoint, Mailbox
 from consortium.transport.inproc import InprocEndpoint, InprocNetwork
 
 if TYPE_CHECKING:
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from consortium.transport.grpc_spoke import GrpcSpoke
 
 __all__ = [
+    "PEER_BACK",
     "PEER_LOST",
     "Endpoint",
     "GrpcHub",

@@ -3,7 +3,10 @@
 A transport hands each party an :class:`Endpoint`. Programs and the runtime use only
 ``send``, ``recv`` and ``close``; they never see addresses, sockets or gRPC errors.
 A transport that learns a peer is gone delivers a :data:`PEER_LOST` message from that peer,
-so the runtime can stop waiting for it before its deadline.
+so the runtime can stop waiting for it before its deadline. When that peer connects again
+(a restarted process under the same name and, with TLS, the same certificate identity) the
+transport delivers :data:`PEER_BACK` from it to every party that was told it was lost,
+after the PEER_LOST and before anything the peer sends on its new connection.
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ from consortium.clock import Clock, SystemClock
 from consortium.errors import TransportClosed, TransportTimeout
 from consortium.wire import Message
 
-__all__ = ["PEER_LOST", "Endpoint", "Mailbox", "wait_until"]
+__all__ = ["PEER_BACK", "PEER_LOST", "Endpoint", "Mailbox", "wait_until"]
 
 PEER_LOST = "transport.peer_lost"
 """Kind of the message a transport delivers, as if from the peer, when that peer is gone."""
+
+PEER_BACK = "transport.peer_back"
+"""Kind of the message a transport delivers, as if from the peer, when a peer it reported
+with :data:`PEER_LOST` is connected again. The peer is a new session: a program that wants
+it to take part again waits for what the peer's program says when it starts (a JOIN)."""
 
 
 @runtime_checkable

@@ -10,7 +10,8 @@ re-encoded).
 A spoke that sends a malformed frame or message, or speaks as someone else, is logged and
 disconnected; the hub keeps serving the others. When a spoke's stream ends for any reason
 the hub delivers :data:`PEER_LOST` from it to its own mailbox and to every spoke it
-exchanged messages with.
+exchanged messages with; the party may connect again (a new hello once its old stream is
+gone), and whoever was told it was lost is then told :data:`PEER_BACK`.
 
 With ``tls`` the hub serves mutual TLS (see :mod:`grpc_security`): a spoke's identity is the
 name in its verified certificate, and its hello must claim that name. With ``job`` the hub
@@ -38,7 +39,7 @@ import grpc
 from consortium.clock import Clock
 from consortium.errors import TransportClosed, TransportError, TransportTimeout
 from consortium.security import PartyCredentials
-from consortium.transport.base import PEER_LOST, wait_until
+from consortium.transport.base import PEER_BACK, PEER_LOST, wait_until
 from consortium.transport.grpc_common import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_LIMITS,
@@ -127,6 +128,7 @@ class GrpcHub(StreamEndpoint):
         self._links: dict[str, Link] = {}  # registered spokes by party name
         self._streams: set[Link] = set()  # every open stream, registered or not
         self._told: set[tuple[str, str]] = set()  # (receiver, lost party) already notified
+        self._gone: set[str] = set()  # parties reported lost to the hub's own mailbox
         slots = len(self._peers) - 1 + handshake_slots + _REFUSAL_SLOTS
         self._executor = ThreadPoolExecutor(slots, thread_name_prefix=f"consortium-hub-{party}")
         service, method = METHOD[1:].rsplit("/", 1)
@@ -298,8 +300,12 @@ class GrpcHub(StreamEndpoint):
             link.party = name
             link.chunk_bytes = min(chunk, self._chunk)
             self._links[name] = link
+            told = sorted(receiver for receiver, lost in self._told if lost == name)
             self._told = {pair for pair in self._told if name not in pair}
             self._bounds.introduced(link, name)
+            # Under the lock, so never ahead of the PEER_LOST it answers.
+            self._announce(PEER_BACK, name, told, hub=name in self._gone)
+            self._gone.discard(name)
             self._cond.notify_all()
         if self._guard is not None:
             self._guard.forget(name)  # a new session numbers its messages from 1 again
@@ -367,18 +373,29 @@ class GrpcHub(StreamEndpoint):
             if name is None or self._links.get(name) is not link:
                 return
             del self._links[name]
-            contacts = sorted(link.contacts)
-            closing = self._closed
-        if closing:
-            return
+            if self._closed:
+                return
+            self._gone.add(name)
+            told = [c for c in sorted(link.contacts) if (c, name) not in self._told]
+            self._told.update((c, name) for c in told)
+            self._announce(PEER_LOST, name, told, hub=True)
         if link.said_goodbye:
             log.info("party %r left hub %r", name, self._party)
         else:
             log.warning("lost party %r at hub %r", name, self._party)
-        with contextlib.suppress(TransportClosed):
-            self._mailbox.put(Message(kind=PEER_LOST, sender=name, receiver=self._party))
-        for other in contacts:
-            self._tell_lost(other, name)
+
+    def _announce(self, kind: str, party: str, spokes: Iterable[str], *, hub: bool) -> None:
+        """Deliver a ``kind`` notice from ``party`` to ``spokes`` and, with ``hub``, to the
+        hub's own mailbox (under the hub's lock: notices about one party keep their order)."""
+        if hub:
+            with contextlib.suppress(TransportClosed):
+                self._mailbox.put(Message(kind=kind, sender=party, receiver=self._party))
+        for receiver in spokes:
+            target = self._links.get(receiver)
+            if target is not None:
+                with contextlib.suppress(TransportClosed):
+                    notice = Message(kind=kind, sender=party, receiver=receiver)
+                    target.outbox.put(encode_parts(notice), force=True)
 
     def _tell_lost(self, receiver: str, lost: str) -> None:
         """Send ``receiver`` one PEER_LOST from ``lost`` (once per disappearance)."""

@@ -9,7 +9,8 @@ spoke delivers :data:`PEER_LOST` from the hub and refuses further sends.
 With ``tls`` the spoke speaks mutual TLS and accepts only a hub whose certificate names
 ``hub_party`` (see :mod:`grpc_security`). With ``job`` it drops (and logs) every message
 that is for another job or replays a sequence number; transport notices are exempt (only
-the hub can send them), and a :data:`PEER_LOST` from a party starts its numbering afresh.
+the hub can send them), and a :data:`PEER_LOST` from a party starts its numbering afresh
+(a :data:`PEER_BACK` follows if it connects again).
 
 A hub that turns the hello away because it is busy (RESOURCE_EXHAUSTED: its handshake slots
 are taken) or unavailable is tried again, with exponential backoff and jitter, until

@@ -16,7 +16,7 @@ import numpy as np
 
 from consortium.clock import Clock, SystemClock
 from consortium.errors import TransportClosed, TransportError
-from consortium.transport.base import PEER_LOST, Mailbox
+from consortium.transport.base import PEER_BACK, PEER_LOST, Mailbox
 from consortium.wire import Message
 
 __all__ = ["InprocEndpoint", "InprocNetwork"]
@@ -46,16 +46,22 @@ class InprocNetwork:
         self._clock = clock or SystemClock()
         self._mailboxes: dict[str, Mailbox] = {}
         self._senders: dict[str, set[str]] = {}  # receiver -> who has sent to it
+        self._told: dict[str, set[str]] = {}  # a party that left -> who was told it was lost
         self._lock = threading.Lock()
 
     def endpoint(self, party: str, *, mailbox: Mailbox | None = None) -> InprocEndpoint:
         """A new endpoint for ``party``, receiving into ``mailbox`` (a new one by default;
-        the in-process launcher gives actors a mailbox that schedules them on each put)."""
+        the in-process launcher gives actors a mailbox that schedules them on each put). A
+        party that left and comes back is announced with PEER_BACK to whom was told it left."""
         with self._lock:
             if party in self._mailboxes and not self._mailboxes[party].closed:
                 raise TransportError(f"party {party!r} already has an open endpoint")
             box = mailbox if mailbox is not None else Mailbox(clock=self._clock)
             self._mailboxes[party] = box
+            told = [(n, self._mailboxes[n]) for n in sorted(self._told.pop(party, ()))]
+        for name, other in told:
+            with contextlib.suppress(TransportClosed):
+                other.put(Message(kind=PEER_BACK, sender=party, receiver=name))
         return InprocEndpoint(party=party, network=self, mailbox=box)
 
     def _deliver(self, msg: Message) -> None:
@@ -74,10 +80,12 @@ class InprocNetwork:
         with self._lock:
             contacts = contacts | self._senders.pop(party, set())
             others = [(n, self._mailboxes[n]) for n in contacts if n in self._mailboxes]
+            others = [(n, box) for n, box in others if n != party and not box.closed]
+            self._told[party] = {n for n, _ in others}
+        # Delivered outside the lock: an actor may run (and close) on the put.
         for name, box in others:
-            if name != party and not box.closed:
-                with contextlib.suppress(TransportClosed):
-                    box.put(Message(kind=PEER_LOST, sender=party, receiver=name))
+            with contextlib.suppress(TransportClosed):
+                box.put(Message(kind=PEER_LOST, sender=party, receiver=name))
 
 
 class InprocEndpoint:
@@ -90,6 +98,11 @@ class InprocEndpoint:
     @property
     def party(self) -> str:
         return self._party
+
+    @property
+    def network(self) -> InprocNetwork:
+        """The network this endpoint belongs to (a party that left may join it again)."""
+        return self._network
 
     def send(self, msg: Message) -> None:
         if self._mailbox.closed:
