@@ -10,9 +10,9 @@ import pytest
 
 from consortium.clock import FakeClock
 from consortium.errors import PartyCrashed, QuorumLost
-from consortium.runtime import CRASHED, PartyContext, gather, quorum_size
+from consortium.runtime import CRASHED, JOIN, PartyContext, gather, quorum_size
 from consortium.topology import RoleDecl, TopologyDecl, expand
-from consortium.transport import InprocNetwork
+from consortium.transport import PEER_BACK, InprocNetwork
 
 TRAINERS = ["trainer-0", "trainer-1", "trainer-2"]
 
@@ -155,3 +155,111 @@ def test_crash_notice_fails_at_once(world):
 )
 def test_quorum_size(fraction, expected, need):
     assert quorum_size(fraction, expected) == need
+
+
+def back_again(ctxs: dict[str, PartyContext], name: str) -> PartyContext:
+    """``name`` leaves (after talking to the aggregator) and comes back on a new endpoint."""
+    old = ctxs[name]
+    old.send("hello", "aggregator")
+    old.endpoint.close()
+    network = old.endpoint.network  # type: ignore[attr-defined]
+    return PartyContext(
+        party=old.party,
+        topology=old.topology,
+        endpoint=network.endpoint(name),
+        job_id="j",
+        seed=1,
+        settings=None,
+        clock=old.clock,
+    )
+
+
+def test_a_party_lost_and_back_is_asked_again_while_the_quorum_needs_it(world):
+    _, ctxs = world
+    for t in TRAINERS[:2]:
+        ctxs[t].send("fit.reply", "aggregator", round=1)
+    again = back_again(ctxs, "trainer-2")
+    again.send(JOIN, "aggregator")
+    asked: list[str] = []
+
+    def on_back(msg) -> bool:
+        asked.append(msg.sender)
+        again.send("fit.reply", "aggregator", round=1)  # the answer to the request anew
+        return True
+
+    result = gather(
+        ctxs["aggregator"],
+        expected=TRAINERS,
+        kind="fit.reply",
+        round=1,
+        timeout=10.0,
+        quorum=3,
+        on_reply=lambda m: None,
+        on_back=on_back,
+    )
+    assert asked == ["trainer-2"]
+    assert sorted(result.replied) == TRAINERS
+    assert result.failures == {} and result.lost == set()
+
+
+def test_a_party_that_replied_and_came_back_counts_once(world):
+    _, ctxs = world
+    ctxs["trainer-2"].send("fit.reply", "aggregator", round=1)
+    again = back_again(ctxs, "trainer-2")
+    again.send(JOIN, "aggregator")
+    again.send("fit.reply", "aggregator", round=1)  # a stray second answer
+    for t in TRAINERS[:2]:
+        ctxs[t].send("fit.reply", "aggregator", round=1)
+    others: list[str] = []
+    result = gather(
+        ctxs["aggregator"],
+        expected=TRAINERS,
+        kind="fit.reply",
+        round=1,
+        timeout=10.0,
+        quorum=3,
+        on_reply=lambda m: None,
+        on_other=lambda m: others.append(m.kind),
+        on_back=lambda m: pytest.fail("a party that replied is not asked again"),
+    )
+    assert result.replied == ["trainer-2", *TRAINERS[:2]]
+    assert result.lost == {"trainer-2"} and result.failures == {}
+    assert others == ["hello", PEER_BACK, JOIN, "fit.reply"]  # the JOIN is the caller's
+
+
+def test_a_lost_party_is_not_waited_for_once_the_quorum_holds(world):
+    _, ctxs = world
+    for t in TRAINERS[:2]:
+        ctxs[t].send("fit.reply", "aggregator", round=1)
+    ctxs["trainer-2"].send("hello", "aggregator")
+    ctxs["trainer-2"].endpoint.close()
+    result = gather(  # returns without the clock moving
+        ctxs["aggregator"],
+        expected=TRAINERS,
+        kind="fit.reply",
+        round=1,
+        timeout=10.0,
+        quorum=2,
+        on_reply=lambda m: None,
+        on_back=lambda m: True,
+    )
+    assert result.failures == {"trainer-2": "disconnected"}
+
+
+def test_a_join_gather_takes_a_returning_partys_join_as_its_reply(world):
+    _, ctxs = world
+    for t in TRAINERS[:2]:
+        ctxs[t].send(JOIN, "aggregator")
+    again = back_again(ctxs, "trainer-2")  # lost before joining
+    again.send(JOIN, "aggregator")
+    result = gather(
+        ctxs["aggregator"],
+        expected=TRAINERS,
+        kind=JOIN,
+        round=0,
+        timeout=10.0,
+        quorum=3,
+        on_reply=lambda m: None,
+        on_back=lambda m: True,
+    )
+    assert sorted(result.replied) == TRAINERS and result.failures == {}

@@ -22,6 +22,7 @@ from consortium.horizontal.ring import ROUTE, pass_on
 from consortium.horizontal.rounds import (
     FIT,
     FIT_REPLY,
+    children_of,
     fit_round,
     join_children,
     parent_of,
@@ -62,7 +63,16 @@ class Aggregator:
 
 
 class SyncAggregator:
-    """Runs the rounds: select, send the global model, gather with quorum, aggregate, evaluate."""
+    """Runs the rounds: select, send the global model, gather with quorum, aggregate, evaluate.
+
+    A trainer that drops out (disconnected, or no reply in time) is recorded as a
+    ``dropout`` event and not asked again. One that announces itself again (a restarted
+    trainer sends JOIN) is readmitted with a ``rejoined`` event: within the round it was
+    lost in, while the quorum needs it, or else from the next round. The alive trainers are
+    always the topology's minus the dropouts, in topology order, so selection stays a
+    function of the seed and of who is alive. The run's ``dropouts`` name only those still
+    out at the end; the events keep the history.
+    """
 
     def __init__(self, ctx: PartyContext, strategy: Strategy) -> None:
         self.settings: HorizontalSettings = ctx.settings
@@ -77,6 +87,11 @@ class SyncAggregator:
             if ctx.tracker is not None:
                 ctx.tracker.event("dropout", party=party, reason=reason)
 
+    def _rejoined(self, ctx: PartyContext, party: str, rnd: int) -> None:
+        self.dropouts.pop(party, None)
+        if ctx.tracker is not None:
+            ctx.tracker.event("rejoined", party=party, round=rnd)
+
     def run(self, ctx: PartyContext) -> Outcome:
         model = ctx.data.model_factory()
         state = self.strategy.init(model.get_weights())
@@ -89,10 +104,11 @@ class SyncAggregator:
         for party, reason in missing.items():
             self._drop(ctx, party, f"did not join: {reason}")
         alive = [t for t in alive if t not in self.dropouts]
+        children = children_of(ctx)
         try:
             for rnd in range(first, rounds + 1):
                 state, metrics = self._round(ctx, rnd, state, model, alive)
-                alive = [t for t in alive if t not in self.dropouts]
+                alive = [t for t in children if t not in self.dropouts]
                 if checkpoints is not None and checkpoints.due(rnd, last=rnd == rounds):
                     checkpoints.save(rnd, self._saved(state, metrics))
         finally:
@@ -149,8 +165,14 @@ class SyncAggregator:
             settings=self.settings,
             epochs=self._epochs,
         )
+        for party in done.returned:  # lost and back within the round
+            if party not in done.unreachable:
+                self._rejoined(ctx, party, rnd)
         for party, reason in done.unreachable.items():
             self._drop(ctx, party, reason)
+        for party in done.joined:  # after the drops: a JOIN follows the loss it answers
+            if party in self.dropouts:
+                self._rejoined(ctx, party, rnd + 1)
         if self.settings.semi_synchronous is not None:
             self._size_epochs(self.settings.semi_synchronous, done.party_metrics)
         model.set_weights(done.state.weights)

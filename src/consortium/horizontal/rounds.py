@@ -4,6 +4,11 @@ Send the strategy's instructions to the selected parties, fold their replies int
 strategy's accumulator as they arrive (quorum and deadline from the settings), and let the
 strategy aggregate. The root aggregator adds evaluation and tracking on top; an
 intermediate aggregator hands the result up as its own reply.
+
+Parties come back: a selected party lost during the round that announces itself again (a
+restarted trainer sends JOIN) is sent the round's instructions anew while the quorum still
+needs it, and its one reply counts once; a JOIN from anyone else during the round is handed
+to the caller (:attr:`FitRound.joined`) to readmit from the next round.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class FitRound:
     replied: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)  # do not ask again
+    joined: list[str] = field(default_factory=list)  # announced themselves (JOIN) meanwhile
+    returned: list[str] = field(default_factory=list)  # lost, back and asked again this round
     examples: int = 0  # the accepted replies' num_examples, summed
 
 
@@ -84,13 +91,31 @@ def fit_round(
     }
     out = FitRound(state=state, metrics={})
     sent: list[str] = []
-    for party in selected:
+
+    def ask(party: str) -> bool:
         own = meta if epochs is None or party not in epochs else {**meta, "epochs": epochs[party]}
         try:
             ctx.send(FIT, party, round=rnd, meta=own, tensors=weights)
-            sent.append(party)
+            return True
         except TransportClosed:
+            return False
+
+    for party in selected:
+        if ask(party):
+            sent.append(party)
+        else:
             out.unreachable[party] = "disconnected"
+
+    def on_back(msg: Message) -> bool:
+        if not ask(msg.sender):
+            return False
+        out.returned.append(msg.sender)
+        return True
+
+    def on_other(msg: Message) -> None:
+        if msg.kind == JOIN:
+            out.joined.append(msg.sender)
+
     acc = strategy.begin(rnd, state, expected=len(sent))
 
     def on_reply(msg: Message) -> str | None:
@@ -111,6 +136,8 @@ def fit_round(
         timeout=settings.round_timeout,
         quorum=quorum_size(settings.quorum, len(selected)),
         on_reply=on_reply,
+        on_other=on_other,
+        on_back=on_back,
     )
     for party in result.lost:
         out.unreachable[party] = "disconnected"
@@ -144,7 +171,8 @@ def join_children(
     ctx: PartyContext, settings: HorizontalSettings
 ) -> tuple[list[str], dict[str, str]]:
     """Wait for this party's children to announce themselves: those that joined, in
-    topology order, and why the others did not."""
+    topology order, and why the others did not. A child lost meanwhile is waited for while
+    the quorum needs it (a restarted one joins again)."""
     children = children_of(ctx)
     joined = gather(
         ctx,
@@ -154,6 +182,7 @@ def join_children(
         timeout=settings.join_timeout,
         quorum=quorum_size(settings.quorum, len(children)),
         on_reply=lambda msg: None,
+        on_back=lambda msg: True,
     )
     replied = set(joined.replied)
     return [c for c in children if c in replied], dict(joined.failures)

@@ -5,6 +5,12 @@ A party that disconnects or does not answer in time is a recorded failure; a rep
 caller rejects (wrong shape, NaN, ...) is a recorded failure too. The gather succeeds when
 at least ``quorum`` parties replied; otherwise it raises :class:`QuorumLost` naming the
 missing parties. A :data:`CRASHED` notice from an expected party fails the run at once.
+
+With ``on_back``, an expected party lost during the gather may come back: while the quorum
+still needs it (and the deadline allows), the gather waits for it; when it announces itself
+again (:data:`JOIN`, sent by a restarted program) ``on_back`` is asked to give it its request
+anew, and it is expected again. A gather for JOIN itself takes that JOIN as its reply. A
+party that replied and was lost afterwards is not asked again: its reply counts once.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass, field
 
 from consortium.errors import PartyCrashed, QuorumLost, TransportTimeout
 from consortium.runtime.context import PartyContext
-from consortium.runtime.program import CRASHED
+from consortium.runtime.program import CRASHED, JOIN
 from consortium.transport import PEER_LOST
 from consortium.wire import Message
 
@@ -50,12 +56,25 @@ def gather(
     quorum: int,
     on_reply: ReplyHandler,
     on_other: Callable[[Message], None] | None = None,
+    on_back: Callable[[Message], bool] | None = None,
 ) -> GatherResult:
-    """Wait for one ``kind`` reply for ``round`` from each of ``expected``."""
+    """Wait for one ``kind`` reply for ``round`` from each of ``expected``. ``on_back``
+    (the JOIN of a party lost during the gather) returns whether it was asked again."""
     pending = set(expected)
+    away: set[str] = set()  # lost while expected: may come back while the quorum needs it
     result = GatherResult()
     deadline = ctx.clock.now() + timeout
-    while pending:
+
+    def accept(msg: Message) -> None:
+        pending.discard(msg.sender)
+        reason = on_reply(msg)
+        if reason is None:
+            result.replied.append(msg.sender)
+        else:
+            log.warning("round %d: rejected reply from %s: %s", round, msg.sender, reason)
+            result.failures[msg.sender] = reason
+
+    while pending or (on_back is not None and away and len(result.replied) < quorum):
         remaining = deadline - ctx.clock.now()
         if remaining <= 0:
             break
@@ -69,16 +88,20 @@ def gather(
             result.lost.add(msg.sender)
             if msg.sender in pending:
                 pending.discard(msg.sender)
+                away.add(msg.sender)
                 result.failures[msg.sender] = "disconnected"
             continue
         if msg.kind == kind and msg.sender in pending and msg.round == round:
-            pending.discard(msg.sender)
-            reason = on_reply(msg)
-            if reason is None:
-                result.replied.append(msg.sender)
-            else:
-                log.warning("round %d: rejected reply from %s: %s", round, msg.sender, reason)
-                result.failures[msg.sender] = reason
+            accept(msg)
+            continue
+        if on_back is not None and msg.kind == JOIN and msg.sender in away and on_back(msg):
+            log.info("round %d: %s is back", round, msg.sender)
+            away.discard(msg.sender)
+            result.lost.discard(msg.sender)
+            del result.failures[msg.sender]
+            pending.add(msg.sender)
+            if kind == JOIN and msg.round == round:
+                accept(msg)
             continue
         if on_other is not None:
             on_other(msg)
