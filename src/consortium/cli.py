@@ -1,7 +1,8 @@
 """The ``consortium`` command: run, validate, list, party, certs, report.
 
 Exit codes: 0 success; 1 the run failed (the message names the parties); 2 bad input (the
-message names the file and the field).
+message names the file and the field); 130 interrupted (SIGINT, Ctrl-C) and 143 terminated
+(SIGTERM), each after the command has stopped what it started.
 """
 
 from __future__ import annotations
@@ -9,15 +10,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from consortium.errors import ConfigError, ConsortiumError
 
-__all__ = ["main"]
+__all__ = ["Terminated", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM  # the shell's
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised on the main thread the way SIGINT raises ``KeyboardInterrupt``, so that
+    every ``finally`` runs (children stopped, temporary keys removed) before the exit."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated("stopped by SIGTERM")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     party.add_argument("--connect", metavar="HOST:PORT", help="the hub's address (non-hub parties)")
     party.add_argument("--listen", metavar="HOST:PORT", help="where the hub listens")
     party.add_argument("--out", type=Path, help="run directory (the hub party)")
+    party.add_argument(
+        "--resume", action="store_true", help="go on from the checkpoint in --out (the hub party)"
+    )
     party.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    party.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)  # the launcher's pid
     party.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     tls = party.add_argument_group("mutual TLS (default: the files runtime.tls names)")
     tls.add_argument("--tls-ca", type=Path, metavar="FILE", help="the federation's CA certificate")
@@ -143,6 +161,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_party(args: argparse.Namespace) -> int:
     from consortium.jobs import load_job, run_party
+    from consortium.jobs.party import die_with
+
+    if args.supervisor is not None:
+        die_with(args.supervisor)
 
     tls = None
     given = [args.tls_ca, args.tls_cert, args.tls_key]
@@ -162,9 +184,11 @@ def _cmd_party(args: argparse.Namespace) -> int:
         run_dir=args.out,
         tls=tls,
         insecure=args.insecure,
+        resume=args.resume,
     )
     if result is not None and not result.ok:
-        print(f"consortium: run failed: {result.error}", file=sys.stderr)
+        if args.supervisor is None:  # a launcher reports the run's result itself
+            print(f"consortium: run failed: {result.error}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -215,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow configures its own loggers from this variable when it is first imported.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", logging.getLevelName(level))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -223,9 +249,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConsortiumError as exc:
         print(f"consortium: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except Terminated:
+        print("consortium: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("consortium: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

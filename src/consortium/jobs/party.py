@@ -11,14 +11,16 @@ them refuses to start, unless the job says ``runtime.tls.insecure: true``.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from consortium.errors import ConfigError
+from consortium.errors import ConfigError, RunFailed
 from consortium.jobs.hosting import host_driver
 from consortium.jobs.job import LoadedJob, bind_data
 from consortium.jobs.result import RunResult
@@ -28,13 +30,35 @@ from consortium.runtime.host import serve_actor, serve_driver
 if TYPE_CHECKING:
     from consortium.security import PartyCredentials, TlsFiles
 
-__all__ = ["run_party", "tls_files"]
+__all__ = ["die_with", "run_party", "tls_files"]
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+def die_with(supervisor: int) -> None:
+    """End this process with SIGTERM when the process ``supervisor`` ends, however it ends.
+
+    The ``processes`` launcher starts each party with its own pid; a launcher killed with
+    SIGKILL then leaves no party behind. On Linux the kernel sends the signal
+    (``PR_SET_PDEATHSIG``); elsewhere this only checks that the supervisor is still there.
+    Raises :class:`RunFailed` if it has already ended (this process's parent is no longer it).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+                log.warning("prctl(PR_SET_PDEATHSIG): %s", os.strerror(ctypes.get_errno()))
+        except (OSError, AttributeError) as exc:  # a libc without prctl
+            log.warning("cannot ask to end with the launcher: %s", exc)
+    # Checked after prctl: a supervisor that ended before it would never signal this process.
+    if os.getppid() != supervisor:
+        raise RunFailed(f"the launcher that started this party (pid {supervisor}) has ended")
 
 
 def tls_files(job: LoadedJob, name: str) -> TlsFiles | None:
@@ -76,11 +100,13 @@ def run_party(
     console: Any = None,
     tls: TlsFiles | None = None,
     insecure: bool = False,
+    resume: bool = False,
 ) -> RunResult | None:
     """Run party ``name`` until its program ends. Returns the run's result on the hub.
 
     ``tls`` (the CA certificate, this party's certificate and key) overrides what the job
-    file names; ``insecure`` allows plain-text gRPC when there is none.
+    file names; ``insecure`` allows plain-text gRPC when there is none. ``resume``: the hub
+    goes on from the checkpoint in ``run_dir``.
     """
     from consortium.transport import GrpcHub, GrpcSpoke  # gRPC loads only for real parties
 
@@ -118,7 +144,8 @@ def run_party(
             hub_party=topology.hub,
             job=job_key,
         )
-    signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # the CLI has its own handler
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         ctx = PartyContext(
             party=party,
@@ -133,7 +160,7 @@ def run_party(
         if is_hub:
             if run_dir is None:
                 raise ConfigError("the hub party needs a run directory (--out)")
-            return host_driver(job, ctx, program, run_dir, console=console)
+            return host_driver(job, ctx, program, run_dir, console=console, resume=resume)
         if hasattr(program, "run"):
             serve_driver(ctx, program)  # an intermediate aggregator, say
         else:
