@@ -70,7 +70,9 @@ def test_bad_set_exits_2():
 def test_an_override_error_names_the_override():
     proc = consortium("validate", str(FLAGSHIP), "--set", "algorithm.rounds=abc")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("consortium: error: --set algorithm.rounds=abc: algorithm.rounds:")
+    assert proc.stderr.startswith(
+        "consortium: error: --set algorithm.rounds=abc: algorithm.rounds:"
+    )
 
 
 def test_validate_binds_the_data_as_a_run_would():
