@@ -1,4 +1,4 @@
-"""The ``consortium`` command: run, validate, list, party, certs, report.
+"""The ``consortium`` command: run, validate, list, party, certs, report, predict.
 
 Exit codes: 0 success; 1 the run failed (the message names the parties); 2 bad input (the
 message names the file and the field); 130 interrupted (SIGINT, Ctrl-C) and 143 terminated
@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         help="override a job setting, e.g. algorithm.rounds=5",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="go on with the run in RUN_DIR from its last checkpoint (the same job and --set)",
+    )
 
     validate = sub.add_parser("validate", help="check a job file without running it")
     validate.add_argument("job", type=Path)
@@ -86,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     tls.add_argument(
         "--insecure", action="store_true", help="plain-text gRPC when no certificates are given"
     )
+
+    predict = sub.add_parser("predict", help="predict rows with the model a run saved")
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory")
+    predict.add_argument("--data", type=Path, required=True, help="rows: a CSV file or .npz")
+    predict.add_argument("--out", type=Path, help="write the predictions here (CSV)")
+    predict.add_argument("--label", help="the CSV column holding the labels, to score them")
 
     report = sub.add_parser("report", help="draw a run's curves.png again from its metrics")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory")
@@ -124,7 +136,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from consortium.jobs import load_job, run
 
     job = load_job(args.job, args.overrides)
-    result = run(job, launcher=args.launcher, out=args.out, quiet=args.quiet)
+    if args.resume is not None and args.out is not None and args.out != args.resume:
+        raise ConfigError("--resume names the run directory: leave --out out")
+    out, resume = (args.resume, True) if args.resume is not None else (args.out, False)
+    result = run(job, launcher=args.launcher, out=out, quiet=args.quiet, resume=resume)
     if not result.ok:
         print(f"consortium: run failed: {result.error}", file=sys.stderr)
         print(f"consortium: partial results in {result.run_dir}", file=sys.stderr)
@@ -223,6 +238,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from consortium.jobs import predict
+    from consortium.jobs.predict import write_predictions
+
+    predictions = predict(args.run_dir, args.data, label=args.label)
+    if args.out is not None:
+        write_predictions(args.out, predictions)
+        print(f"wrote {len(predictions.values)} predictions to {args.out}")
+    for name, value in predictions.metrics.items():
+        print(f"{name}: {value:.6g}")
+    return EXIT_OK
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "validate": _cmd_validate,
@@ -230,6 +258,7 @@ _COMMANDS = {
     "party": _cmd_party,
     "certs": _cmd_certs,
     "report": _cmd_report,
+    "predict": _cmd_predict,
 }
 
 

@@ -204,3 +204,36 @@ def test_a_served_actor_whose_reply_finds_the_run_over_returns_without_a_crash()
     send(hub, party, "fit")
     serve_actor(ctx, Recorder([], _hub_has_left))  # returns: does not raise
     assert "party.crashed" not in kinds_waiting(hub)
+
+
+def test_an_interrupt_stops_the_work_through_stop_and_is_raised_again():
+    import os
+    import signal
+
+    from consortium.runtime.host import run_interruptibly
+
+    released = threading.Event()
+    seen: list[str] = []
+
+    def work() -> str:
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        assert released.wait(HANG)
+        return "ended by its own path"
+
+    def stop(reason: str) -> None:
+        seen.append(reason)
+        released.set()
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        run_interruptibly(work, stop)
+    assert seen == ["interrupted"]
+    assert signal.getsignal(signal.SIGINT) is handler  # put back after the stop
+
+
+def test_without_an_interrupt_the_works_result_or_error_comes_back():
+    from consortium.runtime.host import run_interruptibly
+
+    assert run_interruptibly(lambda: 7, lambda reason: None) == 7
+    with pytest.raises(ValueError, match="bad rows"):
+        run_interruptibly(lambda: (_ for _ in ()).throw(ValueError("bad rows")), lambda r: None)

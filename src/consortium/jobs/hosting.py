@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from consortium.errors import ConfigError, ConsortiumError
+from consortium.errors import ConfigError, ConsortiumError, RunFailed
 from consortium.jobs.job import LoadedJob
 from consortium.jobs.result import RunResult
 from consortium.runtime import Checkpoints, LocalData, Outcome, PartyContext
@@ -113,8 +113,9 @@ def host_driver(
     except BaseException as exc:
         # Record the failure first, so finished rounds are never lost; then a bug (not a
         # run failure) propagates with its traceback.
-        log.error("run failed: %s", exc)
-        summary = tracker.failure_summary(exc)
+        reason = exc if ctx.interrupted is None else RunFailed(ctx.interrupted)
+        log.error("run failed: %s", reason)
+        summary = tracker.failure_summary(reason)
         _finish(tracker, summary, None)
         if not isinstance(exc, ConsortiumError | KeyboardInterrupt):
             raise

@@ -16,7 +16,7 @@ from consortium.jobs.hosting import host_driver
 from consortium.jobs.job import LAUNCHERS, LoadedJob, bind_data
 from consortium.jobs.result import RunResult
 from consortium.runtime import PartyContext, program_for
-from consortium.runtime.host import ActorPool, ActorSlot
+from consortium.runtime.host import ActorPool, ActorSlot, run_interruptibly
 from consortium.transport import InprocNetwork
 
 __all__ = ["run_inproc"]
@@ -108,9 +108,18 @@ def run_inproc(
             pool.start_driver(ctx, program)
         for slot, ctx, program in actors:
             slot.bind(ctx, program)
+
+        def stop(reason: str) -> None:
+            hub_ctx.interrupted = reason
+            for ctx in contexts:
+                ctx.endpoint.close()
+
         try:
-            result = host_driver(
-                job, hub_ctx, hub_program, run_dir, console=console, quiet=quiet, resume=resume
+            result = run_interruptibly(
+                lambda: host_driver(
+                    job, hub_ctx, hub_program, run_dir, console=console, quiet=quiet, resume=resume
+                ),
+                stop,
             )
         finally:
             hub_ctx.endpoint.close()

@@ -25,7 +25,7 @@ from consortium.jobs.hosting import host_driver
 from consortium.jobs.job import LoadedJob, bind_data
 from consortium.jobs.result import RunResult
 from consortium.runtime import PartyContext, program_for
-from consortium.runtime.host import serve_actor, serve_driver
+from consortium.runtime.host import run_interruptibly, serve_actor, serve_driver
 
 if TYPE_CHECKING:
     from consortium.security import PartyCredentials, TlsFiles
@@ -157,14 +157,23 @@ def run_party(
             data=bind_data(job, [name])[name],
         )
         program: Any = program_for(job.protocol, party.program)(ctx)
-        if is_hub:
-            if run_dir is None:
-                raise ConfigError("the hub party needs a run directory (--out)")
-            return host_driver(job, ctx, program, run_dir, console=console, resume=resume)
-        if hasattr(program, "run"):
-            serve_driver(ctx, program)  # an intermediate aggregator, say
-        else:
-            serve_actor(ctx, program)
-        return None
+        if is_hub and run_dir is None:
+            raise ConfigError("the hub party needs a run directory (--out)")
+
+        def work() -> RunResult | None:
+            if is_hub:
+                assert run_dir is not None
+                return host_driver(job, ctx, program, run_dir, console=console, resume=resume)
+            if hasattr(program, "run"):
+                serve_driver(ctx, program)  # an intermediate aggregator, say
+            else:
+                serve_actor(ctx, program)
+            return None
+
+        def stop(reason: str) -> None:
+            ctx.interrupted = reason
+            endpoint.close()
+
+        return run_interruptibly(work, stop)
     finally:
         endpoint.close()

@@ -43,6 +43,8 @@ class PartyContext:
     data: Any = None
     tracker: Any = None
     checkpoints: Checkpoints | None = None
+    interrupted: str | None = None
+    """Why the run was stopped from outside (a signal), once it has been."""
     clock: Clock = field(default_factory=SystemClock)
     _seq: dict[str, itertools.count[int]] = field(default_factory=dict, repr=False)
     _seq_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

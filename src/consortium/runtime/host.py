@@ -10,12 +10,13 @@ reason) so the driver fails the run naming it, and the launcher is told as well.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from consortium.errors import ConsortiumError, TransportClosed
 from consortium.runtime.context import PartyContext
@@ -23,7 +24,14 @@ from consortium.runtime.program import CRASHED, Actor, Driver, Outcome
 from consortium.transport import Mailbox
 from consortium.wire import Message
 
-__all__ = ["ActorPool", "ActorSlot", "report_crash", "serve_actor", "serve_driver"]
+__all__ = [
+    "ActorPool",
+    "ActorSlot",
+    "report_crash",
+    "run_interruptibly",
+    "serve_actor",
+    "serve_driver",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,51 @@ def report_crash(ctx: PartyContext, exc: BaseException) -> None:
             ctx.send(CRASHED, ctx.topology.hub, meta={"reason": reason[:2000]})
         except ConsortiumError:
             log.warning("party %s could not report its crash to the hub", ctx.name)
+
+
+_T = TypeVar("_T")
+STOP_GRACE_S = 10.0
+"""How long the work may take to end after an interrupt has closed its endpoints."""
+
+
+def run_interruptibly(work: Callable[[], _T], stop: Callable[[str], None]) -> _T:
+    """``work()`` on a thread of its own while this (the main) thread waits for it. A SIGINT
+    or SIGTERM raised here (``KeyboardInterrupt``) calls ``stop(reason)``, which closes the
+    parties' endpoints so that the work ends by the transport's own path, waits for it up to
+    :data:`STOP_GRACE_S`, and raises the interrupt again. An interrupt raised inside the work
+    could land between a lock's acquisition and the block that releases it, and leave every
+    other thread waiting on that lock for ever."""
+    outcome: dict[str, Any] = {}
+    # A bare lock, held until the work is done: Thread.join marks a live thread as ended
+    # when an interrupt lands in it, and a Condition's own lock could be left held.
+    done = threading.Lock()
+    done.acquire()
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            done.release()
+
+    threading.Thread(target=target, name="party-work", daemon=True).start()
+    try:
+        done.acquire()
+    except KeyboardInterrupt as interrupt:
+        # the stop itself is not interrupted (the launcher escalates to SIGKILL if need be)
+        handlers = {n: signal.signal(n, signal.SIG_IGN) for n in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            stop(str(interrupt) or "interrupted")
+            if not outcome and not done.acquire(timeout=STOP_GRACE_S):
+                log.warning("the work did not end within %.0f s of the interrupt", STOP_GRACE_S)
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def serve_actor(ctx: PartyContext, actor: Actor) -> None:
