@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     party.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     party.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)  # the launcher's pid
+    party.add_argument("--launched-at", type=float, help=argparse.SUPPRESS)  # its time.time()
     party.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     tls = party.add_argument_group("mutual TLS (default: the files runtime.tls names)")
     tls.add_argument("--tls-ca", type=Path, metavar="FILE", help="the federation's CA certificate")
@@ -200,6 +201,7 @@ def _cmd_party(args: argparse.Namespace) -> int:
         tls=tls,
         insecure=args.insecure,
         resume=args.resume,
+        launched_at=args.launched_at,
     )
     if result is not None and not result.ok:
         if args.supervisor is None:  # a launcher reports the run's result itself

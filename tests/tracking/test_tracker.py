@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -144,6 +145,16 @@ def test_leaving_on_an_exception_records_a_failed_summary(
         dropouts={"bank-2": "timeout"},
         error="KeyError: 'bank-9'",
     )
+
+
+def test_the_duration_counts_the_start_up_before_tracking(info: RunInfo) -> None:
+    clock = FakeClock(start=100.0)
+    tracker = Tracker(optional=[Recorder(log=[], name="s")], clock=clock)
+    assert tracker.elapsed() == 0.0
+    tracker.start(dataclasses.replace(info, startup_s=4.25))  # data bound, processes started
+    clock.advance(2.0)
+    assert tracker.elapsed() == 6.25
+    assert tracker.failure_summary(RuntimeError("x")).duration_s == 6.25
 
 
 def test_leaving_after_finish_does_not_finish_twice(info: RunInfo, summary: RunSummary) -> None:

@@ -7,6 +7,7 @@ metrics, or "failed" with the error, keeping every round finished before the fai
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def open_tracker(
     console: Any = None,
     quiet: bool = False,
     resumed_after: int = 0,
+    launched_at: float | None = None,
 ) -> Any:
     spec = job.spec.tracking
     mlflow = None
@@ -77,6 +79,7 @@ def open_tracker(
             rounds=int(getattr(job.algorithm, "rounds", 0)),
             run_dir=run_dir,
             resumed_after=resumed_after,
+            startup_s=0.0 if launched_at is None else max(0.0, time.time() - launched_at),
         )
     )
     return tracker
@@ -91,12 +94,21 @@ def host_driver(
     console: Any = None,
     quiet: bool = False,
     resume: bool = False,
+    launched_at: float | None = None,
 ) -> RunResult:
     """Run ``driver`` with a tracker and checkpoints attached (``resume``: from the
-    checkpoint in ``run_dir``) and always write the summary."""
+    checkpoint in ``run_dir``) and always write the summary. ``launched_at`` (``time.time()``
+    when the launch began) makes the start-up part of the run's duration."""
     checkpoints = checkpoints_for(job, run_dir, resume=resume)
     resumed_after = 0 if checkpoints.resumed is None else checkpoints.resumed.round
-    tracker = open_tracker(job, run_dir, console=console, quiet=quiet, resumed_after=resumed_after)
+    tracker = open_tracker(
+        job,
+        run_dir,
+        console=console,
+        quiet=quiet,
+        resumed_after=resumed_after,
+        launched_at=launched_at,
+    )
     ctx.tracker, ctx.checkpoints = tracker, checkpoints
     try:
         outcome: Outcome = driver.run(ctx)

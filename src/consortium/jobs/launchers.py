@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ def run_inproc(
 ) -> RunResult:
     """Every party in this process: the hub's driver on this thread, other drivers on threads
     of their own, actors on this thread (``runtime.workers`` 1, the default) or a pool."""
+    launched_at = time.time()
     clock = clock or SystemClock()
     topology = job.topology
     workers = job.spec.runtime.workers
@@ -117,7 +119,14 @@ def run_inproc(
         try:
             result = run_interruptibly(
                 lambda: host_driver(
-                    job, hub_ctx, hub_program, run_dir, console=console, quiet=quiet, resume=resume
+                    job,
+                    hub_ctx,
+                    hub_program,
+                    run_dir,
+                    console=console,
+                    quiet=quiet,
+                    resume=resume,
+                    launched_at=launched_at,
                 ),
                 stop,
             )

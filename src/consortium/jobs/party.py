@@ -101,6 +101,7 @@ def run_party(
     tls: TlsFiles | None = None,
     insecure: bool = False,
     resume: bool = False,
+    launched_at: float | None = None,
 ) -> RunResult | None:
     """Run party ``name`` until its program ends. Returns the run's result on the hub.
 
@@ -163,7 +164,15 @@ def run_party(
         def work() -> RunResult | None:
             if is_hub:
                 assert run_dir is not None
-                return host_driver(job, ctx, program, run_dir, console=console, resume=resume)
+                return host_driver(
+                    job,
+                    ctx,
+                    program,
+                    run_dir,
+                    console=console,
+                    resume=resume,
+                    launched_at=launched_at,
+                )
             if hasattr(program, "run"):
                 serve_driver(ctx, program)  # an intermediate aggregator, say
             else:

@@ -167,6 +167,7 @@ class _Children:
 
     def __init__(self, job: LoadedJob, run_dir: Path, *, quiet: bool, resume: bool) -> None:
         self.job, self.run_dir, self.quiet, self.resume = job, run_dir, quiet, resume
+        self.launched_at = time.time()
         self.hub = job.topology.hub
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         # SimpleQueue.put is reentrant: the signal handler may call it on the main thread
@@ -233,6 +234,7 @@ class _Children:
         try:
             listen = ["--out", str(self.run_dir), "--listen", self.job.spec.runtime.hub_address]
             args = [*tls, *listen, "--ready-fd", str(write_fd), *(["--resume"] * self.resume)]
+            args += ["--launched-at", repr(self.launched_at)]
             self._start(base, self.hub, args, env, pass_fds=(write_fd,))
         except BaseException:
             os.close(read_fd)

@@ -65,6 +65,9 @@ class RunInfo:
     run_dir: Path
     resumed_after: int = 0
     """A run resumed from its checkpoint: the rounds already recorded (0: a new run)."""
+    startup_s: float = 0.0
+    """Seconds from the launch to the start of tracking (data bound, processes started):
+    part of the run's duration."""
 
     def __post_init__(self) -> None:
         if not self.run_id:

@@ -78,6 +78,7 @@ class Tracker:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._lock = threading.RLock()
         self._started_at: float | None = None
+        self._startup_s = 0.0
         self._finished = False
         self._closed = False
         self._rounds_completed = 0
@@ -95,13 +96,17 @@ class Tracker:
         return tuple(e.sink for e in self._entries if not e.enabled)
 
     def elapsed(self) -> float:
-        """Seconds since :meth:`start` (0 before it)."""
-        return 0.0 if self._started_at is None else self._clock.now() - self._started_at
+        """Seconds since the launch: the run's start-up and the time since :meth:`start`
+        (0 before it)."""
+        if self._started_at is None:
+            return 0.0
+        return self._startup_s + self._clock.now() - self._started_at
 
     def start(self, info: RunInfo) -> None:
         with self._lock:
             self._check("start")
             self._started_at = self._clock.now()
+            self._startup_s = info.startup_s
             self._dispatch("start", lambda sink: sink.start(info))
 
     def round(self, record: RoundRecord) -> None:
