@@ -12,6 +12,7 @@ them refuses to start, unless the job says ``runtime.tls.insecure: true``.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
 import signal
@@ -20,15 +21,18 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from consortium.errors import ConfigError, RunFailed
 from consortium.jobs.hosting import host_driver
 from consortium.jobs.job import LoadedJob, bind_data
 from consortium.jobs.result import RunResult
-from consortium.runtime import PartyContext, program_for
+from consortium.runtime import LocalData, PartyContext, program_for
 from consortium.runtime.host import run_interruptibly, serve_actor, serve_driver
 
 if TYPE_CHECKING:
     from consortium.security import PartyCredentials, TlsFiles
+    from consortium.wire import Limits
 
 __all__ = ["die_with", "run_party", "tls_files"]
 
@@ -59,6 +63,26 @@ def die_with(supervisor: int) -> None:
     # Checked after prctl: a supervisor that ended before it would never signal this process.
     if os.getppid() != supervisor:
         raise RunFailed(f"the launcher that started this party (pid {supervisor}) has ended")
+
+
+MIN_MESSAGE_BYTES = 64 * 2**20
+
+
+def message_limits(data: Any) -> Limits:
+    """The largest message a party of this job takes: four times its model (a model and a
+    float64 tensor of the same shape sent along, say), at least :data:`MIN_MESSAGE_BYTES`;
+    the transport's default where the job has no model. A peer can make a party hold no more
+    than that (see :mod:`consortium.transport.grpc_hub`)."""
+    from consortium.transport.grpc_common import DEFAULT_LIMITS, limits_for_model
+
+    if not isinstance(data, LocalData) or data.model_factory is None:
+        return DEFAULT_LIMITS
+    weights = data.model_factory().get_weights()
+    model_bytes = sum(np.asarray(w).nbytes for w in weights.values())
+    limits = limits_for_model(model_bytes, margin=4.0)
+    if limits.max_message_bytes >= MIN_MESSAGE_BYTES:
+        return limits
+    return dataclasses.replace(limits, max_message_bytes=MIN_MESSAGE_BYTES)
 
 
 def tls_files(job: LoadedJob, name: str) -> TlsFiles | None:
@@ -118,6 +142,8 @@ def run_party(
     chunk = job.spec.runtime.chunk_bytes
     creds = _credentials(job, name, tls, insecure)
     job_key = job.job_id
+    data = bind_data(job, [name])[name]
+    limits = message_limits(data)
     if is_hub:
         endpoint: Any = GrpcHub(
             party=name,
@@ -126,6 +152,7 @@ def run_party(
             chunk_bytes=chunk,
             tls=creds,
             job=job_key,
+            limits=limits,
         )
         log.info("hub %s listening on %s", name, endpoint.address)
         if ready_fd is not None:
@@ -144,6 +171,7 @@ def run_party(
             tls=creds,
             hub_party=topology.hub,
             job=job_key,
+            limits=limits,
         )
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # the CLI has its own handler
         signal.signal(signal.SIGTERM, _terminate)
@@ -155,7 +183,7 @@ def run_party(
             job_id=job_key,
             seed=job.spec.seed,
             settings=job.algorithm,
-            data=bind_data(job, [name])[name],
+            data=data,
         )
         program: Any = program_for(job.protocol, party.program)(ctx)
         if is_hub and run_dir is None:
