@@ -1,5 +1,6 @@
-"""kill -9 at some round, then ``consortium run JOB --resume RUN_DIR``: the same final model
-as a run never interrupted, bit for bit, on both launchers (real processes, real signals)."""
+"""kill -9 of the hub at some round, then ``consortium run JOB --resume RUN_DIR``: the same
+final model as a run never interrupted, bit for bit, on both launchers (real processes, real
+signals)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,23 @@ def _running_in(run_dir: Path) -> bool:
 
 # In one process every round is quick: many rounds. Across processes a slow trainer (it
 # knows its name from its command line) holds every round back: a few rounds.
+def _hub_pid(launcher: int, run_dir: Path) -> int:
+    """The process that runs the hub: the party writing to ``run_dir`` (``--out``) under the
+    processes launcher, the launcher itself in-process."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if (
+            b"party" in argv
+            and b"--out" in argv
+            and argv[argv.index(b"--out") + 1] == bytes(str(run_dir), "utf-8")
+        ):
+            return int(entry.name)
+    return launcher
+
+
 @pytest.mark.parametrize(("launcher", "rounds"), [("inproc", 200), ("processes", 8)])
 def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_model(
     tmp_path, small_job, write_job, launcher, rounds
@@ -82,9 +100,9 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_model(
     cut = _consortium("run", *common, "--out", str(cut_dir))
     _until(lambda: _rounds(cut_dir) >= 2 or cut.poll() is not None)
     assert cut.poll() is None, "the run ended before it could be killed"
-    os.kill(cut.pid, signal.SIGKILL)
+    os.kill(_hub_pid(cut.pid, cut_dir), signal.SIGKILL)  # the launcher's own process in-process
     cut.communicate()
-    _until(lambda: not _running_in(cut_dir))  # the parties end with their launcher
+    _until(lambda: not _running_in(cut_dir))  # the other parties end with the run
     assert _rounds(cut_dir) < rounds
 
     resumed = _consortium("run", *common, "--resume", str(cut_dir))

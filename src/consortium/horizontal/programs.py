@@ -26,6 +26,7 @@ from consortium.horizontal.rounds import (
     fit_round,
     join_children,
     parent_of,
+    rejoin_if_back,
     run_is_over,
 )
 from consortium.horizontal.selection import SELECTORS
@@ -232,6 +233,8 @@ class Trainer:
             return True
         if run_is_over(ctx, msg):
             return False
+        if rejoin_if_back(ctx, msg):
+            return True
         log.debug("%s ignored %s from %s", ctx.name, msg.kind, msg.sender)
         return True
 

@@ -17,7 +17,14 @@ import logging
 
 from consortium.errors import RunFailed
 from consortium.horizontal.programs import join_children, parent_of
-from consortium.horizontal.rounds import FAILED, FIT, FIT_REPLY, fit_round, run_is_over
+from consortium.horizontal.rounds import (
+    FAILED,
+    FIT,
+    FIT_REPLY,
+    fit_round,
+    rejoin_if_back,
+    run_is_over,
+)
 from consortium.horizontal.settings import HorizontalSettings
 from consortium.horizontal.strategy import ServerState
 from consortium.runtime import JOIN, PROGRAMS, Outcome, PartyContext
@@ -48,6 +55,8 @@ class Regional:
                 msg = ctx.recv()
                 if run_is_over(ctx, msg):
                     break
+                if rejoin_if_back(ctx, msg):
+                    continue
                 if msg.kind != FIT or msg.sender != parent:
                     log.debug("%s ignored %s from %s", ctx.name, msg.kind, msg.sender)
                     continue

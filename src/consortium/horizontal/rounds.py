@@ -22,7 +22,7 @@ from consortium.errors import TransportClosed
 from consortium.horizontal.settings import HorizontalSettings
 from consortium.horizontal.strategy import ServerState, Strategy
 from consortium.runtime import JOIN, STOP, PartyContext, gather, quorum_size
-from consortium.transport import PEER_LOST
+from consortium.transport import PEER_BACK, PEER_LOST
 from consortium.wire import Message, MetaValue
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "fit_round",
     "join_children",
     "parent_of",
+    "rejoin_if_back",
     "run_is_over",
 ]
 
@@ -160,11 +161,19 @@ def parent_of(ctx: PartyContext) -> str:
 
 
 def run_is_over(ctx: PartyContext, msg: Message) -> bool:
-    """Whether ``msg`` ends this party's run: a STOP, or the loss of its parent or of the hub
-    (across processes a party's only connection is to the hub, so losing it ends the run
-    even for a party whose parent is an intermediate aggregator)."""
-    lost = msg.kind == PEER_LOST and msg.sender in (parent_of(ctx), ctx.topology.hub)
-    return msg.kind == STOP or lost
+    """Whether ``msg`` ends this party's run: a STOP, or the loss of the hub (across
+    processes a party's only connection). An intermediate parent that is lost may come back
+    (or had not connected yet): see :func:`rejoin_if_back`."""
+    return msg.kind == STOP or (msg.kind == PEER_LOST and msg.sender == ctx.topology.hub)
+
+
+def rejoin_if_back(ctx: PartyContext, msg: Message) -> bool:
+    """Join this party's parent again when ``msg`` says it is back (a parent that connected
+    after this party's JOIN was sent, or that restarted, never saw it); whether it did."""
+    if msg.kind != PEER_BACK or msg.sender != parent_of(ctx):
+        return False
+    ctx.send(JOIN, msg.sender)
+    return True
 
 
 def join_children(
