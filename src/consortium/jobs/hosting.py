@@ -126,7 +126,10 @@ def host_driver(
         # Record the failure first, so finished rounds are never lost; then a bug (not a
         # run failure) propagates with its traceback.
         reason = exc if ctx.interrupted is None else RunFailed(ctx.interrupted)
-        log.error("run failed: %s", reason)
+        # a stop from outside is said once, by whoever stopped the run (the CLI, say)
+        log.log(
+            logging.ERROR if ctx.interrupted is None else logging.INFO, "run failed: %s", reason
+        )
         summary = tracker.failure_summary(reason)
         _finish(tracker, summary, None)
         if not isinstance(exc, ConsortiumError | KeyboardInterrupt):
