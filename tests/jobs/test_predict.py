@@ -65,6 +65,7 @@ def test_rows_in_an_npz_file_predict_the_same(tmp_path, trained):
     [
         ("a,b\n1,2\n", None, r"rows of 2 features, the model takes 64"),
         ("a,b\n1,x\n", None, r"line 2, column 'b': 'x' is not a number"),
+        ("a,b\n1,2\n\n3,y\n", None, r"line 4, column 'b': 'y' is not a number"),
         ("a,b\n1,2,3\n", None, r"line 2 has 3 fields"),
         ("a,b\n1,2\n", "digit", r"no column 'digit'"),
     ],

@@ -80,18 +80,19 @@ def read_rows(path: Path, *, label: str | None = None) -> tuple[np.ndarray, np.n
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
     if not lines:
         raise ConfigError(f"{path}: the file is empty (no header row)")
-    header, body = lines[0], [line for line in lines[1:] if line]
+    header = lines[0]
+    numbered = [(number, line) for number, line in enumerate(lines[1:], start=2) if line]
     if label is not None and label not in header:
         raise ConfigError(f"{path}: no column {label!r} (the labels); the columns: {header}")
-    values = np.empty((len(body), len(header)))
-    for number, line in enumerate(body, start=2):
+    values = np.empty((len(numbered), len(header)))
+    for row, (number, line) in enumerate(numbered):
         if len(line) != len(header):
             raise ConfigError(
                 f"{path}: line {number} has {len(line)} fields, the header has {len(header)}"
             )
         for column, text in enumerate(line):
             try:
-                values[number - 2, column] = float(text)
+                values[row, column] = float(text)
             except ValueError:
                 raise ConfigError(
                     f"{path}: line {number}, column {header[column]!r}: {text!r} is not a number"
